@@ -1,0 +1,48 @@
+# The README's two promises: `make demo` and `make test` work on a fresh machine.
+# Everything they need (.venv, Python packages, Chromium for browser tests) is installed here when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench bench-quick chromium install clean screenshot
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Re-install when the package definition changes.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[test]"
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	fi
+	@$(CHROMIUM) --version
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/racecast demo
+
+test: $(VENV)/.installed-test chromium
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed-test
+	$(VENV)/bin/racecast bench
+
+bench-quick: $(VENV)/.installed-test
+	$(VENV)/bin/racecast bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,92 @@
+"""The data directory: bundles stored by id, opened once per process and shared."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .format import MANIFEST, BundleError, validate_id
+from .open import Bundle, open_bundle
+
+ENV_VAR = "RACECAST_DATA"
+
+
+def default_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``explicit`` if given, else ``$RACECAST_DATA``, else the per-user data directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("racecast", appauthor=False))
+
+
+class DataDir:
+    """Bundles under one directory, by id. :meth:`open` caches: one mapping per process."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = default_data_dir(root)
+        self._open: dict[str, Bundle] = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, replay_id: str) -> Path:
+        """Where bundle ``replay_id`` lives; raises ``ValueError`` for ids that look like paths."""
+        return self.root / validate_id(replay_id)
+
+    def ids(self) -> list[str]:
+        """Ids of every complete bundle (hidden temporary directories are ignored)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()
+        )
+
+    def exists(self, replay_id: str) -> bool:
+        return (self.path_of(replay_id) / MANIFEST).is_file()
+
+    def open(self, replay_id: str) -> Bundle:
+        """The shared, opened bundle ``replay_id``; raises ``KeyError`` if absent, BundleError if damaged."""
+        path = self.path_of(replay_id)
+        with self._lock:
+            b = self._open.get(replay_id)
+            if b is None:
+                if not (path / MANIFEST).is_file():
+                    raise KeyError(replay_id)
+                b = self._open[replay_id] = open_bundle(path)
+            return b
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One summary per bundle; damaged bundles are listed with their error instead."""
+        out = []
+        for rid in self.ids():
+            try:
+                out.append(summary(self.open(rid)))
+            except BundleError as e:
+                out.append({"id": rid, "error": str(e)})
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for b in self._open.values():
+                b.close()
+            self._open.clear()
+
+
+def summary(b: Bundle) -> dict[str, Any]:
+    """The list-view facts of a bundle (what `racecast list` and `GET /api/replays` show)."""
+    m = b.manifest
+    ev = m.get("event", {})
+    return {
+        "id": b.id,
+        "title": b.title,
+        "date": ev.get("date"),
+        "frames": b.n_frames,
+        "fps": b.fps,
+        "duration": round(b.duration, 3),
+        "drivers": len(b.drivers),
+        "laps": int(m.get("total_laps", 0)),
+    }

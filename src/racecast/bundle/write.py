@@ -1,0 +1,194 @@
+"""Write a race into an immutable replay bundle, atomically.
+
+Everything is written into a hidden temporary directory beside the target and
+renamed into place at the end, so a crash or a kill mid-write never leaves a
+half bundle at the target path: either the old state or the complete bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..race import CHANNELS, Race
+from .format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    BundleError,
+    StreamEncoder,
+    content_hash,
+    item_count,
+    validate_id,
+)
+from .msgpack_frames import iter_msgpack_frames
+
+Progress = Callable[[float], None]
+
+
+def default_encoders() -> list[StreamEncoder]:
+    """The streams every bundle carries (the seed-compatible msgpack frames first)."""
+    return [StreamEncoder("msgpack", iter_msgpack_frames, 1, "application/msgpack")]
+
+
+def race_metadata(race: Race) -> dict[str, Any]:
+    """The small, JSON-able part of a race: everything but the per-frame arrays."""
+    laps = race.channels["lap"]
+    return {
+        "id": race.id,
+        "title": race.title,
+        "event": dict(race.event),
+        "fps": race.fps,
+        "n_frames": race.n_frames,
+        "t0": float(race.t[0]),
+        "duration": race.duration,
+        "total_laps": int(race.total_laps),
+        "laps_completed": int(laps.max()) if laps.size else 0,
+        "drivers": [d.to_dict() for d in race.drivers],
+        "geometry": race.geometry.to_dict(),
+        "track_status": [p.to_dict() for p in race.track_status],
+        "messages": [m.to_dict() for m in race.messages],
+        "pit_stops": [p.to_dict() for p in race.pit_stops],
+        "weather": {k: [round(float(x), 3) for x in v] for k, v in race.weather.items()},
+    }
+
+
+def _fsync_write(path: Path, chunks: Iterable[bytes]) -> int:
+    n = 0
+    with open(path, "wb") as f:
+        for c in chunks:
+            f.write(c)
+            n += len(c)
+        f.flush()
+        os.fsync(f.fileno())
+    return n
+
+
+def _save_array(path: Path, a: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_stream(root: Path, enc: StreamEncoder, race: Race, progress: Progress) -> dict[str, Any]:
+    expected = item_count(race.n_frames, enc.frames_per_item)
+    offsets = np.zeros(expected + 1, dtype=np.uint64)
+    data_name = f"streams/{enc.name}.bin"
+    index_name = f"streams/{enc.name}.idx.npy"
+    n = 0
+    pos = 0
+    step = max(1, expected // 100)
+    with open(root / data_name, "wb") as f:
+        for payload in enc.encode(race):
+            if n >= expected:
+                raise BundleError(f"encoder {enc.name!r} produced more than {expected} items")
+            f.write(payload)
+            pos += len(payload)
+            n += 1
+            offsets[n] = pos
+            if n % step == 0:
+                progress(n / expected)
+        f.flush()
+        os.fsync(f.fileno())
+    if n != expected:
+        raise BundleError(f"encoder {enc.name!r} produced {n} items, expected {expected}")
+    _save_array(root / index_name, offsets)
+    progress(1.0)
+    info: dict[str, Any] = {
+        "data": data_name,
+        "index": index_name,
+        "count": expected,
+        "frames_per_item": enc.frames_per_item,
+        "media_type": enc.media_type,
+        "bytes": pos,
+    }
+    if enc.extra:
+        info.update(enc.extra)
+    return info
+
+
+def write_bundle(
+    race: Race,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    encoders: Sequence[StreamEncoder] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Write ``race`` as a bundle at ``path`` (a directory that must not exist unless ``overwrite``).
+
+    ``progress(fraction)`` is called as the work advances. Returns the final path.
+    """
+    path = Path(path).absolute()
+    validate_id(race.id)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (bundles are immutable; pass overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoders = list(default_encoders() if encoders is None else encoders)
+    report = progress or (lambda _f: None)
+    # Progress weights: all arrays count as one stream's worth of work, each stream by its size.
+    weights = [len(CHANNELS) + 2] + [max(1, item_count(race.n_frames, e.frames_per_item) // 1000) for e in encoders]
+    n_steps = sum(weights)
+
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        (tmp / "arrays").mkdir()
+        (tmp / "streams").mkdir()
+        arrays: dict[str, Any] = {}
+        columns = {"t": race.t, "leader_lap": race.leader_lap, **race.channels}
+        for k, (name, a) in enumerate(columns.items()):
+            rel = f"arrays/{name}.npy"
+            _save_array(tmp / rel, a)
+            arrays[name] = {"file": rel, "dtype": a.dtype.str, "shape": list(a.shape)}
+            report(k / n_steps)
+        done = weights[0]
+        streams: dict[str, Any] = {}
+        for enc, w in zip(encoders, weights[1:]):
+            base = done
+            streams[enc.name] = _write_stream(tmp, enc, race, lambda f, base=base, w=w: report((base + f * w) / n_steps))
+            done += w
+        files = {
+            str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        manifest: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            **race_metadata(race),
+            "arrays": arrays,
+            "streams": streams,
+            "files": files,
+            "created_by": f"racecast {__version__}",
+        }
+        manifest["content_hash"] = content_hash(manifest, tmp)
+        _fsync_write(tmp / MANIFEST, [json.dumps(manifest, indent=1, allow_nan=False).encode()])
+        _fsync_dir(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report(1.0)
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

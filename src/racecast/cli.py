@@ -1,0 +1,218 @@
+"""The `racecast` command line: make bundles, look inside them, serve them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .bundle import Bundle, BundleError, DataDir, open_bundle, summary, validate_id, write_bundle
+
+app = typer.Typer(
+    help="racecast: stream race replays to many browser viewers from pre-encoded bundles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DataOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data", help="Data directory holding bundles by id [default: $RACECAST_DATA, else the per-user data dir]."),
+]
+DEMO_ID = "demo"
+
+
+def fail(msg: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[float], None]]:
+    """A rich progress bar driven by ``update(fraction)`` callbacks (quiet when not a TTY)."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as p:
+        task = p.add_task(description, total=1.0)
+        yield lambda f: p.update(task, completed=min(max(f, 0.0), 1.0))
+        p.update(task, completed=1.0)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"racecast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    """racecast: stream race replays to many browser viewers from pre-encoded bundles."""
+
+
+def build_demo(data: DataDir, replay_id: str = DEMO_ID, laps: int = 57, seed: int = 0) -> Path:
+    """Simulate the built-in race into ``data`` unless it is already there."""
+    from .sources.simulate import simulate_race
+
+    path = data.path_of(replay_id)
+    if data.exists(replay_id):
+        return path
+    with progress_bar(f"simulating {laps} laps") as update:
+        race = simulate_race(laps=laps, seed=seed, id=replay_id, progress=update)
+    with progress_bar("encoding bundle") as update:
+        write_bundle(race, path, progress=update)
+    return path
+
+
+@app.command()
+def simulate(
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the bundle exactly here (default: <data>/<id>).")] = None,
+    laps: Annotated[int, typer.Option(help="Race length in laps (1-200).", min=1, max=200)] = 57,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical bundles.", min=0)] = 0,
+    replay_id: Annotated[Optional[str], typer.Option("--id", help="Replay id [default: sim-<seed>].")] = None,
+    drivers: Annotated[int, typer.Option(help="Number of cars (2-26).", min=2, max=26)] = 20,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Simulate a realistic race and write it as a replay bundle."""
+    from .sources.simulate import simulate_race
+
+    rid = replay_id or f"sim-{seed}"
+    try:
+        validate_id(rid)
+    except ValueError as e:
+        fail(str(e), 2)
+    path = out_path if out_path is not None else DataDir(data).path_of(rid)
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to replace it)")
+    with progress_bar(f"simulating {laps} laps") as update:
+        race = simulate_race(laps=laps, seed=seed, n_drivers=drivers, id=rid, progress=update)
+    with progress_bar("encoding bundle") as update:
+        write_bundle(race, path, overwrite=force, progress=update)
+    b = open_bundle(path)
+    out.print(f"wrote [bold]{rid}[/]: {b.n_frames} frames, {b.duration:.0f} s, {b.size_bytes / 1e6:.1f} MB -> {path}")
+
+
+def _open(target: str, data: Optional[Path]) -> Bundle:
+    """Open a bundle given as a path or as an id in the data directory."""
+    p = Path(target)
+    try:
+        if p.exists() or "/" in target or target.startswith("."):
+            return open_bundle(p)
+        store = DataDir(data)
+        try:
+            return open_bundle(store.path_of(target))
+        except ValueError as e:
+            fail(str(e), 2)
+    except BundleError as e:
+        fail(str(e))
+    raise AssertionError("unreachable")
+
+
+def describe(b: Bundle) -> dict[str, Any]:
+    info = summary(b)
+    msg = b.streams["msgpack"]
+    info.update(
+        path=str(b.path),
+        size_bytes=b.size_bytes,
+        format_version=b.manifest["format_version"],
+        content_hash=b.manifest.get("content_hash"),
+        driver_codes=[d["code"] for d in b.drivers],
+        streams={
+            name: {"items": s.count, "bytes": int(s.info.get("bytes", 0)), "bytes_per_item": round(int(s.info.get("bytes", 0)) / max(1, s.count), 1)}
+            for name, s in b.streams.items()
+        },
+        bytes_per_frame=round(int(msg.info.get("bytes", 0)) / max(1, msg.count), 1),
+    )
+    return info
+
+
+@app.command()
+def inspect(
+    target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Show what a bundle holds: frames, duration, drivers, laps, size, bytes per frame."""
+    b = _open(target, data)
+    info = describe(b)
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    t = Table(show_header=False, box=None)
+    for k in ("id", "title", "date", "frames", "fps", "duration", "laps", "drivers", "size_bytes", "bytes_per_frame", "path"):
+        t.add_row(k, str(info[k]))
+    t.add_row("driver codes", " ".join(info["driver_codes"]))
+    for name, s in info["streams"].items():
+        t.add_row(f"stream {name}", f"{s['items']} items, {s['bytes']} B, {s['bytes_per_item']} B/item")
+    out.print(t)
+
+
+@app.command()
+def verify(
+    target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
+    data: DataOpt = None,
+) -> None:
+    """Check a bundle's structure and content hash; exit 1 if it is damaged."""
+    b = _open(target, data)
+    try:
+        b.verify()
+    except BundleError as e:
+        fail(str(e))
+    out.print(f"ok: {b.id} ({b.n_frames} frames, {b.manifest['content_hash']})")
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """List the bundles in the data directory."""
+    store = DataDir(data)
+    rows = store.summaries()
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print(f"no replays in {store.root} (try: racecast simulate --data {store.root})")
+        return
+    t = Table("id", "title", "laps", "frames", "duration", "drivers", title=str(store.root))
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["id"], f"[red]damaged: {r['error']}[/]", "", "", "", "")
+        else:
+            t.add_row(r["id"], r["title"], str(r["laps"]), str(r["frames"]), f"{r['duration']:.0f} s", str(r["drivers"]))
+    out.print(t)
+
+
+@app.command()
+def demo(
+    data: DataOpt = None,
+    laps: Annotated[int, typer.Option(help="Laps of the demo race when it has to be simulated.", min=1, max=200)] = 57,
+) -> None:
+    """Simulate the built-in demo race if missing and show it."""
+    store = DataDir(data)
+    path = build_demo(store, laps=laps)
+    info = describe(open_bundle(path))
+    out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, {info['bytes_per_frame']} B/frame) at {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

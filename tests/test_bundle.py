@@ -1,0 +1,246 @@
+"""Replay bundles: round trip, atomic writes, and refusal of damaged bundles."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from racecast.bundle import BundleError, DataDir, open_bundle, write_bundle
+from racecast.bundle.format import FORMAT_VERSION
+from racecast.bundle.msgpack_frames import DRIVER_FIELDS, decode_msgpack_frame
+from racecast.race import CHANNELS, Status
+from tests.factories import tiny_race
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def race():
+    return tiny_race(n_frames=300, n_drivers=4, retire=True)
+
+
+@pytest.fixture()
+def bundle_path(tmp_path, race):
+    return write_bundle(race, tmp_path / "tiny")
+
+
+def test_every_frame_decodes_to_the_arrays(race, bundle_path):
+    b = open_bundle(bundle_path)
+    assert b.n_frames == race.n_frames and b.fps == race.fps
+    status_label = {int(s): s.label for s in Status}
+    for i in range(race.n_frames):
+        f = decode_msgpack_frame(b.frame(i))
+        assert f["frame_index"] == i
+        assert f["t"] == pytest.approx(race.t[i], abs=1e-3)
+        assert f["lap"] == race.leader_lap[i]
+        assert list(f["drivers"]) == race.codes
+        for d, code in enumerate(race.codes):
+            car = f["drivers"][code]
+            assert list(car) == list(DRIVER_FIELDS)
+            for name in DRIVER_FIELDS:
+                want = race.channels[name][i, d]
+                got = car[name]
+                if name == "status":
+                    assert got == status_label[int(want)]
+                elif CHANNELS[name][2] and math.isnan(want):
+                    assert got is None
+                elif name in ("x", "y"):
+                    assert abs(got - float(want)) <= 0.001  # exact to 1 mm
+                elif name in ("throttle", "brake"):
+                    assert got == round(float(want))
+                else:
+                    assert got == pytest.approx(float(want), rel=1e-6, abs=1e-6), (name, i, code)
+    weather = [decode_msgpack_frame(b.frame(i)).get("weather") for i in (0, 1, 25)]
+    assert weather[0] == {"air_temp": 22.0, "track_temp": 35.0} and weather[1] is None and weather[2] is not None
+
+
+def test_arrays_are_memory_mapped_and_identical(race, bundle_path):
+    b = open_bundle(bundle_path)
+    for name in CHANNELS:
+        a = b.array(name)
+        assert isinstance(a, np.memmap)
+        assert np.array_equal(a, race.channels[name], equal_nan=True), name
+    r2 = b.race()
+    assert r2.codes == race.codes and r2.pit_stops == race.pit_stops and r2.messages == race.messages
+    assert r2.geometry.length == pytest.approx(race.geometry.length)
+    b.verify()
+
+
+def test_frames_are_zero_copy_views(bundle_path):
+    b = open_bundle(bundle_path)
+    v = b.frame(3)
+    assert isinstance(v, memoryview) and v.readonly
+    assert v.obj is b.frame(4).obj  # both slices of the same mapping, no copies
+    with pytest.raises(IndexError):
+        b.frame(b.n_frames)
+
+
+def test_same_race_gives_byte_identical_bundles(race, tmp_path):
+    a = write_bundle(race, tmp_path / "a")
+    b = write_bundle(race, tmp_path / "b")
+    for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_existing_bundle_is_not_replaced_without_overwrite(race, bundle_path):
+    with pytest.raises(FileExistsError):
+        write_bundle(race, bundle_path)
+    write_bundle(race, bundle_path, overwrite=True)
+    open_bundle(bundle_path).verify()
+    assert [p.name for p in bundle_path.parent.iterdir()] == ["tiny"]  # no temporaries left behind
+
+
+def test_truncated_stream_is_refused(bundle_path):
+    data = bundle_path / "streams" / "msgpack.bin"
+    size = data.stat().st_size
+    with open(data, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(BundleError, match=r"msgpack.bin is \d+ bytes, expected \d+ \(truncated or damaged\)"):
+        open_bundle(bundle_path)
+
+
+def test_truncated_array_is_refused(bundle_path):
+    with open(bundle_path / "arrays" / "x.npy", "r+b") as f:
+        f.truncate(64)
+    with pytest.raises(BundleError, match="x.npy is 64 bytes"):
+        open_bundle(bundle_path)
+
+
+def test_missing_file_is_refused(bundle_path):
+    os.remove(bundle_path / "streams" / "msgpack.idx.npy")
+    with pytest.raises(BundleError, match="msgpack.idx.npy is missing"):
+        open_bundle(bundle_path)
+
+
+def test_flipped_byte_is_caught_by_verify(bundle_path):
+    data = bundle_path / "streams" / "msgpack.bin"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    b = open_bundle(bundle_path)  # same sizes: structure is fine
+    with pytest.raises(BundleError, match="content hash mismatch"):
+        b.verify()
+
+
+def test_garbled_offsets_are_refused(bundle_path):
+    idx_path = bundle_path / "streams" / "msgpack.idx.npy"
+    idx = np.load(idx_path)
+    idx[5], idx[6] = idx[6], idx[5]
+    with open(idx_path, "r+b") as f:  # same size, different content
+        np.save(f, idx)
+    with pytest.raises(BundleError, match="not monotonic"):
+        open_bundle(bundle_path)
+
+
+def test_manifest_damage_is_refused(bundle_path):
+    mpath = bundle_path / "manifest.json"
+    m = json.loads(mpath.read_text())
+    mpath.write_text(mpath.read_text()[:-20])
+    with pytest.raises(BundleError, match="not valid JSON"):
+        open_bundle(bundle_path)
+    m["format_version"] = FORMAT_VERSION + 1
+    mpath.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="newer than this racecast supports"):
+        open_bundle(bundle_path)
+    m["format_version"] = FORMAT_VERSION
+    m["files"]["../../etc/passwd"] = 10
+    mpath.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        open_bundle(bundle_path)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a directory"):
+        open_bundle(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="no manifest.json"):
+        open_bundle(tmp_path / "empty")
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from racecast.bundle import write_bundle, default_encoders
+    from racecast.bundle.format import StreamEncoder
+    from tests.factories import tiny_race
+
+    def stalls(race):
+        for i in range(race.n_frames):
+            if i == 50:
+                Path(sys.argv[2]).write_text("mid-write")
+                time.sleep(60)
+            yield b"x" * 10
+
+    enc = default_encoders() + [StreamEncoder("stall", stalls)]
+    write_bundle(tiny_race(n_frames=300), sys.argv[1], encoders=enc, overwrite=True)
+    """
+)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_writer_killed_mid_write_leaves_no_valid_looking_bundle(tmp_path, existing):
+    target = tmp_path / "data" / "tiny"
+    if existing:
+        write_bundle(tiny_race(n_frames=100), target)
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target), str(marker)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "writer exited before reaching the middle"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    leftovers = [p for p in target.parent.iterdir() if p.name.startswith(".tiny.tmp-")]
+    assert leftovers, "the writer should have been killed inside its temporary directory"
+    for p in leftovers:
+        with pytest.raises(BundleError):
+            open_bundle(p)
+    store = DataDir(target.parent)
+    if existing:
+        assert store.ids() == ["tiny"]
+        b = open_bundle(target)
+        b.verify()
+        assert b.n_frames == 100  # the old bundle, intact
+    else:
+        assert not target.exists() and store.ids() == []
+
+
+def test_data_dir_rejects_path_like_ids(tmp_path):
+    store = DataDir(tmp_path)
+    for bad in ["../etc", "a/b", ".hidden", "", "x" * 65, "a\\b", "ok?"]:
+        with pytest.raises(ValueError, match="invalid replay id"):
+            store.path_of(bad)
+    with pytest.raises(KeyError):
+        store.open("missing")
+
+
+def test_data_dir_lists_and_shares_bundles(tmp_path, race):
+    store = DataDir(tmp_path)
+    write_bundle(race, store.path_of("tiny"))
+    (tmp_path / "junk").mkdir()
+    assert store.ids() == ["tiny"]
+    assert store.open("tiny") is store.open("tiny")  # opened once per process
+    [s] = store.summaries()
+    assert s["id"] == "tiny" and s["frames"] == race.n_frames and s["laps"] == 3
+
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("RACECAST_DATA", str(tmp_path / "env"))
+    assert DataDir().root == tmp_path / "env"
+    assert DataDir(tmp_path / "flag").root == tmp_path / "flag"
+    monkeypatch.delenv("RACECAST_DATA")
+    assert "racecast" in str(DataDir().root)
