@@ -1,0 +1,364 @@
+"""The streaming benchmark: one race served three ways, loaded by the same clients.
+
+Designs: racecast as shipped (``racecast serve``), the seed's design
+(:mod:`benchmarks.seed_server`) and the floor (:mod:`benchmarks.floor_server`).
+Each server runs pinned to one CPU; each point (design, speed, viewers) is one
+load-generator process pinned to the other CPU. Viewers grow until the design
+saturates. Results go to ``benchmarks/results/*.json`` and to the "Streaming
+benchmark" section of ``docs/performance.md`` (table, headline ratios, plot).
+
+Run: ``racecast bench [--quick]`` or ``python -m benchmarks.harness [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import report
+from .race import BENCH_ID, write_bench_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DESIGNS = ("racecast", "seed", "floor")
+
+
+@dataclass
+class Profile:
+    """How much to measure. ``full`` is the reference run; ``quick`` a routine check (< 1 min)."""
+
+    name: str
+    laps: int
+    viewers: dict[float, list[int]]  # speed -> viewer counts, tried in order until saturation
+    paused: list[int]  # idle viewers (connected, never playing)
+    warmup: float
+    window: float
+    seekers: int
+    seeks: int
+    caps: dict[str, int] = field(default_factory=dict)  # design -> largest N tried
+
+
+FULL_N = [1, 10, 50, 100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000]
+PROFILES = {
+    "full": Profile("full", laps=8, viewers={1.0: FULL_N, 4.0: FULL_N}, paused=[100, 500], warmup=1.0, window=3.0,
+                    seekers=20, seeks=3, caps={"seed": 500}),
+    "quick": Profile("quick", laps=4, viewers={1.0: [10, 100, 1000], 4.0: [100]}, paused=[100], warmup=0.5, window=1.5,
+                     seekers=10, seeks=2, caps={"seed": 100}),
+}
+
+# Saturation: stop adding viewers to a design at a speed once any of these holds.
+MAX_SERVER_CPU = 90.0  # % of one core
+MAX_LOADGEN_CPU = 90.0  # % of one core: beyond this the client, not the server, is measured
+MIN_FPS_SHARE = 0.9  # median delivered rate vs the design's first point
+MAX_FAILED_SHARE = 0.01  # connections that failed
+ON_TIME_TARGET = 99.0  # % of viewer ticks on time
+
+
+def server_command(design: str, data: Path, port: int) -> list[str]:
+    py = sys.executable
+    if design == "racecast":
+        return [py, "-m", "racecast.cli", "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    if design == "seed":
+        return [py, "-m", "benchmarks.seed_server", "--data", str(data), "--port", str(port)]
+    if design == "floor":
+        return [py, "-m", "benchmarks.floor_server", "--data", str(data), "--port", str(port)]
+    raise ValueError(f"unknown design {design!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpus() -> tuple[int | None, int | None]:
+    """(server CPU, load generator CPU): two different CPUs when this process may use two."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return None, None
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def _preexec(cpu: int | None) -> Callable[[], None]:
+    def setup() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
+    return setup
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(ROOT), str(ROOT / "src")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+class Server:
+    """A design's server process: started pinned, waited for, stopped."""
+
+    def __init__(self, design: str, data: Path, cpu: int | None, log_dir: Path) -> None:
+        self.design = design
+        self.port = free_port()
+        self.log_path = log_dir / f"{design}-server.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            server_command(design, data, self.port),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_preexec(cpu),
+            env=_env(),
+            cwd=ROOT,
+        )
+        self.start_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/replay/{BENCH_ID}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.design} server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    self.start_s = round(time.monotonic() - t0, 2)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.design} server not listening after {timeout:.0f} s: {self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 1500) -> str:
+        self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")[-n:].strip()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+def run_point(server: Server, n: int, speed: float, frames: int, prof: Profile, cpu: int | None, out: Path,
+              paused: bool = False) -> dict[str, Any]:
+    """One load-generator process against ``server``; returns its result (or an error record)."""
+    cmd = [
+        sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "-n", str(n), "--speed", str(speed),
+        "--frames", str(frames), "--warmup", str(prof.warmup), "--window", str(prof.window if not paused else 1.0),
+        "--seekers", str(prof.seekers), "--seeks", str(prof.seeks), "--server-pid", str(server.proc.pid), "--out", str(out),
+    ]  # fmt: skip
+    if paused:
+        cmd.append("--paused")
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    budget = 60 + n / 50 + prof.warmup + prof.window
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=budget)
+    except subprocess.TimeoutExpired:
+        return {"n": n, "speed": speed, "paused": paused, "error": f"load generator timed out after {budget:.0f} s"}
+    if r.returncode != 0 or not out.exists():
+        return {"n": n, "speed": speed, "paused": paused, "error": f"load generator failed ({r.returncode}): {r.stderr[-800:]}"}
+    return json.loads(out.read_text())
+
+
+def saturation(point: dict[str, Any], first: dict[str, Any] | None, passed_before: bool) -> str | None:
+    """Why adding viewers beyond this point is pointless (None: keep going)."""
+    if "error" in point:
+        return "error: " + point["error"].splitlines()[0][:120]
+    if point["failed"] > MAX_FAILED_SHARE * point["n"]:
+        return f"{point['failed']} connections failed"
+    if (point.get("loadgen_cpu_pct") or 0) >= MAX_LOADGEN_CPU:
+        return "load generator saturated (client-bound)"
+    if (point.get("server_cpu_pct") or 0) >= MAX_SERVER_CPU:
+        return "server CPU saturated"
+    if first is not None and first is not point and first.get("fps_per_viewer_median"):
+        if (point.get("fps_per_viewer_median") or 0) < MIN_FPS_SHARE * first["fps_per_viewer_median"]:
+            return "delivered frame rate fell"
+    if passed_before and (point.get("on_time_pct") or 0) < ON_TIME_TARGET:
+        return f"on time fell below {ON_TIME_TARGET:g}%"
+    return None
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:  # pragma: no cover
+        load = (0.0, 0.0, 0.0)
+    import uvicorn  # noqa: PLC0415 - versions of what is measured
+    import websockets
+
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:  # pragma: no cover
+        loop = "asyncio"
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "event_loop": loop,
+        "uvicorn": uvicorn.__version__,
+        "websockets": websockets.__version__,
+        "load_avg_start": [round(x, 2) for x in load],
+    }
+
+
+def run(prof: Profile, designs: Sequence[str], command: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole benchmark for ``designs``; returns the results document."""
+    started = time.monotonic()
+    server_cpu, client_cpu = cpus()
+    doc: dict[str, Any] = {
+        "command": command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "profile": asdict(prof),
+        "machine": machine(),
+        "pinning": {"server_cpu": server_cpu, "loadgen_cpu": client_cpu},
+        "limits": {"on_time_target_pct": ON_TIME_TARGET, "max_server_cpu_pct": MAX_SERVER_CPU,
+                   "max_loadgen_cpu_pct": MAX_LOADGEN_CPU},
+        "designs": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="racecast-bench-") as tmp:
+        tmpd = Path(tmp)
+        data = tmpd / "data"
+        log(f"writing the benchmark race ({prof.laps} laps)...")
+        from racecast.bundle import open_bundle
+
+        path, source = write_bench_bundle(data, prof.laps)
+        b = open_bundle(path)
+        frames = b.n_frames
+        doc["race"] = {"source": source, "laps": prof.laps, "frames": frames, "drivers": len(b.drivers),
+                       "duration_s": round(b.duration, 1),
+                       "payload_bytes_per_frame": round(int(b.streams["msgpack"].info.get("bytes", 0)) / frames, 1)}  # fmt: skip
+        b.close()
+        for design in designs:
+            doc["designs"][design] = run_design(design, prof, data, frames, server_cpu, client_cpu, tmpd, log)
+    doc["elapsed_s"] = round(time.monotonic() - started, 1)
+    doc["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["summary"] = report.summarise(doc)
+    return doc
+
+
+def run_design(design: str, prof: Profile, data: Path, frames: int, server_cpu: int | None, client_cpu: int | None,
+               tmpd: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {"points": [], "paused": [], "stopped": {}}
+    log(f"[{design}] starting server...")
+    try:
+        server = Server(design, data, server_cpu, tmpd)
+    except OSError as e:
+        return {**out, "error": f"could not start: {e}"}
+    try:
+        try:
+            server.wait_ready()
+        except RuntimeError as e:
+            log(f"[{design}] unavailable: {e}")
+            return {**out, "error": str(e)}
+        out["startup_s"] = server.start_s
+        cap = prof.caps.get(design)
+        k = 0
+        for n in prof.paused:
+            k += 1
+            p = run_point(server, n, 1.0, frames, prof, client_cpu, tmpd / f"{design}-{k}.json", paused=True)
+            log(f"[{design}] {n} paused viewers: server CPU {p.get('server_cpu_pct')}%")
+            out["paused"].append(p)
+            time.sleep(0.3)
+        for speed, ns in prof.viewers.items():
+            first: dict[str, Any] | None = None
+            passed = False
+            for n in ns:
+                if cap is not None and n > cap:
+                    out["stopped"][str(speed)] = f"capped at {cap} viewers"
+                    break
+                k += 1
+                p = run_point(server, n, speed, frames, prof, client_cpu, tmpd / f"{design}-{k}.json")
+                out["points"].append(p)
+                log(f"[{design}] {speed:g}x {n:>5} viewers: " + report.point_line(p))
+                first = first or (p if "error" not in p else None)
+                why = saturation(p, first, passed)
+                passed = passed or (p.get("on_time_pct") or 0) >= ON_TIME_TARGET
+                if not server.alive():
+                    why = f"server died: {server.log_tail(300)}"
+                if why:
+                    p["saturated"] = why
+                    out["stopped"][str(speed)] = why
+                    log(f"[{design}] {speed:g}x stops at {n} viewers: {why}")
+                    break
+                time.sleep(0.5)  # let the server finish tearing down the last point's connections
+            if not server.alive():
+                break
+    finally:
+        server.stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="racecast bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few viewer counts, short windows (< 1 minute)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="Markdown file whose benchmark section is replaced")
+    p.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset of racecast,seed,floor")
+    p.add_argument("--no-docs", action="store_true", help="write the JSON only, leave the Markdown and plot alone")
+    a = p.parse_args(argv)
+    designs = [d.strip() for d in a.designs.split(",") if d.strip()]
+    bad = [d for d in designs if d not in DESIGNS]
+    if bad or not designs:
+        p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS)}")
+    prof = PROFILES["quick" if a.quick else "full"]
+    command = "racecast bench" + (" --quick" if a.quick else "") + (f" --designs {a.designs}" if a.designs != ",".join(DESIGNS) else "")
+    doc = run(prof, designs, command, log=lambda s: print(s, flush=True))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    json_path = RESULTS / f"{stamp}-{prof.name}.json"
+    json_path.write_text(json.dumps(doc, indent=1))
+    (RESULTS / f"latest-{prof.name}.json").write_text(json.dumps(doc, indent=1))
+    print(f"results: {json_path}")
+    if not a.no_docs:
+        md = Path(a.out)
+        png = md.parent / "performance-streaming.png"
+        report.plot(doc, png)
+        report.write_section(md, report.markdown(doc, png_name=png.name, json_name=os.path.relpath(json_path, md.parent)))
+        print(f"report: {md} (plot {png})")
+    print(report.headline_text(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
