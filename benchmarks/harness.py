@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import report
+from . import streaming_report as report
 from .race import BENCH_ID, write_bench_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
