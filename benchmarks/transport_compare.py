@@ -322,6 +322,7 @@ def measure(variant: str, clients: int, seconds: float, size: int, data: str | N
         server_cpu = (cb.user - ca.user) + (cb.system - ca.system)
         dt = b["t"] - a["t"]
         frames = b["frames"] - a["frames"]
+        probe = asyncio.run(latency_probe(port)) if variant == "racecast" else {}
         return {
             "variant": variant,
             "clients": clients,
@@ -335,6 +336,7 @@ def measure(variant: str, clients: int, seconds: float, size: int, data: str | N
             "client_cpu_share": round((b["cpu"] - a["cpu"]) / dt, 3),
             "server_rss_mb": round(rss_a / 1e6, 1),
             "rss_kb_per_client": round((rss_a - rss_idle) / 1e3 / clients, 1),
+            **probe,
         }
     finally:
         for p in (client, server):
@@ -344,6 +346,55 @@ def measure(variant: str, clients: int, seconds: float, size: int, data: str | N
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+async def latency_probe(port: int, connects: int = 20, seeks: int = 100) -> dict[str, Any]:
+    """While the load runs: connect -> first frame, and seek -> first frame at the target (with stale-frame count)."""
+    import msgpack
+    import websockets
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return round(xs[min(len(xs) - 1, int(q * len(xs)))] * 1000, 2)
+
+    url = f"ws://127.0.0.1:{port}/ws/replay/bench"
+    first: list[float] = []
+    for _ in range(connects):
+        t0 = time.perf_counter()
+        async with websockets.connect(url, max_size=None) as ws:
+            while isinstance(await ws.recv(), str):
+                pass
+            first.append(time.perf_counter() - t0)
+    lat: list[float] = []
+    stale = 0
+    async with websockets.connect(url, max_size=None) as ws:
+        while isinstance(await ws.recv(), str):
+            pass
+        await ws.send('{"action":"play","speed":4}')
+        for k in range(seeks):
+            target = (k * 7919) % 14000
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"action": "seek", "frame": target}))
+            acked = False
+            while True:
+                m = await ws.recv()
+                if isinstance(m, str):
+                    d = json.loads(m)
+                    acked = acked or (d.get("type") == "state" and d.get("frame") == target)
+                    continue
+                i = msgpack.unpackb(m)["frame_index"]
+                if acked:
+                    stale += i != target
+                    lat.append(time.perf_counter() - t0)
+                    break
+            await asyncio.sleep(0.06)  # stay under the default command rate (20/s): measure latency, not throttling
+    return {
+        "connect_first_frame_ms_p50": pct(first, 0.5),
+        "connect_first_frame_ms_p99": pct(first, 0.99),
+        "seek_first_frame_ms_p50": pct(lat, 0.5),
+        "seek_first_frame_ms_p99": pct(lat, 0.99),
+        "stale_frames_after_seek": stale,
+    }
 
 
 def main() -> None:

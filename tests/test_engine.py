@@ -284,3 +284,41 @@ def test_direct_path_gets_whole_frames_built_once_per_tick() -> None:
     sent = [v.sink.log[-1][1] for v in vs]  # type: ignore[attr-defined]
     assert sent[0] == frame_header(1) + b"1"  # header + payload, ready for the socket
     assert sent[0] is sent[1] is sent[2]  # one object shared by the viewers on that frame
+
+
+def test_a_command_between_slices_of_a_tick_sends_nothing_stale() -> None:
+    eng, clock, vs = make(viewers=4)
+    for v in vs:
+        eng.command(v, Play(1.0), clock.monotonic())
+    ticks(eng, clock, 3)
+    target = clock.advance(DT)
+    snap = eng._take_snapshot()
+    eng._serve(snap[:2], target, {})
+    # A seek for a viewer of the second slice lands while the ticker yields (its time is after the tick's).
+    late = vs[3]
+    late.sink.log.clear()  # type: ignore[attr-defined]
+    eng.command(late, Seek(800), target + 0.004)
+    eng._serve(snap[2:], target, {})
+    assert late.sink.log == [  # type: ignore[attr-defined]
+        ("text", {"type": "state", "playing": True, "speed": 1.0, "frame": 800, "seq": 2, "ended": False}),
+        ("frame", 800),
+    ]
+    assert vs[2].sink.frames()[-1] == 4  # type: ignore[attr-defined]
+    ticks(eng, clock, 2)  # frame 801 is due one frame period after the seek
+    assert late.sink.frames()[-2:] == [800, 801]  # type: ignore[attr-defined]
+
+
+def test_sliced_ticker_serves_everyone() -> None:
+    async def go() -> list[list[int]]:
+        eng = Engine(slice_size=2)
+        stream = FakeStream(1000)
+        vs = [Viewer("r", Playback(1000, 25), stream, FakeSink()) for _ in range(5)]  # type: ignore[arg-type]
+        for v in vs:
+            eng.add(v)
+            eng.command(v, Play(1.0))
+        await asyncio.sleep(0.5)
+        await eng.stop()
+        return [v.sink.frames() for v in vs]  # type: ignore[attr-defined]
+
+    for frames in asyncio.run(go()):
+        assert len(frames) >= 5 and frames == list(range(len(frames)))

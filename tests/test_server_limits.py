@@ -251,3 +251,26 @@ def test_app_mounted_in_another_app_under_another_server(data: Path) -> None:
         got = asyncio.run(go())
     steps = [b - a for a, b in zip(got, got[1:])]
     assert len(got) >= 5 and all(s >= 1 for s in steps) and sorted(steps)[len(steps) // 2] == 2
+
+
+@pytest.mark.parametrize("ws", [DIRECT, PLAIN], ids=["direct", "asgi"])
+def test_viewers_vanishing_mid_playback_are_dropped_cleanly(data: Path, ws: str) -> None:
+    with running(create_app(data), ws=ws) as srv:
+        for _ in range(5):
+            c = StalledClient(srv.port, "/ws/replay/race")
+            c.send_text('{"action":"play","speed":4}')
+            time.sleep(0.15)
+            c.close()  # no closing handshake: the TCP connection just goes away
+
+        async def go() -> None:
+            v = await Viewer.open(srv.ws_url("race"))
+            await v.ready()
+            await v.command(action="play", speed=1)
+            await v.collect(0.3)
+            await v.close()
+
+        asyncio.run(go())
+        time.sleep(0.3)
+        assert srv.metric("racecast_connections_open") == 0
+        assert srv.metric("racecast_viewers_playing") == 0
+        assert srv.metric('racecast_errors_total{kind="send_failed"}') == 0

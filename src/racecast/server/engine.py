@@ -80,8 +80,10 @@ class Engine:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         ping_interval: float = 20.0,
+        slice_size: int = 256,
     ) -> None:
         self.fps = float(fps)
+        self.slice_size = max(1, slice_size)
         self.period = 1.0 / self.fps
         self.clock = clock or SystemClock()
         self.metrics = metrics
@@ -153,14 +155,24 @@ class Engine:
     # -- the tick ---------------------------------------------------------------------------
     def tick(self, now: float) -> int:
         """Serve every playing viewer once for the tick scheduled at ``now``; return frames written."""
+        sent = self._serve(self._take_snapshot(), now, {})
+        self.ticks += 1
+        return sent
+
+    def _take_snapshot(self) -> tuple[Viewer, ...]:
         if self._dirty:
             self._snapshot = tuple(self._playing)
             self._dirty = False
+        return self._snapshot
+
+    def _serve(self, viewers: tuple[Viewer, ...], now: float, memo: dict[tuple[Stream, int], bytes]) -> int:
+        """Offer each viewer its due frame. ``memo`` holds the framed messages built this tick,
+        shared by every direct-path viewer on the same frame."""
         sent = skipped = nbytes = 0
         stopped: list[Viewer] | None = None
-        # Framed messages built this tick, shared by every direct-path viewer on the same frame.
-        memo: dict[tuple[Stream, int], bytes] = {}
-        for v in self._snapshot:
+        for v in viewers:
+            if v.closed:  # left during this tick
+                continue
             pb = v.playback
             i = pb.due(now)
             if i is not None:
@@ -200,7 +212,6 @@ class Engine:
         self.frames_sent += sent
         self.frames_skipped += skipped
         self.bytes_sent += nbytes
-        self.ticks += 1
         m = self.metrics
         if m is not None:
             if sent:
@@ -254,7 +265,17 @@ class Engine:
                 if m is not None:
                     m.ticks_missed.inc(missed)
             try:
-                self.tick(target)
+                # Serve in slices, yielding to the event loop between them, so commands and new
+                # connections wait for a slice (a few ms), not for a whole tick of thousands of viewers.
+                # A command handled between slices is safe: a seek's viewer then has nothing due.
+                snap = self._take_snapshot()
+                memo: dict[tuple[Stream, int], bytes] = {}
+                step = self.slice_size
+                for k in range(0, len(snap), step):
+                    if k:
+                        await asyncio.sleep(0)
+                    self._serve(snap[k : k + step], target, memo)
+                self.ticks += 1
             except Exception:  # never let one bad tick stop playback for everyone
                 log.exception("engine tick failed")
             if m is not None:

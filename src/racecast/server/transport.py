@@ -135,10 +135,9 @@ class DirectSink:
         return not (p.close_sent or p.disconnected or self._transport.is_closing())
 
     def offer(self, data: bytes | memoryview) -> bool:
-        p = self._proto
-        if p.close_sent or p.disconnected:
-            raise SinkClosed
         t = self._transport
+        if self._proto.close_sent or t.is_closing():  # closing handshake started, or the peer is gone
+            raise SinkClosed
         if t.get_write_buffer_size() > self.limit:
             return False
         t.write(data)
