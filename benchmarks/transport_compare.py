@@ -44,26 +44,33 @@ VARIANTS = ["uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto", "direct",
 # servers (each runs in its own process: `--serve VARIANT`)
 
 
+async def every_tick(on_tick: Any) -> None:
+    """Call ``on_tick()`` (awaiting it if it returns an awaitable) at FPS on an absolute schedule, skipping missed ticks."""
+    period = 1 / FPS
+    start = time.monotonic()
+    k = 0
+    while True:
+        k += 1
+        delay = start + k * period - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            k += int(-delay / period)
+        r = on_tick()
+        if r is not None:
+            await r
+
+
 def _ticker_loop(targets: list[Any], push: Any) -> "asyncio.Task[None]":
-    """One timer loop at FPS on an absolute schedule; ``push(target)`` for every connection per tick."""
+    """One timer loop for all connections: ``push(target)`` for each, awaited in turn when it is a coroutine."""
 
-    async def run() -> None:
-        period = 1 / FPS
-        start = time.monotonic()
-        k = 0
-        while True:
-            k += 1
-            delay = start + k * period - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                k += int(-delay / period)
-            for t in list(targets):
-                r = push(t)
-                if r is not None:
-                    await r
+    async def push_all() -> None:
+        for t in list(targets):
+            r = push(t)
+            if r is not None:
+                await r
 
-    return asyncio.get_event_loop().create_task(run())
+    return asyncio.get_event_loop().create_task(every_tick(push_all))
 
 
 def serve_asgi(variant: str, port: int, size: int) -> None:
@@ -127,17 +134,7 @@ def serve_websockets_broadcast(port: int, size: int) -> None:
 
     async def main() -> None:
         async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None, backlog=4096):
-            period = 1 / FPS
-            start = time.monotonic()
-            k = 0
-            while True:
-                k += 1
-                delay = start + k * period - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    k += int(-delay / period)
-                broadcast(conns, payload)
+            await every_tick(lambda: broadcast(conns, payload))
 
     try:
         import uvloop

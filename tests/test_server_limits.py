@@ -274,3 +274,26 @@ def test_viewers_vanishing_mid_playback_are_dropped_cleanly(data: Path, ws: str)
         assert srv.metric("racecast_connections_open") == 0
         assert srv.metric("racecast_viewers_playing") == 0
         assert srv.metric('racecast_errors_total{kind="send_failed"}') == 0
+
+
+@pytest.mark.parametrize("ws", [DIRECT, PLAIN], ids=["direct", "asgi"])
+def test_app_shutdown_closes_viewers_with_1001_under_any_host(data: Path, ws: str) -> None:
+    # What the app's lifespan shutdown does for hosts that do not close WebSockets themselves.
+    from racecast.server.websocket import close_all
+
+    app = create_app(data)
+    state = app.state.racecast
+    with running(app, ws=ws) as srv:
+
+        async def go() -> int:
+            v = await Viewer.open(srv.ws_url("race"))
+            await v.ready()
+            await v.command(action="play", speed=1)
+            assert state.engine._task is not None
+            fut = asyncio.run_coroutine_threadsafe(close_all(state), state.engine._task.get_loop())
+            code = await closed_with(v)
+            fut.result(5)
+            return code
+
+        assert asyncio.run(go()) == 1001
+        assert state.engine.playing_count == 0

@@ -4,10 +4,12 @@ The ticker runs at ``fps`` (25 Hz) on an absolute schedule ``start + k / fps``;
 when the loop is late by a whole period it skips the missed ticks instead of
 bursting. Each tick asks every *playing* viewer's :class:`~racecast.playback.Playback`
 which frame is due at the tick's scheduled time and offers that frame's
-pre-encoded bytes (a zero-copy slice of the mapped bundle) to the viewer's sink.
-A sink that is backed up refuses (the frame is skipped: latest wins); nothing
-in the tick ever awaits a viewer. Paused and finished viewers are not in the
-playing set, so they cost nothing per tick.
+pre-encoded bytes (a zero-copy slice of the mapped bundle; on the direct path
+joined once per tick with its WebSocket header) to the viewer's sink. A sink
+that is backed up refuses (the frame is skipped: latest wins); nothing in the
+tick ever awaits a viewer. Paused and finished viewers are not in the playing
+set, so they cost nothing per tick. The pass yields to the event loop between
+slices of viewers so commands never wait for a whole pass.
 
 Commands are applied synchronously (:meth:`Engine.command`): the state
 acknowledgement and the frame at the new position are written back to back,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
 from ..bundle import Stream
 from ..playback import Clock, Playback, SystemClock
 from ..protocol import Command, ping_message, pong_message

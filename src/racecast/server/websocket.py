@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
 
@@ -78,7 +78,13 @@ class Connection:
 
     ws: WebSocket
     viewer: Viewer | None = None
-    closing: bool = field(default=False)
+
+
+def _detach(state: "ServerState", viewer: Viewer) -> None:
+    """Stop serving ``viewer``: out of the engine, its writer (if any) stopped. Idempotent."""
+    state.engine.remove(viewer)
+    if isinstance(viewer.sink, AsgiSink):
+        viewer.sink.close()
 
 
 def make_sink(ws: WebSocket, buffer_limit: int, socket_send_buffer: int | None) -> Sink:
@@ -164,9 +170,7 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         pass
     finally:
         if viewer is not None:
-            state.engine.remove(viewer)
-            if isinstance(viewer.sink, AsgiSink):
-                viewer.sink.close()
+            _detach(state, viewer)
         state.connections.discard(conn)
 
 
@@ -187,17 +191,19 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
         size = len(msg.get("bytes") or b"") if text is None else len(text.encode())
         if size > MAX_COMMAND_BYTES:
             metrics.error("too_large")
+            _detach(state, viewer)  # no frame may follow the close frame
             await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
             return
-        if text is None:
-            metrics.error("bad_command")
-            sink.post(error_message("commands are JSON text messages, not binary"))
-            continue
         wait = limiter.delay(arrival)
         if wait > 0:
             metrics.error("throttled")
             await asyncio.sleep(wait)
             arrival = mono()
+        if text is None:
+            metrics.error("bad_command")
+            sink.post(error_message("commands are JSON text messages, not binary"))
+            await sink.drain()
+            continue
         try:
             cmd = parse_command(text, bounds, bundle)
         except ProtocolError as e:
@@ -215,7 +221,7 @@ async def close_all(state: "ServerState", code: int = CLOSE_GOING_AWAY) -> None:
     """Close every open viewer (graceful shutdown)."""
     for conn in list(state.connections):
         if conn.viewer is not None:
-            state.engine.remove(conn.viewer)
+            _detach(state, conn.viewer)
         try:
             await conn.ws.close(code, "server shutting down")
         except (WebSocketDisconnect, RuntimeError, OSError):
