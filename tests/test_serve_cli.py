@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -130,7 +131,7 @@ def test_serve_with_two_workers(data: Path, procs: list[Proc]) -> None:
                 break
         except httpx.TransportError:
             pass
-        asyncio.run(asyncio.sleep(0.2))
+        time.sleep(0.2)
     else:
         raise AssertionError("workers never answered")
 
