@@ -51,20 +51,21 @@ class Profile:
     caps: dict[str, int] = field(default_factory=dict)  # design -> largest N tried
 
 
-FULL_N = [1, 10, 50, 100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000]
+FULL_N = [1, 10, 50, 100, 250, 500, 1000, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+FULL_N_4X = [10, 100, 250, 500, 1000, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 PROFILES = {
-    "full": Profile("full", laps=8, viewers={1.0: FULL_N, 4.0: FULL_N}, paused=[100, 500], warmup=1.0, window=3.0,
+    "full": Profile("full", laps=8, viewers={1.0: FULL_N, 4.0: FULL_N_4X}, paused=[100, 500], warmup=1.0, window=3.0,
                     seekers=20, seeks=3, caps={"seed": 500}),
     "quick": Profile("quick", laps=4, viewers={1.0: [10, 100, 1000], 4.0: [100]}, paused=[100], warmup=0.5, window=1.5,
                      seekers=10, seeks=2, caps={"seed": 100}),
 }
 
 # Saturation: stop adding viewers to a design at a speed once any of these holds.
-MAX_SERVER_CPU = 90.0  # % of one core
+MAX_SERVER_CPU = report.MAX_SERVER_CPU  # % of one core
 MAX_LOADGEN_CPU = 90.0  # % of one core: beyond this the client, not the server, is measured
 MIN_FPS_SHARE = 0.9  # median delivered rate vs the design's first point
 MAX_FAILED_SHARE = 0.01  # connections that failed
-ON_TIME_TARGET = 99.0  # % of viewer ticks on time
+ON_TIME_TARGET = report.ON_TIME_TARGET  # % of frame slots on time
 
 
 def server_command(design: str, data: Path, port: int) -> list[str]:

@@ -31,16 +31,43 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants, in seconds (10 ms resolution)."""
-    total = 0
+    """CPU time of ``pid``'s threads and its descendants' threads, in seconds.
+
+    Read from /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU), because
+    /proc/<pid>/stat counts in 10 ms ticks: too coarse for a few viewers over a few
+    seconds. Falls back to utime + stime where schedstat is missing. Compare deltas
+    over a window (threads that exit take their time with them).
+    """
+    total = 0.0
     for p in _tree(pid):
+        ns = _schedstat_field(p, 0)
+        if ns is not None:
+            total += ns / 1e9
+            continue
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return total
+
+
+def _schedstat_field(pid: int, k: int) -> int | None:
+    """Field ``k`` of schedstat summed over the threads of ``pid`` (None if unavailable)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total, seen = 0, False
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[k])
+                seen = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if seen else None
 
 
 def rss_bytes(pid: int) -> int:
@@ -61,19 +88,7 @@ def rss_bytes(pid: int) -> int:
 def wait_seconds(pid: int) -> float:
     """Time the threads of ``pid`` (and descendants) spent runnable but waiting for a CPU.
 
-    From /proc/<tid>/schedstat; a busy machine shows up here, so a run can say how
-    contended it was instead of silently reporting slower numbers.
+    From schedstat; a busy machine shows up here, so a run can say how contended it
+    was instead of silently reporting slower numbers.
     """
-    total = 0
-    for p in _tree(pid):
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return total / 1e9
+    return sum((_schedstat_field(p, 1) or 0) for p in _tree(pid)) / 1e9

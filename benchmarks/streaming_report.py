@@ -17,6 +17,7 @@ LABELS = {"racecast": "racecast", "seed": "seed design", "floor": "floor"}
 TARGET_VIEWERS = 2500  # racecast at 1x on one core with >= 99% on time
 TARGET_FLOOR_RATIO = 2.0  # racecast CPU per frame <= 2x the floor
 ON_TIME_TARGET = 99.0
+MAX_SERVER_CPU = 90.0  # % of one core: a CPU-bound point's per-frame cost is not comparable
 
 
 def _points(doc: dict[str, Any], design: str, speed: float) -> list[dict[str, Any]]:
@@ -42,8 +43,10 @@ def _client_bound(doc: dict[str, Any], design: str, speed: float) -> bool:
 
 
 def _common_n(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int | None:
-    """Largest N measured by both (neither saturated there), for like-for-like ratios."""
-    ok = lambda pts: {p["n"] for p in pts if not p.get("saturated") and p.get("server_cpu_us_per_frame")}  # noqa: E731
+    """Largest N measured by both with neither server CPU-bound there, for like-for-like ratios."""
+    ok = lambda pts: {  # noqa: E731
+        p["n"] for p in pts if p.get("server_cpu_us_per_frame") and (p.get("server_cpu_pct") or 0) < MAX_SERVER_CPU
+    }
     both = ok(a) & ok(b)
     return max(both) if both else None
 
@@ -89,6 +92,7 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
             "at_viewers": n,
             "cpu_us_per_frame": _ratio(r["server_cpu_us_per_frame"], o["server_cpu_us_per_frame"]),
             "server_cpu_pct": _ratio(r["server_cpu_pct"], o["server_cpu_pct"]),
+            "bytes_per_frame": _ratio(r.get("bytes_per_frame"), o.get("bytes_per_frame")),
             "bytes_per_viewer_s": _ratio(r.get("bytes_per_viewer_s"), o.get("bytes_per_viewer_s")),
             "max_on_time_1x": _ratio(float(out["designs"]["racecast"]["max_on_time_1x"]),
                                      float(out["designs"][other]["max_on_time_1x"]) or None),
@@ -193,7 +197,7 @@ def headline_text(doc: dict[str, Any]) -> str:
         )
     for k, r in s["ratios"].items():
         lines.append(f"{k.replace('_', ' ')} at {r['at_viewers']} viewers, 1x: CPU/frame x{r['cpu_us_per_frame']}, "
-                     f"bytes/viewer-s x{r['bytes_per_viewer_s']}")  # fmt: skip
+                     f"bytes/frame x{r['bytes_per_frame']}, bytes/viewer-s x{r['bytes_per_viewer_s']}")  # fmt: skip
     for k, t in s.get("targets", {}).items():
         lines.append(f"target {k}: {t['measured']} (target {t['target']}) {'met' if t['met'] else 'MISSED'}")
     return "\n".join(lines)
@@ -260,7 +264,8 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
         other = LABELS[k.split("_vs_")[1]]
         out.append(
             f"- **racecast vs {other}** (1x, {r['at_viewers']} viewers): CPU per frame ×{_f(r['cpu_us_per_frame'], 3)}, "
-            f"server CPU ×{_f(r['server_cpu_pct'], 3)}, bytes per viewer-second ×{_f(r['bytes_per_viewer_s'], 3)}, "
+            f"server CPU ×{_f(r['server_cpu_pct'], 3)}, bytes per frame ×{_f(r['bytes_per_frame'], 3)}, "
+            f"bytes per viewer-second ×{_f(r['bytes_per_viewer_s'], 3)}, "
             f"viewers on time ×{_f(r['max_on_time_1x'], 1)}."
         )
     if s.get("targets"):
