@@ -51,8 +51,8 @@ class Profile:
     caps: dict[str, int] = field(default_factory=dict)  # design -> largest N tried
 
 
-FULL_N = [1, 10, 50, 100, 250, 500, 1000, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
-FULL_N_4X = [10, 100, 250, 500, 1000, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+FULL_N = [1, 10, 50, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+FULL_N_4X = [10, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 PROFILES = {
     "full": Profile("full", laps=8, viewers={1.0: FULL_N, 4.0: FULL_N_4X}, paused=[100, 500], warmup=1.0, window=3.0,
                     seekers=20, seeks=3, caps={"seed": 500}),

@@ -4,8 +4,14 @@ Each client does the handshake with the ``websockets`` sans-I/O ``ClientProtocol
 then parses frames itself: the header gives the length, and the frame index is read
 from its fixed place in the msgpack payload (no decode), so the client stays cheap.
 Per client it logs the arrival time, frame index and size of every binary message,
-every JSON message, and every command it sent. It measures its own CPU over the
-window, so a saturated client is never mistaken for a slow server.
+every JSON message, and every command it sent.
+
+Arrival times are the kernel's receive timestamps (``SO_TIMESTAMPNS``, read with
+``recvmsg``), not the moment this process got round to the socket: with thousands of
+sockets ready at once, the client's own queueing would otherwise show up as server
+jitter. The client also measures its own CPU over the window, so a saturated client
+is never mistaken for a slow server. All times are on the wall clock (``time.time``),
+the clock of the kernel's timestamps.
 
 Run one point: ``python -m benchmarks.loadgen --url ws://127.0.0.1:P/ws/replay/ID -n 100
 --speed 1 --frames 11375 --server-pid PID --out point.json``. The result (JSON) holds
@@ -20,6 +26,8 @@ import json
 import os
 import random
 import resource
+import socket
+import struct
 import sys
 import time
 from array import array
@@ -35,17 +43,84 @@ import numpy as np
 from . import procstat, stats
 from .wsframes import FRAME_INDEX_KEY, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, client_frame, peek_frame_index
 
-monotonic = time.monotonic
+clock = time.time  # the clock of SO_TIMESTAMPNS
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
+_ANC = socket.CMSG_SPACE(16)
+_RECV = bytearray(1 << 18)  # one receive buffer for every client: the loop is single-threaded
+_RECV_VIEW = memoryview(_RECV)
+# Per read: kernel receive time and how long after it this process read the data (its own queueing).
+_READ_AT = array("d")
+_READ_LAG = array("d")
 
 
-class Client(asyncio.Protocol):
-    """One viewer. Hot path: :meth:`data_received` (header, frame index, three appends)."""
+class SockWriter:
+    """The little of a transport the client needs, over a non-blocking socket."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.loop = loop
+        self.pending = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.pending:
+            self.pending += data
+            return
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.abort()
+            return
+        if n < len(data):
+            self.pending = data[n:]
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            n = self.sock.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        self.pending = self.pending[n:]
+        if not self.pending:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            fd = self.sock.fileno()
+            self.loop.remove_reader(fd)
+            self.loop.remove_writer(fd)
+            self.sock.close()
+
+    def abort(self) -> None:
+        """Close at once with a reset (no lingering FIN handshake per client at teardown)."""
+        if not self.closed:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            self.close()
+
+
+class Client:
+    """One viewer. Hot path: :meth:`feed` (header, frame index, three appends)."""
 
     def __init__(self, gen: "LoadGen", index: int) -> None:
         self.gen = gen
         self.index = index
         self.ws = ClientProtocol(parse_uri(gen.url))
-        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        self.transport: SockWriter | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.is_open = False
         self.head = b""  # handshake bytes so far
@@ -58,32 +133,79 @@ class Client(asyncio.Protocol):
         self.commands: list[tuple[float, dict[str, Any]]] = []
         self.t_connect: float | None = None
         self.bad_frames = 0
+        self.kernel_times = True
 
     # -- connection ------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    async def connect(self, host: str, port: int) -> None:
+        """TCP connect, then send the handshake; :attr:`opened` resolves when it is accepted."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:  # pragma: no cover - not Linux
+            self.kernel_times = False
+        try:
+            await loop.sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.transport = SockWriter(sock, loop)
+        loop.add_reader(sock.fileno(), self._readable)
         self.ws.send_request(self.ws.connect())
-        transport.write(b"".join(self.ws.data_to_send()))  # type: ignore[attr-defined]
+        self.transport.write(b"".join(self.ws.data_to_send()))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            n, anc, _flags, _addr = self.sock.recvmsg_into([_RECV_VIEW], _ANC)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        if n == 0:
+            self._lost(None)
+            return
+        now = None
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, ns = struct.unpack_from("qq", data)
+                now = sec + ns * 1e-9
+        if now is None:
+            now = clock()
+            self.kernel_times = False
+        else:
+            _READ_AT.append(now)
+            _READ_LAG.append(clock() - now)
+        self.feed(_RECV_VIEW[:n], now)  # parsed in place; only an incomplete tail is copied
+
+    def _lost(self, exc: Exception | None) -> None:
         self.is_open = False
+        if self.transport is not None:
+            self.transport.close()
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"connection lost during handshake: {exc}"))
 
     def send(self, cmd: dict[str, Any]) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.commands.append((monotonic(), cmd))
+        self.commands.append((clock(), cmd))
         self.transport.write(client_frame(OP_TEXT, json.dumps(cmd).encode()))
 
     # -- receiving ---------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        now = monotonic()
+    def feed(self, data: bytes | memoryview, now: float) -> None:
+        """Parse received bytes that arrived at ``now``; log every message.
+
+        ``data`` may be a view of a shared buffer: nothing keeps a reference to it.
+        """
         if not self.is_open:
-            data = self._handshake(data)
+            data = self._handshake(bytes(data))
             if not data:
                 return
-        buf = self.buf + data if self.buf else data
+        buf = self.buf + bytes(data) if self.buf else data
         n = len(buf)
         pos = 0
         times, frames, sizes = self.times, self.frames, self.sizes
@@ -121,11 +243,11 @@ class Client(asyncio.Protocol):
                 frames.append(fi)
                 sizes.append(end - pos)
             else:
-                self._control(b0, buf[p:end], now)
+                self._control(b0, bytes(buf[p:end]), now)
             pos = end
-        self.buf = buf[pos:] if pos < n else b""
+        self.buf = bytes(buf[pos:]) if pos < n else b""
 
-    def _index(self, buf: bytes, p: int, end: int) -> int:
+    def _index(self, buf: bytes | memoryview, p: int, end: int) -> int:
         try:
             return peek_frame_index(buf, p, end)
         except ValueError:
@@ -226,12 +348,11 @@ class LoadGen:
         c.send({"action": "seek", "frame": target})
 
     async def _connect(self, i: int, sem: asyncio.Semaphore) -> None:
-        loop = asyncio.get_running_loop()
         c = Client(self, i)
         async with sem:
-            c.t_connect = monotonic()
+            c.t_connect = clock()
             try:
-                await asyncio.wait_for(loop.create_connection(lambda: c, self.host, self.port), self.a.connect_timeout)
+                await asyncio.wait_for(c.connect(self.host, self.port), self.a.connect_timeout)
                 await asyncio.wait_for(c.opened, self.a.connect_timeout)
             except (OSError, asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 - every failure is counted
                 self.failed += 1
@@ -244,13 +365,13 @@ class LoadGen:
 
     async def run(self) -> dict[str, Any]:
         a = self.a
-        t_start = monotonic()
+        t_start = clock()
         sem = asyncio.Semaphore(a.concurrency)
         await asyncio.gather(*(self._connect(i, sem) for i in range(a.n)))
-        t_connected = monotonic()
+        t_connected = clock()
         # Every client has its first frame (or we give up waiting).
-        deadline = monotonic() + a.connect_timeout
-        while monotonic() < deadline and any(not c.times for c in self.clients):
+        deadline = clock() + a.connect_timeout
+        while clock() < deadline and any(not c.times for c in self.clients):
             await asyncio.sleep(0.05)
         waiting = sum(1 for c in self.clients if not c.times)
         await asyncio.sleep(a.warmup)
@@ -262,13 +383,13 @@ class LoadGen:
             for j in range(a.seeks):
                 delay = (j + 0.5) * a.window / a.seeks + (k % 10) * 0.011
                 handles.append(loop.call_later(delay, self.seek, c, j))
-        t0 = monotonic()
+        t0 = clock()
         s0 = procstat.cpu_seconds(a.server_pid) if a.server_pid else None
         w0 = procstat.wait_seconds(a.server_pid) if a.server_pid else None
         lw0 = procstat.wait_seconds(os.getpid())
         c0 = time.process_time()
         await asyncio.sleep(a.window)
-        t1 = monotonic()
+        t1 = clock()
         self.window_bounds = (t0, t1)
         s1 = procstat.cpu_seconds(a.server_pid) if a.server_pid else None
         w1 = procstat.wait_seconds(a.server_pid) if a.server_pid else None
@@ -299,6 +420,7 @@ class LoadGen:
             "errors": self.errors,
             "no_first_frame": waiting,
             "bad_frames": sum(c.bad_frames for c in self.clients),
+            "kernel_timestamps": all(c.kernel_times for c in self.clients),
             "connect_s": round(t_connected - t_start, 3),
             "server_cpu_pct": None if server_cpu is None else round(100 * server_cpu / window, 2),
             "server_cpu_us_per_frame": None if server_cpu is None or not delivered else round(1e6 * server_cpu / delivered, 2),
@@ -306,8 +428,18 @@ class LoadGen:
             "server_wait_pct": None if w0 is None else round(100 * (w1 - w0) / window, 2),  # type: ignore[operator]
             "loadgen_cpu_pct": round(100 * (c1 - c0) / window, 2),
             "loadgen_wait_pct": round(100 * (lw1 - lw0) / window, 2),
+            **_read_lag(t0, t1),
             **summary,
         }
+
+
+def _read_lag(t0: float, t1: float) -> dict[str, float | None]:
+    """How long after the kernel received data this process read it (p50 / p99, ms, in the window)."""
+    at = np.frombuffer(_READ_AT, dtype=np.float64) if _READ_AT else np.zeros(0)
+    lag = np.frombuffer(_READ_LAG, dtype=np.float64) if _READ_LAG else np.zeros(0)
+    sel = lag[(at >= t0) & (at < t1)]
+    p = lambda q: None if sel.size == 0 else round(float(np.percentile(sel, q)) * 1000, 2)  # noqa: E731
+    return {"loadgen_read_lag_p50_ms": p(50), "loadgen_read_lag_p99_ms": p(99)}
 
 
 def raise_nofile(need: int) -> int:

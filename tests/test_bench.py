@@ -92,12 +92,17 @@ def test_client_parses_frames_split_across_reads_and_answers_pings():
         c = loadgen.Client(gen, 0)
         c.is_open = True
         c.transport = Transport()
+        shared = bytearray(997)  # like the load generator's one receive buffer, reused for every read
         for k in range(0, len(stream), 997):  # chunks that cut headers and payloads anywhere
-            c.data_received(stream[k : k + 997])
+            chunk = stream[k : k + 997]
+            shared[: len(chunk)] = chunk
+            c.feed(memoryview(shared)[: len(chunk)], 100.0 + k)
+            shared[:] = bytes(997)  # the next read overwrites it: nothing may still point into it
         return c
 
     c = asyncio.run(feed())
     assert list(c.frames) == list(range(120, 140))
+    assert c.times[0] == 100.0 and c.times[-1] > c.times[0]  # arrival = when the read completing the frame happened
     assert list(c.sizes) == [len(b) for b in framed]
     assert c.bad_frames == 0 and c.buf == b""
     assert [m["frame"] for _, m in c.texts] == [120]
@@ -156,6 +161,7 @@ def test_reference_server_streams_to_load_generator_clients_and_honours_seeks(se
     ])  # fmt: skip
     r = asyncio.run(loadgen.LoadGen(args).run())
     assert r["connected"] == 2 and r["failed"] == 0 and r["bad_frames"] == 0
+    assert r["kernel_timestamps"] is True
     assert r["frames_delivered"] > 2  # both viewers received frames inside the window
     assert r["fps_per_viewer_min"] > 0
     assert r["bytes_per_frame"] > 100
