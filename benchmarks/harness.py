@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import profile
 from . import streaming_report as report
 from .race import BENCH_ID, write_bench_bundle
 
@@ -49,13 +49,14 @@ class Profile:
     seekers: int
     seeks: int
     caps: dict[str, int] = field(default_factory=dict)  # design -> largest N tried
+    profile: bool = False  # sample racecast with py-spy at its busiest unsaturated point
 
 
 FULL_N = [1, 10, 50, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 FULL_N_4X = [10, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 PROFILES = {
     "full": Profile("full", laps=8, viewers={1.0: FULL_N, 4.0: FULL_N_4X}, paused=[100, 500], warmup=1.0, window=3.0,
-                    seekers=20, seeks=3, caps={"seed": 500}),
+                    seekers=20, seeks=3, caps={"seed": 500}, profile=True),
     "quick": Profile("quick", laps=4, viewers={1.0: [10, 100, 1000], 4.0: [100]}, paused=[100], warmup=0.5, window=1.5,
                      seekers=10, seeks=2, caps={"seed": 100}),
 }
@@ -171,24 +172,41 @@ class Server:
 
 
 def run_point(server: Server, n: int, speed: float, frames: int, prof: Profile, cpu: int | None, out: Path,
-              paused: bool = False) -> dict[str, Any]:
-    """One load-generator process against ``server``; returns its result (or an error record)."""
+              paused: bool = False, window: float | None = None, during: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """One load-generator process against ``server``; returns its result (or an error record).
+
+    ``during`` runs (here) once the load generator's measured window has started."""
     cmd = [
         sys.executable, "-m", "benchmarks.loadgen", "--url", server.url, "-n", str(n), "--speed", str(speed),
-        "--frames", str(frames), "--warmup", str(prof.warmup), "--window", str(prof.window if not paused else 1.0),
+        "--frames", str(frames), "--warmup", str(prof.warmup),
+        "--window", str(window or (prof.window if not paused else 1.0)),
         "--seekers", str(prof.seekers), "--seeks", str(prof.seeks), "--server-pid", str(server.proc.pid), "--out", str(out),
     ]  # fmt: skip
     if paused:
         cmd.append("--paused")
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    budget = 60 + n / 50 + prof.warmup + prof.window
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=budget)
-    except subprocess.TimeoutExpired:
-        return {"n": n, "speed": speed, "paused": paused, "error": f"load generator timed out after {budget:.0f} s"}
-    if r.returncode != 0 or not out.exists():
-        return {"n": n, "speed": speed, "paused": paused, "error": f"load generator failed ({r.returncode}): {r.stderr[-800:]}"}
+    mark = out.with_suffix(".window")
+    if during is not None:
+        cmd += ["--mark", str(mark)]
+    budget = 60 + n / 50 + prof.warmup + (window or prof.window)
+    errors = out.with_suffix(".stderr")
+    with open(errors, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=_env(), cwd=ROOT)
+        t0 = time.monotonic()
+        try:
+            if during is not None:
+                while not mark.exists() and proc.poll() is None and time.monotonic() - t0 < budget:
+                    time.sleep(0.05)
+                if mark.exists():
+                    during()
+            rc = proc.wait(max(1.0, budget - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return {"n": n, "speed": speed, "paused": paused, "error": f"load generator timed out after {budget:.0f} s"}
+    if rc != 0 or not out.exists():
+        return {"n": n, "speed": speed, "paused": paused, "error": f"load generator failed ({rc}): {errors.read_text()[-800:]}"}
     return json.loads(out.read_text())
 
 
@@ -326,9 +344,35 @@ def run_design(design: str, prof: Profile, data: Path, frames: int, server_cpu: 
                 time.sleep(0.5)  # let the server finish tearing down the last point's connections
             if not server.alive():
                 break
+        if design == "racecast" and prof.profile and server.alive():
+            out["profile"] = profile_racecast(server, out["points"], prof, frames, client_cpu, tmpd, log)
     finally:
         server.stop()
     return out
+
+
+def profile_racecast(server: Server, points: list[dict[str, Any]], prof: Profile, frames: int, client_cpu: int | None,
+                     tmpd: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Sample racecast with py-spy under its busiest unsaturated 1x load (a separate point: sampling costs CPU)."""
+    ok = [p for p in points if "error" not in p and float(p["speed"]) == 1.0 and (p.get("server_cpu_pct") or 0) < MAX_SERVER_CPU]
+    if not ok:
+        return {"error": "no unsaturated 1x point to profile at"}
+    n = max(p["n"] for p in ok)
+    if profile.find_py_spy() is None:
+        return {"n": n, "error": "py-spy not installed (pip install py-spy)"}
+    raw = tmpd / "racecast.pyspy"
+    result: dict[str, Any] = {"n": n, "speed": 1.0}
+
+    def sample() -> None:
+        result["error"] = profile.record(server.proc.pid, min(prof.window + 2, 5), raw)
+
+    log(f"[racecast] profiling with py-spy at {n} viewers, 1x...")
+    point = run_point(server, n, 1.0, frames, prof, client_cpu, tmpd / "racecast-profile.json", window=prof.window + 4, during=sample)
+    if result.get("error") is None:
+        result.pop("error", None)
+        result.update(profile.top(raw.read_text(), 15, inclusive_filter="racecast/"))
+    result["point"] = {k: point.get(k) for k in ("server_cpu_pct", "server_cpu_us_per_frame", "on_time_pct", "error") if k in point}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,12 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="Markdown file whose benchmark section is replaced")
     p.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated subset of racecast,seed,floor")
     p.add_argument("--no-docs", action="store_true", help="write the JSON only, leave the Markdown and plot alone")
+    p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of racecast (full runs take one)")
     a = p.parse_args(argv)
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
     bad = [d for d in designs if d not in DESIGNS]
     if bad or not designs:
         p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS)}")
     prof = PROFILES["quick" if a.quick else "full"]
+    if a.no_profile:
+        prof = Profile(**{**asdict(prof), "profile": False})
     command = "racecast bench" + (" --quick" if a.quick else "") + (f" --designs {a.designs}" if a.designs != ",".join(DESIGNS) else "")
     doc = run(prof, designs, command, log=lambda s: print(s, flush=True))
     RESULTS.mkdir(parents=True, exist_ok=True)

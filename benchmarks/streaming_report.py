@@ -280,7 +280,9 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
             f"×{_f(t['cpu_per_frame_vs_floor']['measured'], 2)}, {_yes(t['cpu_per_frame_vs_floor']['met'])}; "
             f"0 stale frames — measured {t['stale_frames']['measured']}, {_yes(t['stale_frames']['met'])}.",
         ]
-    out += ["", f"![Server CPU vs viewers]({png_name})", "", "### All points", ""]
+    out += ["", f"![Server CPU vs viewers]({png_name})", ""]
+    out += profile_markdown((doc["designs"].get("racecast") or {}).get("profile"))
+    out += ["### All points", ""]
     for design, d in doc["designs"].items():
         label = LABELS.get(design, design)
         if "error" in d:
@@ -309,6 +311,36 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
         "its own CPU: points where it reaches 90% are client-bound and stop the sweep.",
     ]
     return "\n".join(out)
+
+
+def profile_markdown(prof: dict[str, Any] | None) -> list[str]:
+    """The "where racecast's time goes" part: the top of a py-spy profile under load."""
+    if not prof:
+        return []
+    title = "### Where racecast's time goes"
+    if prof.get("error"):
+        return [title, "", f"No profile: {prof['error']}", ""]
+    pt = prof.get("point", {})
+    lines = [
+        title,
+        "",
+        f"py-spy, {prof['samples']:,} samples of the racecast server under {prof['n']:,} viewers at 1x "
+        f"(a separate point, since sampling costs CPU: server CPU {_f(pt.get('server_cpu_pct'))}%, "
+        f"{_f(pt.get('server_cpu_us_per_frame'))} µs/frame, on time {_f(pt.get('on_time_pct'), 2)}%). "
+        "Self time (the line running when sampled; time in the kernel shows on the line that made the system call):",
+        "",
+        "```",
+        *[f"{pct:5.1f}%  {frame}" for pct, frame in prof["self"][:12]],
+        "```",
+        "",
+        "Inclusive (racecast frames on the stack):",
+        "",
+        "```",
+        *[f"{pct:5.1f}%  {frame}" for pct, frame in prof["inclusive"][:10]],
+        "```",
+        "",
+    ]
+    return lines
 
 
 def write_section(path: Path, section: str) -> None:

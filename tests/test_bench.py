@@ -395,3 +395,16 @@ def test_procstat_reads_this_process():
     assert procstat.cpu_seconds(os.getpid()) > t0
     assert procstat.rss_bytes(os.getpid()) > 1_000_000
     assert procstat.wait_seconds(os.getpid()) >= 0
+
+
+def test_profile_top_and_its_markdown():
+    from benchmarks import profile
+
+    raw = "main (a.py:1);serve (racecast/engine.py:5);write (racecast/transport.py:9) 6\nmain (a.py:1);idle (b.py:2) 2\n\n"
+    top = profile.top(raw, 5, inclusive_filter="racecast/")
+    assert top["samples"] == 8
+    assert top["self"] == [[75.0, "write (racecast/transport.py:9)"], [25.0, "idle (b.py:2)"]]
+    assert sorted(top["inclusive"]) == [[75.0, "serve (racecast/engine.py:5)"], [75.0, "write (racecast/transport.py:9)"]]
+    md = "\n".join(report.profile_markdown({"n": 1500, "speed": 1.0, "point": {"server_cpu_pct": 70.0}, **top}))
+    assert "1,500 viewers" in md and " 75.0%  write (racecast/transport.py:9)" in md
+    assert "No profile: py-spy not installed" in "\n".join(report.profile_markdown({"error": "py-spy not installed"}))
