@@ -215,14 +215,16 @@ def saturation(point: dict[str, Any], first: dict[str, Any] | None, passed_befor
     """Why adding viewers beyond this point is pointless (None: keep going).
 
     Missing the on-time target stops the sweep only on the second point in a row
-    (after the design once met it): one noisy point on a shared machine should not end it."""
+    (after the design once met it): one noisy point on a shared machine should not end it.
+    A saturated CPU stops it only once frames are late too (the on-time limit is the measure)."""
     if "error" in point:
         return "error: " + point["error"].splitlines()[0][:120]
     if point["failed"] > MAX_FAILED_SHARE * point["n"]:
         return f"{point['failed']} connections failed"
     if (point.get("loadgen_cpu_pct") or 0) >= MAX_LOADGEN_CPU:
         return "load generator saturated (client-bound)"
-    if (point.get("server_cpu_pct") or 0) >= MAX_SERVER_CPU:
+    on_time = (point.get("on_time_pct") or 0) >= ON_TIME_TARGET
+    if (point.get("server_cpu_pct") or 0) >= MAX_SERVER_CPU and not on_time:  # still on time: try more viewers
         return "server CPU saturated"
     if first is not None and first is not point and first.get("fps_per_viewer_median"):
         if (point.get("fps_per_viewer_median") or 0) < MIN_FPS_SHARE * first["fps_per_viewer_median"]:

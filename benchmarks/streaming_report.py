@@ -135,9 +135,9 @@ def _viewers_met(doc: dict[str, Any], rc: dict[str, Any]) -> bool | None:
     if rc.get("max_on_time_1x", 0) >= TARGET_VIEWERS:
         return True
     stopped = ((doc["designs"].get("racecast") or {}).get("stopped") or {}).get("1.0", "")
-    client_bound = "client" in stopped
-    still_on_time = rc.get("max_on_time_1x", 0) == rc.get("max_viewers_1x", 0)
-    return None if (client_bound or still_on_time) else False
+    if not stopped or "client" in stopped or "capped" in stopped:  # the sweep ended before racecast did
+        return None
+    return False
 
 
 def point_line(p: dict[str, Any]) -> str:
@@ -178,6 +178,12 @@ COLUMNS = [
 ]
 
 
+def _span(lo: Any, hi: Any, nd: int) -> str:
+    """``lo–hi``, or one number when they are equal."""
+    a, b = _f(lo, nd), _f(hi, nd)
+    return a if a == b else f"{a}–{b}"
+
+
 def _row(p: dict[str, Any]) -> list[str]:
     if "error" in p:
         return [_f(p["n"])] + ["error: " + p["error"].splitlines()[0][:80]] + [""] * (len(COLUMNS) - 2)
@@ -214,7 +220,7 @@ def table(points: list[dict[str, Any]]) -> str:
 
 
 def _yes(m: bool | None) -> str:
-    return "**not measured** (the run stopped below the target without saturating)" if m is None else ("**met**" if m else "**missed**")
+    return "**not measured** (the sweep ended before racecast saturated)" if m is None else ("**met**" if m else "**missed**")
 
 
 def headline_text(doc: dict[str, Any]) -> str:
@@ -300,12 +306,13 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
     out.append("")
     for k, r in s["ratios"].items():
         other = LABELS[k.split("_vs_")[1]]
-        lo_hi = r.get("cpu_us_per_frame_range") or [None, None]
-        over = r.get("cpu_us_per_frame_over_viewers") or []
-        span = f"{over[0]:,}–{over[-1]:,}" if len(over) > 1 else (f"{over[0]:,}" if over else "–")
+        lo, hi = r.get("cpu_us_per_frame_range") or [None, None]
+        over = r.get("cpu_us_per_frame_over_viewers") or [r["at_viewers"]]
+        how = (f"median over 1x points with {_span(over[0], over[-1], 0)} viewers, range ×{_span(lo, hi, 2)}"
+               if len(over) > 1 else f"1x, {over[0]:,} viewers")  # fmt: skip
         out.append(
-            f"- **racecast vs {other}**: CPU per delivered frame ×{_f(r['cpu_us_per_frame'], 2)} (median over 1x points "
-            f"with {span} viewers, range ×{_f(lo_hi[0], 2)}–×{_f(lo_hi[1], 2)}); at {r['at_viewers']:,} viewers: server "
+            f"- **racecast vs {other}**: CPU per delivered frame ×{_f(r['cpu_us_per_frame'], 2)} ({how}); "
+            f"at {r['at_viewers']:,} viewers: server "
             f"CPU ×{_f(r['server_cpu_pct'], 2)}, bytes per frame ×{_f(r['bytes_per_frame'], 2)}, bytes per viewer-second "
             f"×{_f(r['bytes_per_viewer_s'], 2)}; viewers on time at 1x ×{_f(r['max_on_time_1x'], 1) if r['max_on_time_1x'] else 'n/a'}."
         )
@@ -373,7 +380,7 @@ def _seed_check(doc: dict[str, Any]) -> str | None:
     return (
         f"Seed-design reference vs the seed's documented behaviour (~15 frames/s at 1x, ~165 µs of CPU per delivered "
         f"frame, CPU growing with viewers and with polling): it delivers {fps:.1f} frames/s per viewer at 1x (median), "
-        f"costs {_f(min(us), 0)}–{_f(max(us), 0)} µs per delivered frame with {busy[0]['n']:,}–{busy[-1]['n']:,} viewers"
+        f"costs {_span(min(us), max(us), 0)} µs per delivered frame with {_span(busy[0]['n'], busy[-1]['n'], 0)} viewers"
         + (f", and polling alone costs {poll}" if poll else "")
         + ". The per-frame figure includes ~2.4 polling passes per delivered frame (each a `wait_for` task "
         "created and cancelled)."

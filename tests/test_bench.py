@@ -331,7 +331,8 @@ def doc_with(designs):
 
 def test_summary_ratios_targets_and_largest_on_time_n():
     doc = doc_with({
-        "racecast": {"points": [point(100, us=20), point(1000, us=18), point(3000, on_time=97.0, cpu=95, us=17)], "paused": [], "stopped": {}},
+        "racecast": {"points": [point(100, us=20), point(1000, us=18), point(3000, on_time=97.0, cpu=95, us=17)], "paused": [],
+                     "stopped": {"1.0": "server CPU saturated"}},
         "seed": {"points": [point(100, cpu=60, us=300, on_time=2.0)], "paused": [{**point(100), "server_cpu_pct": 25.0}], "stopped": {}},
         "floor": {"points": [point(100, us=15), point(1000, us=12), point(3000, us=11, cpu=80)], "paused": [], "stopped": {}},
     })  # fmt: skip
@@ -348,6 +349,10 @@ def test_summary_ratios_targets_and_largest_on_time_n():
     assert s["targets"]["viewers_1x_on_time"]["met"] is False  # it fell below 99% at 3,000
     quick = report.summarise(doc_with({**doc["designs"], "racecast": {"points": [point(100), point(1000)], "paused": [], "stopped": {}}}))
     assert quick["targets"]["viewers_1x_on_time"]["met"] is None  # never tried 2,500: cannot tell
+    bound = {"points": [point(100), point(1000)], "paused": [], "stopped": {"1.0": "load generator saturated (client-bound)"}}
+    assert report.summarise(doc_with({**doc["designs"], "racecast": bound}))["targets"]["viewers_1x_on_time"]["met"] is None
+    cpu = {"points": [point(100), point(1000, cpu=95.0)], "paused": [], "stopped": {"1.0": "server CPU saturated"}}
+    assert report.summarise(doc_with({**doc["designs"], "racecast": cpu}))["targets"]["viewers_1x_on_time"]["met"] is False
     assert s["targets"]["cpu_per_frame_vs_floor"]["met"] is True
     md = report.markdown({**doc, "summary": s}, png_name="p.png", json_name="r.json")
     assert "it delivers 25.0 frames/s per viewer at 1x" in md and "100 paused viewers 25.0% of a core" in md
@@ -385,7 +390,8 @@ def test_saturation_rules():
     first = point(1)
     assert harness.saturation(point(10), first, False) is None
     assert "client-bound" in harness.saturation(point(10, loadgen_cpu_pct=95.0), first, False)
-    assert "CPU" in harness.saturation(point(10, cpu=92.0), first, False)
+    assert "CPU" in harness.saturation(point(10, cpu=92.0, on_time=50.0), first, False)
+    assert harness.saturation(point(10, cpu=92.0), first, True) is None  # CPU-bound but still on time: go on
     assert "frame rate" in harness.saturation(point(10, fps_per_viewer_median=20.0), first, False)
     assert harness.saturation(point(10, on_time=95.0), first, True) is None  # one noisy point does not stop it
     assert "on time" in harness.saturation(point(10, on_time=95.0), first, True, failed_last=True)
