@@ -66,7 +66,9 @@ HALF_WIDTH = 6.0
 GRID_SPACING = 8.0
 POLE_BEHIND = 6.0  # pole slot, metres behind the line
 GRID_STAGGER = 2.0
-DRS_BOOST, TOW_BOOST = 0.035, 0.012
+DRS_BOOST, TOW_BOOST = 0.05, 0.015
+SC_CATCH_UP = 1.6  # behind the safety car, cars may close up at this multiple of its pace
+DIRTY_AIR = 0.005  # pace lost following within 0.7 s through corners
 RETIRE_OFFSET = -14.0  # the retired car parks this far outside the centre line
 
 # -- tyres: lap-time offset (s), linear and quadratic degradation (s per lap of age) ---------------
@@ -292,7 +294,7 @@ def _build_track(rng: np.random.Generator) -> _Track:
         kappa = _smooth_closed(kappa, 3.0)
         vref = _speed_profile(kappa, ds)
         t_ref = float(np.sum(ds / (0.5 * (vref + np.roll(vref, -1)))))
-        if not (78 <= t_ref <= 98 and 62 / 3.6 <= vref.min() <= 115 / 3.6 and 305 / 3.6 <= vref.max() <= 335 / 3.6):
+        if not (76 <= t_ref <= 92 and 66 / 3.6 <= vref.min() <= 112 / 3.6 and 305 / 3.6 <= vref.max() <= 335 / 3.6):
             continue
         tx, ty = d1[:, 0], d1[:, 1]
         tn = np.hypot(tx, ty)
@@ -458,7 +460,7 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
         team[i] = i // 2
     n_teams = int(team.max()) + 1
     # Pace: teams spread over ~2 s a lap, drivers within a few tenths of their team-mate.
-    team_gap = np.sort(np.cumsum(rng.uniform(0.05, 0.38, n_teams)) - 0.05)
+    team_gap = np.sort(np.cumsum(rng.uniform(0.08, 0.42, n_teams)) - 0.08)
     team_pace = rng.permutation(team_gap)
     pace = team_pace[team] + rng.uniform(-0.2, 0.2, n)
     # Qualifying order with noise, then a grid penalty or two that put fast cars in the midfield.
@@ -485,7 +487,10 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
         stoppers[rng.choice(n, size=min(2, n), replace=False)] = True
     for i in range(n):
         two = laps >= 20 and rng.random() < 0.3
-        fr = [rng.uniform(0.25, 0.36), rng.uniform(0.58, 0.72)] if two else [rng.uniform(0.32, 0.62)]
+        if two:
+            fr = [rng.uniform(0.25, 0.36), rng.uniform(0.58, 0.72)]
+        else:
+            fr = [rng.uniform(0.32, 0.62) if laps >= 10 else rng.uniform(0.5, 0.75)]
         lap_list = sorted({min(max(int(round(f * laps)), 1), laps - 1) for f in fr}) if laps >= 2 and stoppers[i] else []
         front = grid[i] < n // 2
         c0 = (S if rng.random() < 0.55 else M) if front else (M if rng.random() < 0.6 else H)
@@ -503,6 +508,7 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
     # Pace factor per lap: reference lap time over the car's lap time on that lap.
     k = np.zeros((n, laps + 2))
     noise = rng.normal(0.0, 0.12, (n, laps + 2))
+    noise[:, 1] = rng.normal(0.4, 0.7, n)  # first-lap chaos: traffic, lines, a lock-up or two
     for i in range(n):
         stint, age0, stint_start = 0, start_age[i], 1
         for lap in range(1, laps + 2):
@@ -521,8 +527,8 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
     penalised = {int(d) for d in np.flatnonzero(grid >= n // 2) if pace[d] <= np.sort(pace)[5]} if n >= 8 else set()
     pool = [d for d in range(n) if grid[d] >= n // 3 and d not in penalised]
     retire = int(rng.choice(pool)) if n >= 3 and pool else -1
-    ret_lap = min(int(rng.uniform(0.15, 0.4) * laps), max(0, laps - 3))
-    incident = ret_lap * track.L + rng.uniform(0.3, 0.7) * track.L
+    ret_lap = min(max(int(rng.uniform(0.15, 0.4) * laps), 1 if laps >= 3 else 0), max(0, laps - 2))
+    incident = ret_lap * track.L + rng.uniform(0.05, 0.25) * track.L
     sc_laps = int(np.clip(round(laps / 14 + rng.uniform(-0.5, 0.5)), 1, 5))
     return _Plan(
         drivers=tuple(drivers),
@@ -605,7 +611,7 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
 
     sc = False
     t_yellow = t_sc = t_sc_end = inf
-    sc_cross, n_sc = 0, plan.sc_laps
+    sc_cross, n_sc, sc_in_msg = 0, plan.sc_laps, False
     incident = False
     drs_enabled, drs_after = False, 2
     lead_done = 0
@@ -632,6 +638,10 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
     drs_code = drs_off
     dirty_state, out_any = True, False
     next_line = np.zeros(n)
+    att_vs = np.full(n, -1)  # the car each car is attacking (-1: none)
+    att_until = np.zeros(n)
+    att_any = False
+    no_attack = np.zeros(n, dtype=bool)
     while True:
         t = step * SIM_DT
         rec_s.append(s)
@@ -703,8 +713,8 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
             boost = ones.copy()
         prev_dtab = dtab
         if green:
-            boost += TOW_BOOST * (obst & pz & ~drs_open & (gap_t < 0.8))
-            boost -= 0.003 * (obst & ~pz & (gap_t < 0.6))  # dirty air in corners
+            boost += TOW_BOOST * (obst & pz & ~drs_open & (gap_t < 1.0))
+            boost -= DIRTY_AIR * (obst & ~pz & (gap_t < 0.7))  # dirty air in corners
             if blue is not None:
                 boost -= 0.015 * blue
         k_eff = kk * boost
@@ -714,22 +724,52 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
         if sc:
             r = min(1.0, (t - t_sc) / 8.0)
             leader = int(np.where(out | finished, -inf, s).argmax())
-            mult = np.full(n, 1.45)
+            mult = np.full(n, SC_CATCH_UP)
             mult[leader] = 1.0
             cap = (vsc[ti] + dvsc[ti] * fr) * mult
             target = np.minimum(target, target * (1.0 - r) + np.minimum(target, cap) * r)
 
         # -- pit lane: brake to the limit before the entry, stop at the box ----------------------
         approach = has & ~entered
-        if cnz(approach):
-            d_in = np.maximum(np.where(approach, entry - s, 1e9), 0.0)
-            np.minimum(target, np.sqrt(PIT_SPEED**2 + 50.0 * d_in), out=target)
+        approach_any = bool(cnz(approach))
+        if approach_any:
+            # at the limit a step before the line, so interpolated frames never show more
+            d_in = np.maximum(np.where(approach, entry - look - v * SIM_DT - 1.0, 1e9), 0.0)
+            np.minimum(target, np.sqrt(PIT_SPEED**2 + 24.0 * d_in), out=target)
         if pit_any:
             target = np.where(in_pit, np.minimum(target, PIT_SPEED), target)
             unserved = in_pit & ~served
             target = np.where(unserved, np.minimum(target, np.sqrt(16.0 * np.maximum(box - s, 0.0))), target)
         if cheq and cnz(finished):  # cool-down lap
             target = np.where(finished, np.minimum(target, np.maximum(0.6 * vr, v - 4.0 * SIM_DT)), target)
+
+        # -- overtaking: a car faster this lap that gets within 12 m on a straight (tow, DRS) goes
+        # for the gap under braking; the defender backs off until it is through, or 4 s pass ------
+        attacking = no_attack
+        if green and t > lights + 8.0:
+            close = gap_m < 12.0
+            if cnz(close):
+                new_att = close & obst & pz & (v > v[ahead] + 2.0) & (att_vs < 0) & ~lapping & (kk > kk[ahead] * 1.001)
+                if cnz(new_att):
+                    att_vs = np.where(new_att, ahead, att_vs)
+                    att_until = np.where(new_att, t + 4.0, att_until)
+                    att_any = True
+            if att_any:
+                attacking = att_vs >= 0
+                vic = np.where(attacking, att_vs, ar)
+                done = attacking & ((s > s[vic] + 3.0) | (t > att_until) | ~obst | ~obst[vic])
+                att_vs = np.where(done, -1, att_vs)
+                attacking = attacking & ~done
+                if cnz(attacking):
+                    ai = np.flatnonzero(attacking)
+                    defend = np.full(n, inf)
+                    np.minimum.at(defend, att_vs[ai], np.maximum(v[ai] - 3.0, 0.0))
+                    np.minimum(target, defend, out=target)
+                else:
+                    att_any = False
+        elif att_any:
+            att_vs = np.full(n, -1)
+            att_any = False
 
         # -- speed: limited by the car's acceleration and braking --------------------------------
         vk = np.maximum(v / k_eff, 1.0)
@@ -740,15 +780,16 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
         # following: close in at a comfortable deceleration, then hold the headway d_min; on a
         # straight (green flag) a faster car may pass instead, and a lapping car always may
         if green:
-            apply = obst & ~pz & ~lapping & (gap_m < 400.0)
+            apply = obst & ~pz & ~lapping & ~attacking & (gap_m < 400.0)
             d_min, b_close, tau = 5.0 + 0.2 * v, 12.0, 1.0
         else:
             apply = obst & (gap_m < 400.0)
-            d_min, b_close, tau = 12.0 + 0.2 * v, 4.0, 2.0
+            d_min, b_close, tau = 8.0 + 0.1 * v, 8.0, 2.0
         if cnz(apply):
             va = v_new[ahead]
             err = gap_m - d_min
-            cap_f = np.where(err > 0, np.sqrt(va * va + 2.0 * b_close * np.maximum(err, 0.0)), va + err / tau)
+            # too close: drop back, but never below 85% of the car ahead's speed (no cascades)
+            cap_f = np.where(err > 0, np.sqrt(va * va + 2.0 * b_close * np.maximum(err, 0.0)), np.maximum(va + err / tau, 0.85 * va))
             v_new = np.where(apply, np.maximum(np.minimum(v_new, cap_f), v_floor), v_new)
         np.maximum(v_new, 0.0, out=v_new)
         np.minimum(v_new, SPEED_CAP, out=v_new)
@@ -797,6 +838,8 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
             av = Dv.argmin(axis=1)
             near = vis & (Dv[ar, av] < 8.5)
             lat_t = np.where(near, np.where(lat[av] > 0.3, -2.2, 2.2), 0.0)
+            if approach_any or pit_any:
+                lat_t[in_pit | (approach & (entry - s < 150.0))] = 0.0  # line up for the pit entry
             if cnz(retiring) or out_any:
                 lat_t[retiring | out] = RETIRE_OFFSET
                 rate = np.where(retiring, 4.0, 2.5) * SIM_DT
@@ -825,10 +868,15 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
             retiring &= ~stopped
             if cnz(stopped):
                 out_any = dirty_state = True
+        if sc and not sc_in_msg and t_new >= t_sc + 20.0:  # a one-lap safety car
+            sc_in_msg = True
+            msg(t_new, "SAFETY CAR IN THIS LAP", "SafetyCar")
         if incident and not sc and t_sc == inf and not cheq and t_new >= t_yellow + 10.0:
             sc, t_sc = True, t_new
-            n_sc = max(1, min(plan.sc_laps, laps - lead_done - 2))
+            # the SC comes in as the leader completes its n_sc-th lap from now, before the last lap
+            n_sc = max(1, min(plan.sc_laps, laps - 1 - lead_done))
             msg(t_new, "SAFETY CAR DEPLOYED", "SafetyCar")
+            sc_in_msg = n_sc > 1
             if drs_enabled:
                 drs_enabled = False
                 msg(t_new, "DRS DISABLED", "Drs")
@@ -853,9 +901,9 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
             else:
                 if sc:
                     sc_cross += 1
-                    if sc_cross == n_sc:
+                    if sc_cross == n_sc - 1:
                         msg(t_c, "SAFETY CAR IN THIS LAP", "SafetyCar")
-                    elif sc_cross > n_sc:
+                    elif sc_cross >= n_sc:
                         sc, t_sc_end = False, t_c
                         drs_after = lead_done + 1
                         msg(t_c, "TRACK CLEAR", "Flag")
@@ -1036,6 +1084,7 @@ def _assemble(track: _Track, plan: _Plan, run: _Run, laps: int, fps: int, rng: n
     brake = np.where(braking, np.clip((-acc - drag) / (_a_brk(speed) - drag) * 100.0, 1.0, 100.0), 0.0)
     lifting = braking | (acc < -0.3)
     throttle = np.where(lifting, 0.0, np.clip((acc + drag + 2.5) / a_pow * 100.0, 0.0, 100.0))
+    throttle[(acc < 0.0) & (throttle > 98.0)] = 98.0  # flat out never loses speed
     still = speed < 0.3
     throttle[still] = 0.0
     brake[still & ~braking] = 0.0
@@ -1059,7 +1108,7 @@ def _assemble(track: _Track, plan: _Plan, run: _Run, laps: int, fps: int, rng: n
         "tyre": tyre,
         "tyre_age": tyre_age,
         "dist": dist,
-        "rel_dist": ((dist % L) / L).astype(np.float32),
+        "rel_dist": np.minimum((dist % L) / L, np.nextafter(np.float32(1.0), np.float32(0.0))).astype(np.float32),
         "race_progress": progress,
         "status": status,
         "gap": gap.astype(np.float32),
@@ -1118,7 +1167,7 @@ def _assemble(track: _Track, plan: _Plan, run: _Run, laps: int, fps: int, rng: n
         "humidity": np.round(walk(rng.uniform(35.0, 65.0), 0.5, 20.0, 90.0), 1),
         "rainfall": np.zeros(k),
         "wind_speed": np.round(walk(rng.uniform(0.5, 3.5), 0.1, 0.0, 8.0), 1),
-        "wind_direction": np.round(walk(rng.uniform(0.0, 360.0), 3.0, -1e9, 1e9) % 360.0),
+        "wind_direction": np.round(walk(rng.uniform(0.0, 360.0), 3.0, -1e9, 1e9)) % 360.0,
     }
     return dict(
         t=t,
