@@ -109,12 +109,6 @@ CIRCUITS = (
 # ================================================================================================
 # Track
 # ================================================================================================
-def _a_acc(v: np.ndarray | float, k: np.ndarray | float = 1.0, trac: np.ndarray | float = 1.0):
-    """Acceleration limit (m/s²) at speed v of a car whose whole speed profile is scaled by k."""
-    vk = np.maximum(v / k, 1.0)
-    return k * k * (np.minimum(TRACTION * trac, POWER / vk) - DRAG * vk * vk)
-
-
 def _a_brk(v):
     return BRK0 + (DRAG + BRK_AERO) * v * v
 
@@ -254,8 +248,6 @@ class _Track:
     passing: np.ndarray  # bool: a straight where a faster car may pass
     drs_tab: np.ndarray  # int8: 0 none, 1 detection (150 m before a zone), 2 in a zone
     pit_off: np.ndarray  # lateral offset of the pit lane (0 off the pit section)
-    s_in: float  # pit entry (lap distance) and exit
-    s_out: float
     t_ref: float  # reference lap time, s
     geometry: TrackGeometry = field(repr=False)
 
@@ -348,7 +340,6 @@ def _build_track(rng: np.random.Generator) -> _Track:
     zones.append((60.0, float(j * ds)))
     # other straights: runs of low curvature at least 450 m long, away from the main straight
     runs: list[tuple[int, int]] = []
-    i = 0
     roll = np.roll(straight, 1)
     starts = np.flatnonzero((straight == 1) & (roll == 0))
     for a0 in starts:
@@ -422,8 +413,6 @@ def _build_track(rng: np.random.Generator) -> _Track:
         passing=periodic(passing),
         drs_tab=periodic(drs_tab),
         pit_off=tab_off,
-        s_in=float(length - PIT_IN_BEFORE),
-        s_out=PIT_OUT_AFTER,
         t_ref=t_ref,
         geometry=geometry,
     )
@@ -459,7 +448,7 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
         drivers.append(Driver(code=code, number=number, name=name, team=tname, color=color))
         team[i] = i // 2
     n_teams = int(team.max()) + 1
-    # Pace: teams spread over ~2 s a lap, drivers within a few tenths of their team-mate.
+    # Pace: teams spread over ~2.5 s a lap, drivers within a few tenths of their team-mate.
     team_gap = np.sort(np.cumsum(rng.uniform(0.08, 0.42, n_teams)) - 0.08)
     team_pace = rng.permutation(team_gap)
     pace = team_pace[team] + rng.uniform(-0.2, 0.2, n)
@@ -522,13 +511,13 @@ def _plan(rng: np.random.Generator, track: _Track, laps: int, n: int) -> _Plan:
     launch_delay = 0.18 + rng.uniform(0.0, 0.35, n) + (rng.random(n) < 0.06) * 0.6
     launch_trac = rng.uniform(0.86, 1.0, n)
     box_off = 25.0 + 13.0 * team + 6.0 * (np.arange(n) % 2)
-    # One retirement from the back two-thirds of the grid, a fifth to two-fifths into the race
-    # (always in time for a safety car that ends before the last lap when the race allows it).
+    # One retirement from the back two-thirds of the grid, 15-40% into the race (lap 2 of a
+    # 3-lap race), in time for a safety car that ends before the last lap when the race allows.
     penalised = {int(d) for d in np.flatnonzero(grid >= n // 2) if pace[d] <= np.sort(pace)[5]} if n >= 8 else set()
     pool = [d for d in range(n) if grid[d] >= n // 3 and d not in penalised]
     retire = int(rng.choice(pool)) if n >= 3 and pool else -1
     ret_lap = min(max(int(rng.uniform(0.15, 0.4) * laps), 1 if laps >= 3 else 0), max(0, laps - 2))
-    incident = ret_lap * track.L + rng.uniform(0.05, 0.25) * track.L
+    incident = ret_lap * track.L + rng.uniform(0.1, 0.25) * track.L  # past the pit exit
     sc_laps = int(np.clip(round(laps / 14 + rng.uniform(-0.5, 0.5)), 1, 5))
     return _Plan(
         drivers=tuple(drivers),
@@ -586,7 +575,6 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
     L, inv = track.L, 1.0 / track.ds
     ar = np.arange(n)
     inf = math.inf
-    codes = [d.code for d in plan.drivers]
 
     s = -(POLE_BEHIND + GRID_SPACING * plan.grid).astype(np.float64)
     v = np.zeros(n)
@@ -804,7 +792,7 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
         s_new = s + 0.5 * (v + v_new) * SIM_DT
 
         # -- pit events -----------------------------------------------------------------------------
-        if cnz(approach) or pit_any:
+        if approach_any or pit_any:
             newly = has & ~entered & (s_new >= entry)
             for i in np.flatnonzero(newly):
                 st = _Stop(int(i), int(stop_i[i]), int(cur[i]), float(entry[i]), float(exit_[i]), float(box[i]))
@@ -926,7 +914,6 @@ def _simulate(track: _Track, plan: _Plan, laps: int, progress: Callable[[float],
         if progress is not None and step % 250 == 0:
             progress(min(0.9, 0.9 * max(0.0, float(np.max(s))) / (laps * L)))
 
-    del codes
     return _Run(
         t=np.arange(len(rec_s)) * SIM_DT,
         s=np.array(rec_s),
