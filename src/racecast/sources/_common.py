@@ -199,6 +199,42 @@ def running_order(progress: np.ndarray, status: np.ndarray, finish_order: np.nda
     return rank_positions(key, status)
 
 
+def race_gaps(
+    grid: np.ndarray, crossings: Sequence[tuple[np.ndarray, np.ndarray]], t_out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Timing-screen gap and interval (s) per frame, shaped (frames, drivers).
+
+    At each line crossing a car's gap is the time since the first car still running
+    completed that lap, its interval the time since the previous one did (NaN for the
+    leader); both are held until its next crossing, NaN before its first and once OUT
+    (``t_out``: per driver, inf when never).
+    """
+    n, nd = grid.size, len(crossings)
+    by_lap: dict[int, list[tuple[float, int]]] = {}
+    for j, (ct, ck) in enumerate(crossings):
+        for t, k in zip(ct, ck):
+            by_lap.setdefault(int(k), []).append((float(t), j))
+    events: list[list[tuple[float, float, float]]] = [[] for _ in range(nd)]
+    for items in by_lap.values():
+        items.sort()
+        for i, (t, j) in enumerate(items):
+            ahead = [ta for ta, ja in items[:i] if t_out[ja] >= t]
+            events[j].append((t, t - ahead[0] if ahead else 0.0, t - ahead[-1] if ahead else math.nan))
+    gap = np.full((n, nd), np.nan)
+    interval = np.full((n, nd), np.nan)
+    for j, ev in enumerate(events):
+        if not ev:
+            continue
+        ev.sort()
+        et = np.array([e[0] for e in ev])
+        gap[:, j] = step_values(et, np.array([e[1] for e in ev]), grid, np.nan)
+        interval[:, j] = step_values(et, np.array([e[2] for e in ev]), grid, np.nan)
+        out = grid > t_out[j]
+        gap[out, j] = np.nan
+        interval[out, j] = np.nan
+    return gap, interval
+
+
 # -- geometry ---------------------------------------------------------------------------
 
 

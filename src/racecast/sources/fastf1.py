@@ -67,6 +67,7 @@ from racecast.sources._common import (
     path_fractions,
     progress_from_crossings,
     project_along,
+    race_gaps,
     report,
     resample_hold,
     resample_linear,
@@ -845,7 +846,7 @@ def race_from_fastf1_frames(
     for j, dl in enumerate(dlaps):
         _timing_channels(ch, j, dl, grid)
     if frames.race_like:
-        _race_gaps(ch, grid, dlaps, t_out)
+        ch["gap"][:], ch["interval"][:] = race_gaps(grid, [(dl.cross_t, dl.cross_k) for dl in dlaps], t_out)
     else:
         _best_lap_gaps(ch, positions, best)
     report(progress, "timing", 1.0)
@@ -932,35 +933,6 @@ def _timing_channels(ch: dict[str, np.ndarray], j: int, dl: _Laps, grid: np.ndar
         at = np.where(np.isfinite(dl.sector_at[s]), dl.sector_at[s], fallback[s])
         ok = np.isfinite(dl.sector[s])
         ch[f"sector{s + 1}"][:, j] = step_values(at[ok], dl.sector[s][ok], grid, np.nan)
-
-
-def _race_gaps(ch: dict[str, np.ndarray], grid: np.ndarray, dlaps: list[_Laps], t_out: np.ndarray) -> None:
-    """Timing-screen gaps: at each line crossing, time behind the first (and the previous)
-    car still running to complete that lap; held until the next crossing."""
-    by_lap: dict[int, list[tuple[float, int]]] = {}
-    for j, dl in enumerate(dlaps):
-        for t, k in zip(dl.cross_t, dl.cross_k):
-            by_lap.setdefault(int(k), []).append((float(t), j))
-    gap_ev: list[list[tuple[float, float, float]]] = [[] for _ in dlaps]
-    for k, items in by_lap.items():
-        items.sort()
-        for i, (t, j) in enumerate(items):
-            ahead = [ta for ta, ja in items[:i] if t_out[ja] >= t]
-            gap = t - ahead[0] if ahead else 0.0
-            interval = t - ahead[-1] if ahead else math.nan
-            gap_ev[j].append((t, gap, interval))
-    for j, ev in enumerate(gap_ev):
-        if not ev:
-            continue
-        ev.sort()
-        et = np.array([e[0] for e in ev])
-        gap = step_values(et, np.array([e[1] for e in ev]), grid, np.nan)
-        itv = step_values(et, np.array([e[2] for e in ev]), grid, np.nan)
-        out = grid > t_out[j]
-        gap[out] = np.nan
-        itv[out] = np.nan
-        ch["gap"][:, j] = gap
-        ch["interval"][:, j] = itv
 
 
 def _best_lap_order(grid: np.ndarray, dlaps: list[_Laps], drivers: list[Driver]) -> tuple[np.ndarray, np.ndarray]:
