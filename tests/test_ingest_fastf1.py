@@ -14,7 +14,7 @@ import pytest
 
 from racecast.race import Compound, Status, TrackStatus
 from racecast.sources import IngestError
-from racecast.sources.fastf1 import MISSING_FASTF1, load_fastf1_session, race_from_fastf1_frames
+from racecast.sources.fastf1 import MISSING_FASTF1, frames_from_session, load_fastf1_session, race_from_fastf1_frames
 from tests.fastf1_shapes import L, OFFSET, PIT_LATERAL, quali_frames, race_frames, xy
 
 
@@ -485,6 +485,20 @@ def test_bad_arguments_are_clear_errors(monkeypatch, small_frames):
         load_fastf1_session(2023, 5, "FP4")
     with pytest.raises(IngestError, match="2017 is too early"):
         load_fastf1_session(2017, 5, "R")
+
+
+@pytest.mark.parametrize(
+    "name, year, race_like",
+    [("Race", 2023, True), ("Sprint", 2023, True), ("Sprint Qualifying", 2021, True), ("Sprint Qualifying", 2024, False),
+     ("Sprint Shootout", 2023, False), ("Qualifying", 2023, False), ("Practice 2", 2023, False)],
+)  # fmt: skip
+def test_sessions_are_raced_or_timed_like_fastf1_names_them(small_frames, name, year, race_like):
+    ses = FakeSession(small_frames)
+    ses.name = name
+    frames = frames_from_session(ses, year=year, session="X")
+    assert frames.race_like is race_like
+    assert (frames.round, frames.event_name, frames.rotation, frames.total_laps) == (5, "Test Grand Prix", 92.0, 3)
+    assert frames.laps is not small_frames.laps and frames.laps.equals(small_frames.laps)
 
 
 def test_load_through_the_fastf1_layer(monkeypatch, small_frames, tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -248,6 +250,14 @@ def test_an_open_path(tmp_path):
     assert race["position"][race.frame_at(10), q] == 2 and race["position"][race.frame_at(59), q] == 1
     p = rows[0]  # the first driver with the most samples draws the track
     assert race.geometry.length == pytest.approx(float(np.hypot(np.diff(p["x"]), np.diff(p["y"])).sum()), rel=0.01)
+
+
+def test_default_id_is_a_safe_name(tmp_path):
+    path = tmp_path / ("-- Monza 2024: GPS laps (final) " + "x" * 80 + ".csv.gz")
+    pd.read_csv(io.StringIO(GOOD)).to_csv(path, index=False)
+    race = load_table(path)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", race.id) and race.id.startswith("Monza_2024_GPS")
+    assert load_table(path, id="monza-gps").id == "monza-gps"
 
 
 def test_progress_callback(tmp_path, table):

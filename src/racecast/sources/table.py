@@ -587,7 +587,8 @@ def _default_id(p: Path) -> str:
     stem = p.name
     for suf in reversed(p.suffixes):
         stem = stem[: -len(suf)] if stem.endswith(suf) else stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "table"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("_.-")[:64].rstrip("_.-")
+    return safe or "table"  # a valid bundle id: 1-64 of [A-Za-z0-9_.-], starting alphanumeric
 
 
 def race_from_samples(
