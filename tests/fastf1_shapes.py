@@ -8,7 +8,7 @@ float lap numbers, FastF1Generated rows for retirements, Position by crossing or
 ~4 Hz with jittered timestamps), results, track status, race-control messages
 (UTC datetimes), weather -- with FastF1's quirks: duplicate samples at lap boundaries,
 gaps, all-zero filler rows for missing position data, lap 1 without a lap time, a
-car crashing on lap 1, a retirement, a pit stop, a lapped car, a pit-lane start-free grid.
+car crashing on lap 1, a retirement, a pit stop, a lapped car, a launch overtake.
 """
 
 from __future__ import annotations

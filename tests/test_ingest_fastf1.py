@@ -50,6 +50,7 @@ def test_race_identity_drivers_and_grid(case):
     assert sar.number == 2 and sar.color.startswith("#") and len(sar.color) == 7  # no TeamColor in the data
     assert race.drivers[race.codes.index("VER")].color == "#3671C6"
     assert race.event["year"] == 2023 and race.event["round"] == 5 and race.event["session_type"] == "R"
+    assert race.event["skipped_drivers"] == []
     # the replay starts on the grid PRE_ROLL seconds before the start and ends after the last finisher
     start_f = race.frame_at(race.event["start_t"])
     assert session_times(race)[start_f] == pytest.approx(truth.start, abs=0.05)

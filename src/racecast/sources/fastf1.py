@@ -871,6 +871,8 @@ def race_from_fastf1_frames(
         "position_scale": scale,
         "scheduled_laps": frames.total_laps,
         "corners": _corners(frames.corners, scale),
+        # drivers with lap times but not one position sample can't be drawn: left out
+        "skipped_drivers": sorted(set(laps) - set(nums)),
     }
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
     try:
