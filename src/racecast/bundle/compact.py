@@ -160,12 +160,18 @@ class CompactFrame:
     codes: tuple[str, ...]
     q: dict[str, np.ndarray]  # channel -> int64 (drivers,), NULL for unknown
     weather: list[tuple[int, int]] | None = None
-    rates: dict[str, np.ndarray] = field(default_factory=dict)
-    t_rate: int = 0
+    rates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    t_rate: int = field(default=0, repr=False)
+    base: "CompactFrame | None" = field(default=None, repr=False, compare=False)
 
     @property
     def is_key(self) -> bool:
         return self.frame_index == self.keyframe_index
+
+    @property
+    def key(self) -> "CompactFrame":
+        """The keyframe this frame decodes against (itself for a keyframe): keep it for the next delta."""
+        return self if self.base is None else self.base
 
     def to_dict(self) -> dict[str, Any]:
         """The frame as the msgpack frames show it: ``{frame_index, t, lap, drivers: {CODE: {...}}}``."""
@@ -192,9 +198,9 @@ def frame_dict(frame_index: int, t_ms: int, lap: int, codes: tuple[str, ...], co
 def decode_compact(payload: bytes | bytearray | memoryview, keyframe: CompactFrame | None = None) -> CompactFrame:
     """Decode one compact payload (or several back to back: a keyframe then a delta of its span).
 
-    Returns the last frame. A delta needs its keyframe (the previous return value
-    that ``is_key``, or a keyframe earlier in the same buffer); without it,
-    :class:`MissingKeyframe`. Bad input raises :class:`DecodeError`, quickly.
+    Returns the last frame; pass its ``.key`` as ``keyframe`` next time. A delta
+    needs its keyframe (from an earlier call, or earlier in the same buffer);
+    without it, :class:`MissingKeyframe`. Bad input raises :class:`DecodeError`, quickly.
     """
     check_size(payload)
     key = keyframe
@@ -258,7 +264,7 @@ def _decode_delta(buf: bytes | bytearray | memoryview, offset: int, key: Compact
         if name is None or d >= nd:
             raise r.fail(f"change for driver {d}, channel {cid} is out of range")
         q[name][d] = (v >> 1) ^ -(v & 1)
-    return CompactFrame(i, k, t, lap, key.codes, q), r.end()
+    return CompactFrame(i, k, t, lap, key.codes, q, base=key), r.end()
 
 
 __all__ = ["KEY_INTERVAL", "CompactFrame", "DecodeError", "MissingKeyframe", "decode_compact", "iter_compact_frames"]
