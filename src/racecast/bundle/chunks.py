@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..race import Race
-from .compact import frame_dict
+from .compact import frames_dicts
 from .quantize import FAST, SLOW, quantized, quantized_weather
 from .varint import DecodeError
 from .wire import (
@@ -196,12 +196,7 @@ class Chunk:
 
     def frames(self) -> list[dict[str, Any]]:
         """Each frame as the msgpack frames show it (weather on the first, like once a second)."""
-        cols = {name: a.tolist() for name, a in self.q.items()}
-        t, lap = self.t.tolist(), self.lap.tolist()
-        return [
-            frame_dict(self.first_frame + j, t[j], lap[j], self.codes, cols, j, self.weather if j == 0 else None)
-            for j in range(self.n_frames)
-        ]
+        return frames_dicts(self.first_frame, self.t.tolist(), self.lap.tolist(), self.codes, self.q, self.weather)
 
 
 def decode_chunk(payload: bytes | bytearray | memoryview) -> Chunk:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..race import Race
 from .msgpack_frames import DRIVER_FIELDS
-from .quantize import FAST, NULL, SLOW, T_SCALE, dequantize, quantized, quantized_weather
+from .quantize import BY_NAME, FAST, NULL, SLOW, STATUS_LABELS, T_SCALE, quantized, quantized_weather
 from .varint import DecodeError, zigzag
 from .wire import (
     KIND_DELTA,
@@ -175,23 +175,37 @@ class CompactFrame:
 
     def to_dict(self) -> dict[str, Any]:
         """The frame as the msgpack frames show it: ``{frame_index, t, lap, drivers: {CODE: {...}}}``."""
-        return frame_dict(self.frame_index, self.t, self.lap, self.codes,
-                          {name: a.tolist() for name, a in self.q.items()}, None, self.weather)  # fmt: skip
+        q = {name: a[None, :] for name, a in self.q.items()}
+        return frames_dicts(self.frame_index, [self.t], [self.lap], self.codes, q, self.weather)[0]
 
 
-def frame_dict(frame_index: int, t_ms: int, lap: int, codes: tuple[str, ...], cols: dict[str, list[Any]],
-               row: int | None, weather: list[tuple[int, int]] | None) -> dict[str, Any]:  # fmt: skip
-    """Build a normalized frame dict from per-channel lists (``cols[name][d]``, or ``[row][d]`` if row given)."""
-    drivers = {}
-    for d, code in enumerate(codes):
-        car = {}
-        for name in DRIVER_FIELDS:
-            col = cols[name]
-            car[name] = dequantize(name, col[d] if row is None else col[row][d])
-        drivers[code] = car
-    out: dict[str, Any] = {"frame_index": frame_index, "t": t_ms / T_SCALE, "lap": lap, "drivers": drivers}
-    if weather:
-        out["weather"] = weather_dict(weather)
+def _values(name: str, a: np.ndarray) -> list[Any]:
+    """Dequantized values of integer array ``a`` of channel ``name`` (any shape), as nested lists."""
+    spec = BY_NAME[name]
+    if name == "status":
+        lab = STATUS_LABELS.get
+        return [[lab(v, v) for v in row] for row in a.tolist()] if a.ndim == 2 else [lab(v, v) for v in a.tolist()]
+    vals = (a / spec.scale).tolist() if spec.scale != 1 else a.tolist()
+    if spec.nullable and (a == NULL).any():
+        null = (a == NULL).tolist()
+        if a.ndim == 1:
+            return [None if n else v for v, n in zip(vals, null)]
+        return [[None if n else v for v, n in zip(rv, rn)] for rv, rn in zip(vals, null)]
+    return vals
+
+
+def frames_dicts(first: int, t_ms: list[int], lap: list[int], codes: tuple[str, ...], q: dict[str, np.ndarray],
+                 weather: list[tuple[int, int]] | None) -> list[dict[str, Any]]:  # fmt: skip
+    """Normalized frame dicts from integer columns ``q[name]`` shaped (frames, drivers); weather on the first."""
+    cols = [_values(name, q[name]) for name in DRIVER_FIELDS]
+    out = []
+    for j in range(len(t_ms)):
+        rows = [c[j] for c in cols]
+        drivers = {code: dict(zip(DRIVER_FIELDS, vals)) for code, vals in zip(codes, zip(*rows))}
+        f: dict[str, Any] = {"frame_index": first + j, "t": t_ms[j] / T_SCALE, "lap": lap[j], "drivers": drivers}
+        if j == 0 and weather:
+            f["weather"] = weather_dict(weather)
+        out.append(f)
     return out
 
 

@@ -103,6 +103,7 @@ class Reader:
         arr = np.frombuffer(buf, dtype=np.uint8)
         self.buf_len = arr.size
         self.values, self.ends = decode_varints(arr[offset + 2 :])
+        self.signed = unzigzag(self.values)  # every value both ways, once: readers slice
         self.i = 0
 
     def fail(self, msg: str) -> DecodeError:
@@ -126,10 +127,12 @@ class Reader:
         return v
 
     def z(self) -> int:
-        return int(unzigzag(self.take(1))[0])
+        self.take(1)
+        return int(self.signed[self.i - 1])
 
     def zs(self, n: int) -> np.ndarray:
-        return unzigzag(self.take(n))
+        self.take(n)
+        return self.signed[self.i - n : self.i]
 
     def count(self, limit: int, per_item: int, name: str) -> int:
         n = self.u(limit, name)
