@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from racecast.bundle import open_bundle, write_bundle
-from racecast.bundle.chunks import CHUNK_FRAMES, decode_chunk
+from racecast.bundle.chunks import CHUNK_FRAMES, decode_chunk, decode_chunks
 from racecast.bundle.compact import KEY_INTERVAL, DecodeError, MissingKeyframe, decode_compact
 from racecast.bundle.msgpack_frames import decode_msgpack_frame
 from racecast.bundle.quantize import NULL, QUANTS, quantize
@@ -219,8 +219,22 @@ def test_trailing_garbage_is_refused(bundle):
     with pytest.raises(DecodeError):
         decode_compact(bytes(bundle.streams["compact"][1]) + b"\x00", key)
     raw = bytes(bundle.streams["chunks"][0])
-    with pytest.raises(DecodeError, match="CRC"):
+    with pytest.raises(DecodeError, match="unexpected bytes"):
         decode_chunk(raw + b"\x00")
+    with pytest.raises(DecodeError, match="CRC"):
+        decode_chunk(raw[:-1] + bytes([raw[-1] ^ 1]))
+
+
+def test_chunks_back_to_back_decode_in_order(bundle):
+    s = bundle.streams["chunks"]
+    got = decode_chunks(s.span(3, s.count))  # one zero-copy slice, as a ?from=3 response
+    assert [c.first_frame for c in got] == [c * CHUNK_FRAMES for c in range(3, s.count)]
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_chunks(bytes(s.span(3, 5))[:-1])
+    # Concatenated gzip / zstd members are one valid stream of the concatenated chunks.
+    assert gzip.decompress(bytes(bundle.streams["chunks.gz"].span(2, 6))) == bytes(s.span(2, 6))
+    zd = zstandard.ZstdDecompressor().decompressobj()
+    assert zd.decompress(bytes(bundle.streams["chunks.zst"][2])) == bytes(s[2])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

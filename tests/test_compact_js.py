@@ -46,6 +46,7 @@ def test_js_decodes_every_frame_and_chunk_like_python(bundle_path):
         want = decode_chunk(chunks[c]).frames()
         assert got["chunks"][c] == want, f"chunk {c}"
         assert got["gz"][c] == want, f"gzip chunk {c}"
+    assert got["multi"] == got["chunks"][1] + got["chunks"][2]
     assert got["combined_key"] == 25
     assert got["combined"] == decode_compact(bytes(s[25]) + bytes(s[30])).to_dict()
     b.close()

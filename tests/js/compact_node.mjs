@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { performance } from "node:perf_hooks";
 import {
-  CompactDecoder, DecodeError, createAsyncDecoder, decodeChunk, decodeChunkColumns, decodeCompact,
+  CompactDecoder, DecodeError, createAsyncDecoder, decodeChunk, decodeChunkColumns, decodeChunks, decodeCompact,
 } from "../../src/racecast/viewer/compact.js";
 
 const [mode, dir] = process.argv.slice(2);
@@ -39,7 +39,12 @@ async function decodeAll() {
   both.set(s[25]);
   both.set(s[30], s[25].length);
   const combined = decodeCompact(both, null);
-  process.stdout.write(JSON.stringify({ compact, chunks, gz, combined: combined.frame, combined_key: combined.key.frame_index }));
+  const raw = stream("chunks");
+  const many = new Uint8Array(raw[1].length + raw[2].length);
+  many.set(raw[1]);
+  many.set(raw[2], raw[1].length);
+  const multi = decodeChunks(many);
+  process.stdout.write(JSON.stringify({ compact, chunks, gz, multi, combined: combined.frame, combined_key: combined.key.frame_index }));
 }
 
 function expectDecodeError(fn, what) {

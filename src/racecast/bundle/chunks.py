@@ -31,6 +31,7 @@ from .wire import (
     KIND_CHUNK,
     KIND_NAMES,
     MAX_CHUNK_FRAMES,
+    MAX_PAYLOAD_BYTES,
     Reader,
     assemble,
     check_size,
@@ -109,6 +110,12 @@ def _chunk_block(q: dict[str, np.ndarray], first: np.ndarray, nf: int, codes: li
     ])  # fmt: skip
 
 
+def _seal(c: bytes) -> bytes:
+    """Insert the chunk's total length after the header and append the CRC-32 of everything before it."""
+    body = c[:2] + (len(c) + 8).to_bytes(4, "little") + c[2:]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
 def iter_chunks(race: Race, chunk_frames: int = CHUNK_FRAMES) -> Iterator[bytes]:
     """Yield every raw chunk of ``race`` in order."""
     yield from _raw_chunks(race, chunk_frames)
@@ -134,7 +141,7 @@ def _raw_chunks(race: Race, chunk_frames: int) -> list[bytes]:
         out += split(*_chunk_block(q, firsts[b0:b1], chunk_frames, race.codes, weather[b0:b1]))
     if n % chunk_frames:
         out += split(*_chunk_block(q, firsts[n_full:], n % chunk_frames, race.codes, weather[n_full:]))
-    out = [c + zlib.crc32(c).to_bytes(4, "little") for c in out]
+    out = [_seal(c) for c in out]
     _cache[race] = (chunk_frames, out)
     return out
 
@@ -199,19 +206,31 @@ class Chunk:
         return frames_dicts(self.first_frame, self.t.tolist(), self.lap.tolist(), self.codes, self.q, self.weather)
 
 
+def chunk_length(buf: bytes | bytearray | memoryview, offset: int = 0) -> int:
+    """Total byte length of the chunk at ``offset`` (from its header), checked against what is there."""
+    kind = read_header(buf, offset)
+    if kind != KIND_CHUNK:
+        raise DecodeError(f"expected a chunk, got a {KIND_NAMES[kind]}")
+    if len(buf) - offset < 6:
+        raise DecodeError(f"chunk: truncated ({len(buf) - offset} bytes)")
+    n = int.from_bytes(buf[offset + 2 : offset + 6], "little")
+    if n < 12 or n > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"chunk: length field {n} is not valid")
+    if n > len(buf) - offset:
+        raise DecodeError(f"chunk: truncated ({len(buf) - offset} of {n} bytes)")
+    return n
+
+
 def decode_chunk(payload: bytes | bytearray | memoryview) -> Chunk:
     """Decode one raw (uncompressed) chunk; bad input raises :class:`DecodeError`, quickly."""
     check_size(payload)
-    kind = read_header(payload, 0)
-    if kind != KIND_CHUNK:
-        raise DecodeError(f"expected a chunk, got a {KIND_NAMES[kind]}")
-    if len(payload) < 6:
-        raise DecodeError(f"chunk: truncated ({len(payload)} bytes)")
+    n = chunk_length(payload)
+    if n != len(payload):
+        raise DecodeError(f"chunk: {len(payload) - n} unexpected bytes after the chunk")
     body = memoryview(payload)[:-4]
     if zlib.crc32(body) != int.from_bytes(payload[-4:], "little"):
         raise DecodeError("chunk: CRC-32 mismatch (truncated or corrupted)")
-    payload = body
-    r = Reader(payload, 0, "chunk")
+    r = Reader(body, 0, "chunk", skip=6)  # varints start after the header and the length field
     first = r.u()
     nf = r.u(MAX_CHUNK_FRAMES, "frame count")
     if nf == 0:
@@ -239,10 +258,22 @@ def decode_chunk(payload: bytes | bytearray | memoryview) -> Chunk:
         slow[name][j:, d] = (v >> 1) ^ -(v & 1)
         prev_j = j
     weather = r.weather()
-    if r.end() != len(payload):
-        raise r.fail(f"{len(payload) - r.end()} unexpected bytes after the chunk")
+    if r.end() != len(body):
+        raise r.fail(f"{len(body) - r.end()} unexpected bytes after its last value")
     q.update(slow)
     return Chunk(first, codes, t, lap, q, weather)
 
 
-__all__ = ["CHUNK_FRAMES", "Chunk", "chunk_encoders", "decode_chunk", "iter_chunks"]
+def decode_chunks(buf: bytes | bytearray | memoryview) -> list[Chunk]:
+    """Decode raw chunks back to back (a ``?from=K&count=M`` response body)."""
+    out = []
+    pos = 0
+    mv = memoryview(buf)
+    while pos < len(mv):
+        n = chunk_length(mv, pos)
+        out.append(decode_chunk(mv[pos : pos + n]))
+        pos += n
+    return out
+
+
+__all__ = ["CHUNK_FRAMES", "Chunk", "chunk_encoders", "chunk_length", "decode_chunk", "decode_chunks", "iter_chunks"]

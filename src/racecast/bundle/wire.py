@@ -97,12 +97,12 @@ def split(flat: np.ndarray, lengths: np.ndarray) -> list[bytes]:
 class Reader:
     """Walks the varints of one payload, checking every count against what is left."""
 
-    def __init__(self, buf: bytes | bytearray | memoryview, offset: int, what: str) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview, offset: int, what: str, skip: int = 2) -> None:
+        """Read the varints of the payload at ``offset``, after its first ``skip`` bytes (the header)."""
         self.what = what
-        self.offset = offset
+        self.start = offset + skip
         arr = np.frombuffer(buf, dtype=np.uint8)
-        self.buf_len = arr.size
-        self.values, self.ends = decode_varints(arr[offset + 2 :])
+        self.values, self.ends = decode_varints(arr[self.start :])
         self.signed = unzigzag(self.values)  # every value both ways, once: readers slice
         self.i = 0
 
@@ -168,7 +168,7 @@ class Reader:
 
     def end(self) -> int:
         """Byte offset just past this payload."""
-        return self.offset + 2 + (int(self.ends[self.i - 1]) + 1 if self.i else 0)
+        return self.start + (int(self.ends[self.i - 1]) + 1 if self.i else 0)
 
 
 def read_header(buf: bytes | bytearray | memoryview, offset: int) -> int:

@@ -11,6 +11,7 @@
 //       delta of its span). `key` is the keyframe state from the previous call; keep the returned one.
 //   new CompactDecoder().decode(buf) -> frame          the same, keeping the keyframe itself
 //   decodeChunk(buf) -> [frame, ...]                    one raw (uncompressed) chunk
+//   decodeChunks(buf) -> [frame, ...]                   raw chunks back to back (HTTP ?from=K&count=M)
 //   decodeChunkColumns(buf) -> {first_frame, n_frames, codes, t, lap, columns, weather}
 //       the chunk as integer columns (Float64Array, frame-major: columns[name][j * drivers + d])
 //   createDecoder() -> (buf) => [frame, ...]            any raw binary message, synchronously
@@ -334,17 +335,29 @@ function crc32(b, end) {
   return (c ^ -1) >>> 0;
 }
 
+const u32 = (b, p) => (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+
+/** Byte length of the chunk at `pos` (its length field), checked against the bytes there. */
+export function chunkLength(buf, pos = 0) {
+  const b = bytesOf(buf);
+  const kind = readHeader(b, pos);
+  if (kind !== KIND_CHUNK) throw new DecodeError(`expected a chunk, got a ${KIND_NAMES[kind]}`);
+  if (b.length - pos < 6) throw new DecodeError(`chunk: truncated (${b.length - pos} bytes)`);
+  const n = u32(b, pos + 2);
+  if (n < 12 || n > MAX_PAYLOAD_BYTES) throw new DecodeError(`chunk: length field ${n} is not valid`);
+  if (n > b.length - pos) throw new DecodeError(`chunk: truncated (${b.length - pos} of ${n} bytes)`);
+  return n;
+}
+
 /** Decode a raw chunk into integer columns (see the module comment). */
 export function decodeChunkColumns(buf) {
   const b = bytesOf(buf);
   checkSize(b);
-  const kind = readHeader(b, 0);
-  if (kind !== KIND_CHUNK) throw new DecodeError(`expected a chunk, got a ${KIND_NAMES[kind]}`);
-  if (b.length < 6) throw new DecodeError(`chunk: truncated (${b.length} bytes)`);
+  const n = chunkLength(b, 0);
+  if (n !== b.length) throw new DecodeError(`chunk: ${b.length - n} unexpected bytes after the chunk`);
   const end = b.length - 4;
-  const stored = (b[end] | (b[end + 1] << 8) | (b[end + 2] << 16) | (b[end + 3] << 24)) >>> 0;
-  if (crc32(b, end) !== stored) throw new DecodeError("chunk: CRC-32 mismatch (truncated or corrupted)");
-  const r = new Reader(b, 2, end, "chunk");
+  if (crc32(b, end) !== u32(b, end)) throw new DecodeError("chunk: CRC-32 mismatch (truncated or corrupted)");
+  const r = new Reader(b, 6, end, "chunk");
   const first = r.u();
   const nf = r.limit(MAX_CHUNK_FRAMES, "frame count");
   if (nf === 0) throw r.fail("no frames");
@@ -406,6 +419,18 @@ function readColumn(r, out, nf, stride, off, order) {
     v += step;
     out[j * stride + off] = v;
   }
+}
+
+/** Decode raw chunks back to back (a `?from=K&count=M` response body, after Content-Encoding). */
+export function decodeChunks(buf) {
+  const b = bytesOf(buf);
+  const frames = [];
+  for (let pos = 0; pos < b.length; ) {
+    const n = chunkLength(b, pos);
+    for (const f of decodeChunk(b.subarray(pos, pos + n))) frames.push(f);
+    pos += n;
+  }
+  return frames;
 }
 
 /** Decode a raw chunk into its frames. */
