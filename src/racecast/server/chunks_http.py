@@ -69,7 +69,8 @@ def choose_coding(header: str | None, available: list[str]) -> str | None:
             continue
         q = prefs.get(coding)
         if q is None:
-            q = star if star is not None else (1.0 if coding == "identity" else 0.0)
+            # Unlisted identity stays acceptable, below anything the client asked for.
+            q = star if star is not None else (0.001 if coding == "identity" else 0.0)
         if q > best_q:
             best, best_q = coding, q
     return best
