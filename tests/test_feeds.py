@@ -202,3 +202,34 @@ def test_msgpack_viewers_are_unchanged(bundle):
     assert len(sink.binaries()) >= 20
 
 
+
+
+def test_chunk_pacer_plays_what_the_server_pushes_with_every_chunk_on_time(bundle, race):
+    from racecast.chunk_client import ChunkPacer
+
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})  # gzip, as browsers get it
+    pacer = ChunkPacer(fps=bundle.fps, last_frame=bundle.n_frames - 1)
+    seen = 0
+
+    def deliver() -> None:
+        nonlocal seen
+        for kind, m in sink.log[seen:]:
+            if kind == "text" and m.get("type") == "state":
+                pacer.on_state(m, clock.t)
+            elif kind == "bin":
+                pacer.on_chunk(m, clock.t)
+        seen = len(sink.log)
+
+    deliver()
+    engine.command(v, Play(speed=1.0), clock.t)
+    shown = []
+    for _ in range(round(8 / DT)):
+        engine.tick(clock.advance(DT))
+        deliver()
+        f = pacer.frame_at(clock.t)
+        assert f is not None, "stalled: the chunk under the playhead had not arrived"
+        shown.append(f["frame_index"])
+    assert pacer.late == 0 and pacer.received <= 8 + 3
+    assert shown == sorted(shown) and shown[-1] - shown[0] >= 190
+    q = quantize(race)
+    assert pacer.frame_at(clock.t)["drivers"][race.codes[0]]["x"] == q["x"][shown[-1], 0] / 100
