@@ -149,19 +149,21 @@ def _raw_chunks(race: Race, chunk_frames: int) -> list[bytes]:
 def _compressors() -> dict[str, tuple[str, Callable[[bytes], bytes]]]:
     """Available pre-compressions: stream suffix -> (HTTP content coding, function)."""
     out: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
-        "gz": ("gzip", lambda b: gzip.compress(b, compresslevel=9, mtime=0)),
+        # Level 6: level 9 saves 0.1 % for 1.4x the time.
+        "gz": ("gzip", lambda b: gzip.compress(b, compresslevel=6, mtime=0)),
     }
     try:
         import brotli
 
-        # quality 9 with a 64 KiB window: ~0.3 ms a chunk; quality 11 saves 6 % for 40x the time.
-        out["br"] = ("br", lambda b: brotli.compress(b, quality=9, lgwin=16))
+        # Quality 5, 64 KiB window: quality 9 saves 0.6 % for 4x the time, 11 saves 6 % for 40x.
+        out["br"] = ("br", lambda b: brotli.compress(b, quality=5, lgwin=16))
     except ImportError:  # optional extra
         pass
     try:
         import zstandard
 
-        z = zstandard.ZstdCompressor(level=12)  # level 19 saves 1 % for 2.5x the time
+        # Level 12: level 19 saves 1 % for 2.5x the time; level 9 costs 4 % for half.
+        z = zstandard.ZstdCompressor(level=12)
         out["zst"] = ("zstd", z.compress)
     except ImportError:  # optional extra
         pass
