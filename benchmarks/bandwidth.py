@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -54,7 +55,8 @@ def _per_frame_us(fn, frames: int, reps: int = 3) -> float:
 def run(laps: int, seed: int, sample_frames: int) -> dict:
     race, source = make_race(laps, seed)
     fps = race.fps
-    r: dict = {"source": source, "laps": laps, "frames": race.n_frames, "drivers": race.n_drivers, "fps": fps}
+    r: dict = {"source": source, "laps": laps, "frames": race.n_frames, "drivers": race.n_drivers, "fps": fps,
+               "load": os.getloadavg()[0]}  # fmt: skip
     encode_us = {}
     for enc in default_encoders():
         t = time.perf_counter()
@@ -126,7 +128,8 @@ def markdown(r: dict, command: str) -> str:
     lines = [
         "## Bandwidth",
         "",
-        f"Command: `{command}` · {machine_summary()} · {time.strftime('%Y-%m-%d')}",
+        f"Command: `{command}` · {machine_summary()} · {time.strftime('%Y-%m-%d')} · "
+        f"load average {r['load']:.1f} (a shared machine: read timings as upper bounds; sizes are exact)",
         "",
         f"{r['source']}: {r['laps']} laps, {r['frames']:,} frames × {r['drivers']} drivers at {fps} FPS.",
         f"Seed system for comparison: {SEED_BYTES_PER_FRAME:,} B per frame = {SEED_BYTES_PER_FRAME * fps / 1000:.1f} KB/s per viewer.",
@@ -168,8 +171,9 @@ def markdown(r: dict, command: str) -> str:
         ]
     lines += [
         "",
-        "Viewers per core in chunk mode are measured by the benchmark harness (branch `bench`), with its",
-        "chunk-mode client (`?mode=chunks`).",
+        "Viewers per core in chunk mode are measured by the benchmark harness (branch `bench`): its clients",
+        "connect with `?mode=chunks` and can check that every chunk arrives before the playhead reaches it",
+        "with `racecast.chunk_client.ChunkPacer` (`late` counts chunks that did not).",
     ]
     return "\n".join(lines)
 
