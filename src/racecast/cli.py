@@ -33,7 +33,7 @@ DEMO_ID = "demo"
 
 
 def fail(msg: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -202,16 +202,53 @@ def list_(
     out.print(t)
 
 
+HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", help="TCP port (0 picks a free one).", min=0, max=65535)]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Worker processes (they share bundles through the page cache).", min=1, max=64)]
+LogOpt = Annotated[str, typer.Option("--log-level", help="uvicorn log level (critical, error, warning, info, debug).")]
+
+
+def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str) -> None:
+    from .server.serve import display_url, serve
+
+    def ready(h: str, p: int) -> None:
+        out.print(f"{what}: [bold]{display_url(h, p, path)}[/]  (Ctrl+C to stop)", highlight=False, soft_wrap=True)
+
+    try:
+        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready)
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e}")
+
+
+@app.command()
+def serve(
+    data: DataOpt = None,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: WorkersOpt = 1,
+    log_level: LogOpt = "warning",
+) -> None:
+    """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, /metrics."""
+    store = DataDir(data)
+    n = len(store.ids())
+    _serve(store, host, port, workers, log_level, "/", f"serving {n} replay{'s' if n != 1 else ''} from {store.root} at")
+
+
 @app.command()
 def demo(
     data: DataOpt = None,
     laps: Annotated[int, typer.Option(help="Laps of the demo race when it has to be simulated.", min=1, max=200)] = 57,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: WorkersOpt = 1,
+    log_level: LogOpt = "warning",
 ) -> None:
-    """Simulate the built-in demo race if missing and show it."""
+    """Simulate the built-in demo race if missing, serve it and print the viewer URL."""
     store = DataDir(data)
     path = build_demo(store, laps=laps)
     info = describe(open_bundle(path))
-    out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, {info['bytes_per_frame']} B/frame) at {path}")
+    out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, {info['bytes_per_frame']} B/frame)")
+    _serve(store, host, port, workers, log_level, f"/?replay={DEMO_ID}", "open the viewer at")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Benchmarks: numbers for docs/performance.md. Never imported by racecast itself."""

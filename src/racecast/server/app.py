@@ -1,0 +1,260 @@
+"""The ASGI app: REST API, health, metrics, the viewer's static files and the replay WebSocket.
+
+:func:`create_app` builds a self-contained FastAPI app (its own engine, replay
+cache and metrics registry), so it can be mounted in another app or built many
+times in tests. Under ``racecast serve`` uvicorn runs it with
+:class:`~racecast.server.transport.RacecastWSProtocol`, which gives the engine its
+direct send path; under any other ASGI server it falls back to plain ASGI sends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from .. import __version__
+from ..bundle import BundleError
+from ..playback import Clock
+from .engine import Engine
+from .metrics import Metrics
+from .replays import InvalidId, Replay, Replays, UnknownReplay
+from .transport import DEFAULT_BUFFER_LIMIT
+from .websocket import Connection, close_all, replay_socket
+
+#: Most frames one ``/frames`` request returns (60 s at 25 fps).
+MAX_FRAMES_PER_REQUEST = 1500
+#: Where the web viewer's static files live (built by the viewer package).
+VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
+CACHE_CONTROL = "public, max-age=300"
+_SESSION_TYPE = re.compile(r"^[A-Za-z0-9]{1,8}$")
+
+
+@dataclass(eq=False)
+class ServerState:
+    """Everything one app instance shares between its endpoints (``app.state.racecast``)."""
+
+    replays: Replays
+    engine: Engine
+    metrics: Metrics
+    max_connections: int
+    allowed_origins: Sequence[str] | None
+    command_rate: float
+    command_burst: float
+    buffer_limit: int
+    connections: set[Connection] = field(default_factory=set)
+
+
+class SessionRequest(BaseModel):
+    """The seed clients' session request; the id ``{year}_{round_num}_{session_type}`` names a bundle."""
+
+    year: int = Field(ge=1950, le=2100)
+    round_num: int = Field(ge=0, le=99)
+    session_type: str = Field(min_length=1, max_length=8)
+    refresh: bool = False
+
+
+def _msgpack_array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _etag_matches(header: str | None, *etags: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    wanted = {e.strip().removeprefix("W/") for e in header.split(",")}
+    return any(e in wanted for e in etags)
+
+
+def create_app(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    max_connections: int = 10_000,
+    allowed_origins: Sequence[str] | None = None,
+    command_rate: float = 20.0,
+    command_burst: float = 20.0,
+    buffer_limit: int = DEFAULT_BUFFER_LIMIT,
+    fps: float = 25.0,
+    ping_interval: float = 20.0,
+    viewer_dir: str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Build the racecast app serving the bundles in ``data_dir``.
+
+    ``allowed_origins``: browser origins allowed on the WebSocket besides the
+    page's own (None: any localhost origin; ``["*"]``: any). ``command_rate`` /
+    ``command_burst``: per-connection command budget. ``buffer_limit``: bytes a
+    viewer may have waiting before its frames are skipped. ``fps``: the engine's tick rate.
+    """
+    metrics = Metrics()
+    engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
+    state = ServerState(
+        replays=Replays(data_dir),
+        engine=engine,
+        metrics=metrics,
+        max_connections=max_connections,
+        allowed_origins=None if allowed_origins is None else list(allowed_origins),
+        command_rate=command_rate,
+        command_burst=command_burst,
+        buffer_limit=buffer_limit,
+    )
+    metrics.bind(
+        connections=lambda: len(state.connections),
+        playing=lambda: engine.playing_count,
+        replays=lambda: len(state.replays),
+        buffers=lambda: [v.sink.buffered() for v in list(engine.viewers)],
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await close_all(state)
+        await engine.stop()
+
+    app = FastAPI(title="racecast", version=__version__, lifespan=lifespan, docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.racecast = state
+
+    def replay_or_error(replay_id: str) -> Replay:
+        try:
+            return state.replays.get(replay_id)
+        except InvalidId as e:
+            raise HTTPException(400, str(e)) from None
+        except UnknownReplay:
+            raise HTTPException(404, f"no replay {replay_id!r} on this server") from None
+        except BundleError as e:
+            raise HTTPException(500, f"replay {replay_id!r} cannot be opened: {e}") from None
+
+    def metadata_response(request: Request, r: Replay) -> Response:
+        gz = "gzip" in request.headers.get("accept-encoding", "")
+        etag = r.etag[:-1] + '-gz"' if gz else r.etag
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if _etag_matches(request.headers.get("if-none-match"), r.etag, r.etag[:-1] + '-gz"'):
+            return Response(status_code=304, headers=headers)
+        if gz:
+            headers["Content-Encoding"] = "gzip"
+            return Response(r.metadata_gzip, media_type="application/json", headers=headers)
+        return Response(r.metadata_bytes, media_type="application/json", headers=headers)
+
+    @app.get("/api/replays", summary="List replays")
+    def list_replays() -> list[dict[str, Any]]:
+        return state.replays.summaries()
+
+    @app.get("/api/replays/{replay_id}", summary="Replay metadata (ETag, 304 on If-None-Match)")
+    def replay_metadata(replay_id: str, request: Request) -> Response:
+        return metadata_response(request, replay_or_error(replay_id))
+
+    @app.get("/api/replays/{replay_id}/frames", summary="Pre-encoded frames for prefetch (msgpack array)")
+    def replay_frames(
+        replay_id: str,
+        request: Request,
+        start: int = Query(0, ge=0),
+        count: int = Query(250, ge=1, le=MAX_FRAMES_PER_REQUEST),
+        encoding: str = Query("msgpack", max_length=40),
+    ) -> Response:
+        r = replay_or_error(replay_id)
+        stream = r.bundle.streams.get(encoding)
+        if stream is None or stream.frames_per_item != 1:
+            raise HTTPException(400, f"unknown frame encoding {encoding!r}")
+        n = r.bundle.n_frames
+        if start >= n:
+            raise HTTPException(400, f"start {start} is outside the replay (0..{n - 1})")
+        stop = min(n, start + count)
+        etag = f'{r.etag[:-1]}-{encoding}-{start}-{stop}"'
+        headers = {
+            "ETag": etag,
+            "Cache-Control": CACHE_CONTROL,
+            "X-Racecast-Start": str(start),
+            "X-Racecast-Count": str(stop - start),
+            "X-Racecast-Total-Frames": str(n),
+        }
+        if _etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        body = b"".join((_msgpack_array_header(stop - start), stream.span(start, stop)))
+        return Response(body, media_type="application/msgpack", headers=headers)
+
+    @app.post("/api/sessions", summary="Seed-compatible: name a session's bundle")
+    def create_session(req: SessionRequest) -> dict[str, Any]:
+        if not _SESSION_TYPE.match(req.session_type):
+            raise HTTPException(422, f"session_type must be 1-8 letters or digits, got {req.session_type!r}")
+        sid = f"{req.year}_{req.round_num}_{req.session_type}"
+        try:
+            state.replays.get(sid)
+        except UnknownReplay:
+            raise HTTPException(
+                404,
+                f"no replay bundle {sid!r} on this server: real-data ingest is not available yet, "
+                "so only bundles already in the data directory can be played (see GET /api/replays)",
+            ) from None
+        except (InvalidId, BundleError) as e:
+            raise HTTPException(400, str(e)) from None
+        return {"session_id": sid, "loading": False}
+
+    @app.get("/api/sessions/{session_id}", summary="Seed-compatible: session status and metadata")
+    def get_session(session_id: str) -> Response:
+        r = replay_or_error(session_id)
+        body = '{"session_id":' + json.dumps(session_id) + ',"loading":false,"metadata":' + r.metadata_json + "}"
+        return Response(body.encode(), media_type="application/json")
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "connections": len(state.connections),
+            "playing": engine.playing_count,
+            "replays_open": len(state.replays),
+        }
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def ws_endpoint(websocket: WebSocket) -> None:
+        await replay_socket(websocket, state)
+
+    app.add_api_websocket_route("/ws/replay/{replay_id}", ws_endpoint)
+
+    static = Path(viewer_dir) if viewer_dir is not None else VIEWER_DIR
+    if (static / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=static, html=True), name="viewer")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        def no_viewer() -> HTMLResponse:
+            return HTMLResponse(
+                "<!doctype html><title>racecast</title><h1>racecast server</h1>"
+                "<p>The web viewer is not installed here. API: <a href='/api/replays'>/api/replays</a>, "
+                "<a href='/api/docs'>/api/docs</a>, <a href='/metrics'>/metrics</a>.</p>"
+            )
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker serving: settings come from the environment.
+
+    ``RACECAST_DATA`` is the data directory; ``RACECAST_SERVER_OPTIONS`` a JSON
+    object of :func:`create_app` keyword arguments.
+    """
+    opts = json.loads(os.environ.get("RACECAST_SERVER_OPTIONS", "{}"))
+    return create_app(os.environ.get("RACECAST_DATA") or None, **opts)
+
+
+__all__ = ["create_app", "app_from_env", "ServerState", "MAX_FRAMES_PER_REQUEST"]

@@ -1,0 +1,187 @@
+"""Replays as the server sees them: opened once per process, described once, shared by every viewer.
+
+A :class:`Replay` holds the mapped bundle, the seek bounds and the metadata
+document already serialized (plain and gzipped, with its strong ETag), so a
+connecting viewer or a metadata request costs no serialization at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
+from ..protocol import Bounds
+
+
+class InvalidId(ValueError):
+    """An id that could not name a bundle (looks like a path, bad characters...)."""
+
+
+class UnknownReplay(KeyError):
+    """No bundle with that id in the data directory."""
+
+
+def sector_of_points(geometry: dict[str, Any]) -> list[int]:
+    """Sector number (1, 2, 3...) of every centre-line point, from the sector start distances."""
+    x = np.asarray(geometry.get("centerline_x", []), dtype=np.float64)
+    y = np.asarray(geometry.get("centerline_y", []), dtype=np.float64)
+    if x.size == 0:
+        return []
+    d = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    bounds = np.sort(np.asarray(geometry.get("sectors", []), dtype=np.float64))
+    return (np.searchsorted(bounds, d, side="right") + 1).astype(int).tolist()
+
+
+def _rgb(color: str) -> list[int]:
+    c = color.lstrip("#")
+    return [int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)]
+
+
+def build_metadata(b: Bundle) -> dict[str, Any]:
+    """The replay description clients draw from (seed-compatible keys plus racecast's own)."""
+    m = b.manifest
+    ev = dict(m.get("event", {}))
+    drivers = list(m["drivers"])
+    geo = dict(m["geometry"])
+    geo["sector"] = sector_of_points(geo)
+    leader = b.leader_lap
+    return {
+        "id": b.id,
+        "title": b.title,
+        "year": ev.get("year"),
+        "round": ev.get("round"),
+        "session_type": ev.get("session_type"),
+        "event": ev,
+        "total_frames": b.n_frames,
+        "fps": b.fps,
+        "t0": float(m.get("t0", float(b.t[0]))),
+        "duration": b.duration,
+        "total_laps": int(m.get("total_laps", 0)),
+        "max_lap": int(leader[-1]) if len(leader) else 0,
+        "driver_codes": [d["code"] for d in drivers],
+        "drivers": drivers,
+        "driver_colors": {d["code"]: _rgb(d["color"]) for d in drivers},
+        "driver_numbers": {d["code"]: d["number"] for d in drivers},
+        "driver_teams": {d["code"]: d["team"] for d in drivers},
+        "driver_names": {d["code"]: d["name"] for d in drivers},
+        "track_geometry": geo,
+        "track_statuses": m.get("track_status", []),
+        "race_control_messages": m.get("messages", []),
+        "pit_stops": m.get("pit_stops", []),
+        "weather": m.get("weather", {}),
+        "streams": {
+            name: {"media_type": s.media_type, "frames_per_item": s.frames_per_item, "count": s.count}
+            for name, s in b.streams.items()
+        },
+        "content_hash": m.get("content_hash"),
+    }
+
+
+@dataclass(frozen=True)
+class Replay:
+    id: str
+    bundle: Bundle
+    bounds: Bounds
+    metadata_json: str
+    metadata_bytes: bytes
+    metadata_gzip: bytes
+    etag: str  # strong, quoted
+    load_time: float  # seconds it took to open and describe
+
+    @classmethod
+    def open(cls, replay_id: str, bundle: Bundle) -> "Replay":
+        t0 = time.perf_counter()
+        t = bundle.t
+        leader = bundle.leader_lap
+        bounds = Bounds(
+            n_frames=bundle.n_frames,
+            t_start=float(t[0]),
+            t_end=float(t[-1]),
+            max_lap=max(1, int(leader.max()) if len(leader) else 1),
+        )
+        js = json.dumps(build_metadata(bundle), separators=(",", ":"), allow_nan=False)
+        raw = js.encode()
+        digest = hashlib.sha256(raw).hexdigest()[:32]
+        return cls(
+            id=replay_id,
+            bundle=bundle,
+            bounds=bounds,
+            metadata_json=js,
+            metadata_bytes=raw,
+            metadata_gzip=gzip.compress(raw, compresslevel=6, mtime=0),
+            etag=f'"{digest}"',
+            load_time=time.perf_counter() - t0,
+        )
+
+
+class Replays:
+    """The replays of one data directory, each opened (mapped) once per process."""
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.data = DataDir(data_dir)
+        self._open: dict[str, Replay] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        return self.data.root
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def cached(self, replay_id: str) -> Replay | None:
+        return self._open.get(replay_id)
+
+    def get(self, replay_id: str) -> Replay:
+        """The opened replay; raises :class:`InvalidId`, :class:`UnknownReplay` or :class:`BundleError`."""
+        r = self._open.get(replay_id)
+        if r is not None:
+            return r
+        try:
+            validate_id(replay_id)
+        except ValueError as e:
+            raise InvalidId(str(e)) from None
+        t0 = time.perf_counter()
+        try:
+            bundle = self.data.open(replay_id)
+        except KeyError:
+            raise UnknownReplay(replay_id) from None
+        with self._lock:
+            r = self._open.get(replay_id)
+            if r is None:
+                r = Replay.open(replay_id, bundle)
+                r = dataclasses.replace(r, load_time=time.perf_counter() - t0)
+                self._open[replay_id] = r
+        return r
+
+    async def aget(self, replay_id: str) -> Replay:
+        """:meth:`get` off the event loop the first time (mapping a big bundle takes milliseconds)."""
+        r = self._open.get(replay_id)
+        if r is not None:
+            return r
+        return await asyncio.to_thread(self.get, replay_id)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        out = []
+        for rid in self.data.ids():
+            try:
+                out.append(summary(self.get(rid).bundle))
+            except (BundleError, InvalidId, UnknownReplay) as e:
+                out.append({"id": rid, "error": str(e)})
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._open.clear()
+        self.data.close()

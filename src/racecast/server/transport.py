@@ -1,0 +1,226 @@
+"""How frames reach a viewer's socket: the replaceable part under the engine.
+
+Two sinks, one interface (:class:`Sink`):
+
+* :class:`DirectSink` - the fast path under ``racecast serve``. uvicorn runs
+  :class:`RacecastWSProtocol` (its websockets-sansio protocol plus one line:
+  the connection puts itself in the ASGI scope's ``extensions``), and the engine
+  writes a prebuilt, unmasked WebSocket frame header and the zero-copy payload
+  straight into the asyncio transport. Backpressure reads the transport's write
+  buffer size; nothing is awaited, nothing is queued.
+* :class:`AsgiSink` - the fallback when the app runs under any other ASGI server:
+  plain ``websocket.send`` messages from one small writer task per viewer, with at
+  most one frame queued (a frame offered while another is in flight is skipped).
+
+Both keep per-viewer memory bounded: the direct sink refuses frames while more
+than ``limit`` bytes wait in the transport; the ASGI sink holds one frame at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from typing import Any, Awaitable, Callable, Protocol
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+#: The ASGI scope extension under which :class:`RacecastWSProtocol` exposes itself.
+EXTENSION = "racecast.transport"
+#: Default per-viewer limit of bytes waiting in the socket's user-space buffer.
+DEFAULT_BUFFER_LIMIT = 32 * 1024
+
+_OP_TEXT = 0x81  # FIN + text
+_OP_BINARY = 0x82  # FIN + binary
+
+
+class SinkClosed(Exception):
+    """The viewer's connection is gone; drop the viewer."""
+
+
+def frame_header(n: int, first_byte: int = _OP_BINARY) -> bytes:
+    """Header of an unmasked, unfragmented server frame carrying ``n`` payload bytes (RFC 6455 5.2)."""
+    if n < 126:
+        return bytes((first_byte, n))
+    if n < 65536:
+        return struct.pack("!BBH", first_byte, 126, n)
+    return struct.pack("!BBQ", first_byte, 127, n)
+
+
+_BINARY_HEADERS: dict[int, bytes] = {}
+
+
+def binary_header(n: int) -> bytes:
+    """Cached :func:`frame_header` for binary frames (frame sizes repeat a lot)."""
+    h = _BINARY_HEADERS.get(n)
+    if h is None:
+        h = frame_header(n)
+        if len(_BINARY_HEADERS) < 65536:
+            _BINARY_HEADERS[n] = h
+    return h
+
+
+class Sink(Protocol):
+    """Where one viewer's messages go. ``offer`` may skip; ``push``/``post`` never do, and all keep order."""
+
+    def offer(self, payload: memoryview) -> bool:
+        """Write a binary frame unless the viewer is backed up; never blocks. Raises :class:`SinkClosed`."""
+        ...
+
+    def push(self, payload: memoryview) -> None:
+        """Write a binary frame whatever the buffer (once per command, so bounded)."""
+        ...
+
+    def post(self, text: str) -> None:
+        """Write a JSON text message, in order with frames."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes waiting to be sent to this viewer."""
+        ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def drain(self) -> None:
+        """Wait until the viewer has taken most of what was written (bounds control-message memory)."""
+        ...
+
+
+class RacecastWSProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, exposing itself to the app, closing with 1001 on shutdown."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][EXTENSION] = self
+
+    def shutdown(self) -> None:
+        # uvicorn says 1012 (service restart); viewers of a server going away get 1001.
+        if self.handshake_complete and not self.close_sent and not self.disconnected and self.initial_response is None:
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1001})
+            self.conn.send_close(1001, "server shutting down")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+            return
+        super().shutdown()
+
+
+class DirectSink:
+    """Writes frames straight into the connection's asyncio transport."""
+
+    __slots__ = ("_proto", "_transport", "limit")
+
+    def __init__(self, proto: RacecastWSProtocol, limit: int = DEFAULT_BUFFER_LIMIT) -> None:
+        self._proto = proto
+        self._transport = proto.transport
+        self.limit = limit
+
+    @property
+    def alive(self) -> bool:
+        p = self._proto
+        return not (p.close_sent or p.disconnected or self._transport.is_closing())
+
+    def offer(self, payload: memoryview) -> bool:
+        p = self._proto
+        if p.close_sent or p.disconnected:
+            raise SinkClosed
+        t = self._transport
+        if t.get_write_buffer_size() > self.limit:
+            return False
+        t.writelines((binary_header(len(payload)), payload))
+        return True
+
+    def push(self, payload: memoryview) -> None:
+        if self.alive:
+            self._transport.writelines((binary_header(len(payload)), payload))
+
+    def post(self, text: str) -> None:
+        if self.alive:
+            data = text.encode()
+            self._transport.writelines((frame_header(len(data), _OP_TEXT), data))
+
+    def buffered(self) -> int:
+        try:
+            return self._transport.get_write_buffer_size()
+        except Exception:  # a closed uvloop handle refuses even this
+            return 0
+
+    async def drain(self) -> None:
+        # uvicorn clears this event when the transport passes its high-water mark.
+        await self._proto.writable.wait()
+
+
+class AsgiSink:
+    """Plain ASGI ``websocket.send`` from one writer task; at most one frame waits (latest wins)."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self._send = send
+        self._queue: deque[dict[str, Any]] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._alive = True
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def _put(self, msg: dict[str, Any], size: int) -> None:
+        if not self._alive:
+            return
+        self._queue.append(msg)
+        self._queued_bytes += size
+        self._idle.clear()
+        self._wake.set()
+
+    def offer(self, payload: memoryview) -> bool:
+        if not self._alive:
+            raise SinkClosed
+        if self._queue:  # a send is in flight or waiting: skip this frame
+            return False
+        self._put({"type": "websocket.send", "bytes": bytes(payload)}, len(payload))
+        return True
+
+    def push(self, payload: memoryview) -> None:
+        self._put({"type": "websocket.send", "bytes": bytes(payload)}, len(payload))
+
+    def post(self, text: str) -> None:
+        self._put({"type": "websocket.send", "text": text}, len(text))
+
+    def buffered(self) -> int:
+        return self._queued_bytes
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        q = self._queue
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while q:
+                    msg = q[0]
+                    await self._send(msg)
+                    q.popleft()
+                    self._queued_bytes -= len(msg.get("bytes") or msg.get("text") or "")
+                self._idle.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the connection went away under us
+            pass
+        finally:
+            self._alive = False
+            q.clear()
+            self._queued_bytes = 0
+            self._idle.set()
+
+    def close(self) -> None:
+        self._alive = False
+        self._task.cancel()

@@ -1,0 +1,212 @@
+"""The WebSocket adapter: ``/ws/replay/{id}`` between a socket and the sans-I/O core.
+
+It checks the Origin and the connection limit, opens the replay, sends the
+loading messages, registers a :class:`~racecast.server.engine.Viewer` with the
+engine and then only reads: each text message is size-checked, rate-limited,
+parsed (:mod:`racecast.protocol`) and handed to :meth:`Engine.command`.
+Playback itself never runs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..bundle import BundleError
+from ..playback import Playback
+from ..protocol import (
+    MAX_COMMAND_BYTES,
+    ProtocolError,
+    RateLimiter,
+    error_message,
+    loading_complete,
+    loading_error,
+    loading_progress,
+    parse_command,
+)
+from .engine import Viewer
+from .replays import InvalidId, Replay, UnknownReplay
+from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
+
+if TYPE_CHECKING:
+    from .app import ServerState
+
+log = logging.getLogger("racecast.ws")
+
+# Close codes (docs/protocol.md lists them all).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008  # Origin not allowed
+CLOSE_TOO_BIG = 1009  # control message over the size limit
+CLOSE_INTERNAL = 1011  # the replay could not be opened
+CLOSE_TRY_LATER = 1013  # connection limit reached
+CLOSE_BAD_REQUEST = 4400  # invalid replay id or encoding
+CLOSE_NOT_FOUND = 4404  # no such replay
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] | None) -> bool:
+    """Browsers send Origin; accept the page's own origin, then ``allowed`` (None: any localhost origin).
+
+    Clients that send no Origin (not browsers) are accepted: Origin is a browser
+    protection against other sites' pages, not authentication.
+    """
+    if origin is None:
+        return True
+    o = origin.strip().lower().rstrip("/")
+    try:
+        parts = urlsplit(o)
+        hostname = parts.hostname
+    except ValueError:
+        return False
+    if host and parts.netloc == host.strip().lower():
+        return True
+    if allowed is None:
+        return hostname in _LOCAL_HOSTS
+    return "*" in allowed or o in {a.strip().lower().rstrip("/") for a in allowed}
+
+
+@dataclass(eq=False)
+class Connection:
+    """A live socket, kept so a graceful shutdown can close it with 1001."""
+
+    ws: WebSocket
+    viewer: Viewer | None = None
+    closing: bool = field(default=False)
+
+
+def make_sink(ws: WebSocket, buffer_limit: int) -> Sink:
+    proto = ws.scope.get("extensions", {}).get(EXTENSION)
+    if isinstance(proto, RacecastWSProtocol) and proto.transport is not None:
+        return DirectSink(proto, buffer_limit)
+    return AsgiSink(ws.send)
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str, message: str | None = None) -> None:
+    """Close an accepted socket with ``code`` (after a ``loading_error`` when ``message`` is given)."""
+    try:
+        if message is not None:
+            await ws.send_text(loading_error(message))
+        await ws.close(code, reason)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+
+
+async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
+    """Serve one viewer of ``/ws/replay/{replay_id}`` until it leaves."""
+    mono = state.engine.clock.monotonic
+    t_connect = mono()
+    metrics = state.metrics
+    replay_id = ws.path_params.get("replay_id", "")
+    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), state.allowed_origins):
+        metrics.error("origin")
+        await ws.accept()
+        await _refuse(ws, CLOSE_POLICY, "origin not allowed")
+        return
+    if len(state.connections) >= state.max_connections:
+        metrics.error("capacity")
+        await ws.accept()
+        await _refuse(ws, CLOSE_TRY_LATER, f"server full ({state.max_connections} connections)")
+        return
+    conn = Connection(ws)
+    state.connections.add(conn)
+    viewer: Viewer | None = None
+    try:
+        await ws.accept()
+        metrics.connections_total.inc()
+        cached = state.replays.cached(replay_id)
+        if cached is None:
+            await ws.send_text(loading_progress(0.0, f"opening replay {replay_id[:64]}"))
+        try:
+            replay = cached or await state.replays.aget(replay_id)
+        except InvalidId as e:
+            metrics.error("invalid_id")
+            await _refuse(ws, CLOSE_BAD_REQUEST, "invalid replay id", str(e))
+            return
+        except UnknownReplay:
+            metrics.error("unknown_replay")
+            await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", f"no replay {replay_id!r} on this server")
+            return
+        except BundleError as e:
+            metrics.error("damaged_replay")
+            log.warning("replay %s cannot be opened: %s", replay_id, e)
+            await _refuse(ws, CLOSE_INTERNAL, "replay unavailable", f"replay {replay_id!r} cannot be opened: {e}")
+            return
+        bundle = replay.bundle
+        encoding = ws.query_params.get("encoding", "msgpack")
+        stream = bundle.streams.get(encoding)
+        if stream is None or stream.frames_per_item != 1:
+            metrics.error("bad_encoding")
+            usable = sorted(n for n, s in bundle.streams.items() if s.frames_per_item == 1)
+            await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", f"unknown frame encoding {encoding[:40]!r}; this replay has: {', '.join(usable)}")
+            return
+        await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
+        sink = make_sink(ws, state.buffer_limit)
+        viewer = conn.viewer = Viewer(replay_id, Playback(bundle.n_frames, bundle.fps), stream, sink)
+        state.engine.add(viewer)
+        await _read_commands(ws, state, viewer, replay)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if viewer is not None:
+            state.engine.remove(viewer)
+            if isinstance(viewer.sink, AsgiSink):
+                viewer.sink.close()
+        state.connections.discard(conn)
+
+
+async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, replay: Replay) -> None:
+    engine = state.engine
+    metrics = state.metrics
+    mono = engine.clock.monotonic
+    limiter = RateLimiter(state.command_rate, state.command_burst, mono())
+    sink = viewer.sink
+    bounds = replay.bounds
+    bundle = replay.bundle
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+        arrival = mono()
+        text = msg.get("text")
+        size = len(msg.get("bytes") or b"") if text is None else len(text.encode())
+        if size > MAX_COMMAND_BYTES:
+            metrics.error("too_large")
+            await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
+            return
+        if text is None:
+            metrics.error("bad_command")
+            sink.post(error_message("commands are JSON text messages, not binary"))
+            continue
+        wait = limiter.delay(arrival)
+        if wait > 0:
+            metrics.error("throttled")
+            await asyncio.sleep(wait)
+            arrival = mono()
+        try:
+            cmd = parse_command(text, bounds, bundle)
+        except ProtocolError as e:
+            metrics.error("bad_command")
+            sink.post(error_message(str(e)))
+            await sink.drain()
+            continue
+        engine.command(viewer, cmd)
+        metrics.commands.labels(cmd.action).inc()
+        metrics.command_latency.observe(mono() - arrival)
+        await sink.drain()
+
+
+async def close_all(state: "ServerState", code: int = CLOSE_GOING_AWAY) -> None:
+    """Close every open viewer (graceful shutdown)."""
+    for conn in list(state.connections):
+        if conn.viewer is not None:
+            state.engine.remove(conn.viewer)
+        try:
+            await conn.ws.close(code, "server shutting down")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
