@@ -22,9 +22,11 @@ export class History {
       let h = this.byCode.get(code);
       if (!h) this.byCode.set(code, (h = { s: [], start: 0 }));
       const last = h.s[h.s.length - 1];
-      if (last && c.dist <= last.d) {
-        if (c.dist < last.d - 1) { h.s.length = 0; h.start = 0; } // went backwards: a new history
-        else continue; // standing still: nothing new to plot
+      if (last && (c.dist < last.d - 1 || c.dist > last.d + this.lapLen / 4)) {
+        h.s.length = 0; // a seek (backwards, or further on than any playback speed steps): a new history
+        h.start = 0;
+      } else if (last && c.dist <= last.d) {
+        continue; // standing still: nothing new to plot
       }
       h.s.push({ d: c.dist, speed: c.speed, throttle: c.throttle, brake: c.brake, gear: c.gear });
       const keep = c.dist - LAPS_KEPT * this.lapLen;
@@ -120,6 +122,7 @@ export class Telemetry {
     }
     ctx.fillText(`last ${LAPS_KEPT} laps · speed km/h`, padL, H - 3);
     const xOf = (back) => padL + (W - padL - padR) * (1 - back / span);
+    const used = new Set();
     for (const code of this.codes) {
       const s = this.history.samples(code);
       if (s.length < 2) continue;
@@ -145,7 +148,10 @@ export class Telemetry {
         }
       }
       const d = this.meta.byCode.get(code);
-      ctx.strokeStyle = d ? d.color : "#fff";
+      const color = d ? d.color : "#fff";
+      ctx.strokeStyle = color;
+      ctx.setLineDash(used.has(color) ? [5, 3] : []); // team mates share a colour: the second is dashed
+      used.add(color);
       ctx.lineWidth = 1.6;
       ctx.beginPath();
       s.forEach((p, i) => {
@@ -153,6 +159,7 @@ export class Telemetry {
         if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
       });
       ctx.stroke();
+      ctx.setLineDash([]);
     }
   }
 }

@@ -1,13 +1,14 @@
 // Timeline scrubber: the whole replay as a bar coloured by track status, with pit stops (below)
-// and race-control messages (above) marked; drag or click to seek.
+// and race-control messages (above) marked; drag or click to seek (dragging seeks live).
 
 import { TRACK_STATUS, clock, esc } from "./format.js";
 
 export class Timeline {
-  constructor(root, meta, { onSeek }) {
+  constructor(root, meta, { onSeek, onScrub = () => {} }) {
     this.root = root;
     this.meta = meta;
     this.onSeek = onSeek;
+    this.onScrub = onScrub;
     this.canvas = root.querySelector("canvas");
     this.head = root.querySelector(".playhead");
     this.played = root.querySelector(".played");
@@ -21,6 +22,7 @@ export class Timeline {
       if (ev.button !== 0) return;
       root.setPointerCapture(ev.pointerId);
       this.dragging = true;
+      this.scrubbed = null;
       this._preview(ev);
     });
     root.addEventListener("pointermove", (ev) => {
@@ -32,7 +34,7 @@ export class Timeline {
       if (!this.dragging) return;
       this.dragging = false;
       this.tip.hidden = true;
-      if (commit) this.onSeek(this._frameAt(ev));
+      if (commit && this._frameAt(ev) !== this.scrubbed) this.onSeek(this._frameAt(ev));
       else this._place(this.frame);
     };
     root.addEventListener("pointerup", (ev) => finish(ev, true));
@@ -58,6 +60,7 @@ export class Timeline {
     const frame = this._frameAt(ev);
     this._place(frame);
     this._tipAt(frame);
+    if (frame !== this.scrubbed) this.onScrub((this.scrubbed = frame));
   }
 
   _tipAt(frame) {

@@ -253,15 +253,25 @@ export class TrackMap {
       ctx.lineWidth = sel ? 2.5 : 1.2;
       ctx.strokeStyle = sel ? "#ffffff" : "rgba(0,0,0,0.7)";
       ctx.stroke();
-      if (this.labels || sel) {
-        const tx = px + r + 5, ty = py - r - 4;
-        const w = ctx.measureText(c.code).width + 8;
-        ctx.fillStyle = sel ? "rgba(255,255,255,0.95)" : "rgba(12,14,19,0.78)";
-        roundRect(ctx, tx - 4, ty - 8, w, 16, 4);
-        ctx.fill();
-        ctx.fillStyle = sel ? "#0c0e13" : "#e6e8ee";
-        ctx.fillText(c.code, tx, ty + 0.5);
-      }
+    }
+    // Labels: selected cars first, then by running order; a label that would cover another is left out.
+    const placed = [];
+    const free = (x, y, w, h) => placed.every((b) => x + w <= b[0] || b[0] + b[2] <= x || y + h <= b[1] || b[1] + b[3] <= y);
+    const byPriority = [...order].reverse().sort((a, b) => selected.has(b.code) - selected.has(a.code));
+    for (const c of byPriority) {
+      const sel = selected.has(c.code);
+      if (!this.labels && !sel) continue;
+      const [px, py] = this.screen.get(c.code);
+      const w = ctx.measureText(c.code).width + 8, h = 16, gap = r + 3;
+      const spots = [[px + gap, py - gap - h], [px + gap, py + gap], [px - gap - w, py - gap - h], [px - gap - w, py + gap]];
+      const spot = spots.find(([x, y]) => free(x, y, w, h));
+      if (!spot) continue;
+      placed.push([spot[0], spot[1], w, h]);
+      ctx.fillStyle = sel ? "rgba(255,255,255,0.95)" : "rgba(12,14,19,0.78)";
+      roundRect(ctx, spot[0], spot[1], w, h, 4);
+      ctx.fill();
+      ctx.fillStyle = sel ? "#0c0e13" : "#e6e8ee";
+      ctx.fillText(c.code, spot[0] + 4, spot[1] + h / 2 + 0.5);
     }
   }
 

@@ -35,6 +35,8 @@ export class Viewer {
     this.feedCount = -1;
     this.dirty = true;
     this.want = { playing: false, speed: 1 }; // what the user asked for: restored after a reconnect
+    this.prevSpeed = 1;
+    this.speedChangedAt = -Infinity;
     this.resumeFrame = null;
     this.everLoaded = false;
     this.failed = false;
@@ -101,14 +103,16 @@ export class Viewer {
         this._error("Cannot load this replay", msg.message || "The server could not load it.");
         break;
       case "state":
+        this._acked();
         this.state.playing = !!msg.playing;
-        if (msg.speed != null) this.state.speed = Number(msg.speed);
+        if (msg.speed != null) this._speedIs(Number(msg.speed));
         this.want.playing = this.state.playing;
         this.want.speed = this.state.speed;
         this._controls();
         break;
       case "error":
       case "client_error":
+        this._acked();
         this._toast(msg.message || "The server reported an error.");
         break;
     }
@@ -130,8 +134,10 @@ export class Viewer {
     $("#loading").hidden = true;
     $("#reconnect").hidden = true;
     if (this.everLoaded) {
-      // Reconnected: put the replay back where it was, playing or not.
-      const f = this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
+      // Reconnected: put the replay back where it was (or where the user asked to go), playing or not.
+      const f = this.seekTarget ?? (this.seekSentAt ? this.seekSent : null) ?? this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
+      this.seekTarget = null;
+      this.seekSentAt = 0;
       this.conn.send({ action: "seek", frame: f });
       if (this.want.playing) this.conn.send({ action: "play", speed: this.want.speed });
       else this.conn.send({ action: "speed", speed: this.want.speed });
@@ -175,7 +181,9 @@ export class Viewer {
     const now = performance.now();
     const cur = this.cur;
     const step = cur ? f.frame_index - cur.frame_index : 0;
-    const maxStep = Math.max(3, Math.ceil(this.state.speed * 2) + 2);
+    // Largest step playback makes (a bit over one tick at the recent speed); anything else is a seek.
+    const speed = Math.max(this.state.speed, now - this.speedChangedAt < 1000 ? this.prevSpeed : 0);
+    const maxStep = Math.max(3, Math.ceil(speed * 2) + 2);
     const continuous = cur && step > 0 && step <= maxStep && this.state.playing;
     if (continuous) {
       this.from = this._positionsAt(now);
@@ -208,8 +216,7 @@ export class Viewer {
   }
 
   _jumped(f, backwards) {
-    // A seek: the drawn history no longer joins up; laps after the new time have not happened yet.
-    this.history.clear();
+    // A seek back: laps after the new time have not happened yet (telemetry history resets itself).
     if (backwards) {
       this.laps = this.laps.filter((l) => l.t <= f.t);
       this.lastLapTime.clear();
@@ -277,7 +284,7 @@ export class Viewer {
     this.board = new Leaderboard($("#board-rows"), $("#gap-toggle"), { onSelect: (c, add) => this.select(c, add) });
     this.board.setDrivers(m.drivers);
     this.telemetry = new Telemetry($("#telemetry"), m, this.history);
-    this.timeline = new Timeline($("#scrubber"), m, { onSeek: (f) => this.seek(f) });
+    this.timeline = new Timeline($("#scrubber"), m, { onSeek: (f) => this.seek(f), onScrub: (f) => this.seek(f) });
     this.timeline.draw();
     this._bindControls();
     const sel = (this.params.get("select") || "").split(",").filter((c) => m.byCode.has(c));
@@ -370,21 +377,50 @@ export class Viewer {
     if (this.state.playing) this.pause(); else this.play();
   }
 
+  _speedIs(s) {
+    if (s === this.state.speed) return;
+    this.prevSpeed = this.state.speed;
+    this.speedChangedAt = performance.now();
+    this.state.speed = s;
+  }
+
   setSpeed(s) {
-    this.want.speed = this.state.speed = s;
+    this._speedIs(s);
+    this.want.speed = s;
     this.conn.send({ action: "speed", speed: s });
     this._controls();
   }
 
+  /**
+   * Seek to `frame`. Seeks are coalesced: while one awaits the server's ack, only the newest
+   * target is kept, so a held arrow key or a dragged scrubber never queues up stale seeks.
+   */
   seek(frame) {
     if (!this.meta) return;
-    const f = Math.max(0, Math.min(this.meta.nFrames - 1, Math.round(frame)));
-    this.conn.send({ action: "seek", frame: f });
+    this.seekTarget = Math.max(0, Math.min(this.meta.nFrames - 1, Math.round(frame)));
+    if (this.seekSentAt && performance.now() - this.seekSentAt < 1000) return; // sent when the ack arrives
+    this._sendSeek();
+  }
+
+  _sendSeek() {
+    this.seekSent = this.seekTarget;
+    this.seekTarget = null;
+    const at = (this.seekSentAt = performance.now());
+    this.conn.send({ action: "seek", frame: this.seekSent });
+    setTimeout(() => { if (this.seekSentAt === at) this._acked(); }, 1000); // an ack that never comes
+  }
+
+  _acked() {
+    if (!this.seekSentAt) return;
+    this.seekSentAt = 0;
+    if (this.seekTarget != null) this._sendSeek();
   }
 
   step(seconds) {
     if (!this.cur) return;
-    this.seek(this.cur.frame_index + seconds * this.meta.fps);
+    // Relative to the newest target: five quick presses of → go 5 s on, not 1 s five times.
+    const base = this.seekTarget ?? (this.seekSentAt ? this.seekSent : this.cur.frame_index);
+    this.seek(base + seconds * this.meta.fps);
   }
 
   restart() {
