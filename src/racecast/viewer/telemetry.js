@@ -35,9 +35,9 @@ export class History {
     }
   }
 
+  /** The kept samples of `code` as {s, start}: s[start..] are the last laps, oldest first. */
   samples(code) {
-    const h = this.byCode.get(code);
-    return h ? h.s.slice(h.start) : [];
+    return this.byCode.get(code) || { s: [], start: 0 };
   }
 }
 
@@ -74,7 +74,7 @@ export class Telemetry {
     this.chartDirty = true;
   }
 
-  /** Refresh numbers from `frame` (called per received frame) and the chart. */
+  /** Refresh numbers from `frame` (called per received frame) and, ten times a second, the chart. */
   update(frame) {
     if (!this.codes.length || !frame) return;
     for (const card of this.cards.children) {
@@ -91,7 +91,12 @@ export class Telemetry {
       f("throttle").style.width = `${Math.max(0, Math.min(100, c.throttle))}%`;
       f("brake").style.width = `${Math.max(0, Math.min(100, c.brake))}%`;
     }
-    this.drawChart();
+    const now = performance.now();
+    if (this.chartDirty || now - (this.chartAt || 0) >= 100) {
+      this.chartAt = now;
+      this.chartDirty = false;
+      this.drawChart();
+    }
   }
 
   drawChart() {
@@ -124,8 +129,8 @@ export class Telemetry {
     const xOf = (back) => padL + (W - padL - padR) * (1 - back / span);
     const used = new Set();
     for (const code of this.codes) {
-      const s = this.history.samples(code);
-      if (s.length < 2) continue;
+      const { s, start } = this.history.samples(code);
+      if (s.length - start < 2) continue;
       const now = s[s.length - 1].d;
       if (single) {
         // Lap boundaries of this driver.
@@ -138,7 +143,8 @@ export class Telemetry {
         ctx.setLineDash([]);
         const y0 = padT + plotH + 4;
         let lastX = -1;
-        for (const s1 of s) {
+        for (let i = start; i < s.length; i++) {
+          const s1 = s[i];
           const x = xOf(now - s1.d);
           if (x - lastX < 1) continue; // one sample per pixel is all the strip can show
           lastX = x;
@@ -153,11 +159,22 @@ export class Telemetry {
       ctx.setLineDash(used.has(color) ? [5, 3] : []); // team mates share a colour: the second is dashed
       used.add(color);
       ctx.lineWidth = 1.6;
+      // One pixel column at a time: its lowest and highest speed (braking dips stay visible).
+      const yOf = (v) => padT + plotH * (1 - Math.min(vmax, v) / vmax);
       ctx.beginPath();
-      s.forEach((p, i) => {
-        const x = xOf(now - p.d), y = padT + plotH * (1 - Math.min(vmax, p.speed) / vmax);
-        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-      });
+      let col = Math.floor(xOf(now - s[start].d)), lo = Infinity, hi = -Infinity, first = true;
+      const flush = () => {
+        if (lo > hi) return;
+        if (first) { ctx.moveTo(col, yOf(hi)); first = false; } else ctx.lineTo(col, yOf(hi));
+        if (lo !== hi) ctx.lineTo(col, yOf(lo));
+      };
+      for (let i = start; i < s.length; i++) {
+        const x = Math.floor(xOf(now - s[i].d));
+        if (x !== col) { flush(); col = x; lo = Infinity; hi = -Infinity; }
+        if (s[i].speed < lo) lo = s[i].speed;
+        if (s[i].speed > hi) hi = s[i].speed;
+      }
+      flush();
       ctx.stroke();
       ctx.setLineDash([]);
     }
