@@ -59,6 +59,10 @@ export class ReplayConnection {
       case "frames":
         this.onFrames(m.frames);
         break;
+      case "fatal":
+        this.stopped = true;
+        this.onFatal({ code: 0, reason: m.message });
+        break;
       case "decode_error":
         this.onMessage({ type: "client_error", message: m.message });
         break;

@@ -3,7 +3,7 @@
 // Everything the socket delivers reaches the page through one ordered postMessage stream, so a
 // state ack never overtakes the frames sent before it. Messages to the page:
 //   {kind: "open"} | {kind: "json", msg} | {kind: "frames", frames: [frame...]}
-//   {kind: "close", code, reason} | {kind: "decode_error", message}
+//   {kind: "close", code, reason} | {kind: "decode_error", message} | {kind: "fatal", message}
 // A decoder turns one binary message into a list of frames shaped like the msgpack payload
 // ({frame_index, t, lap, drivers: {CODE: {...}}, weather?}); chunked encodings return several.
 
@@ -64,7 +64,7 @@ async function connect(url, encoding) {
 onmessage = (ev) => {
   const m = ev.data;
   if (m.cmd === "connect") {
-    connect(m.url, m.encoding).catch((e) => postMessage({ kind: "close", code: 0, reason: `cannot connect: ${e}` }));
+    connect(m.url, m.encoding).catch((e) => postMessage({ kind: "fatal", message: `cannot decode ${m.encoding} frames here: ${e}` }));
   } else if (m.cmd === "send") {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m.msg));
   } else if (m.cmd === "close") {
