@@ -418,6 +418,15 @@ def test_unknown_replay_shows_an_error(new_page: Callable[..., Page], server: Se
     assert page.locator("#loading").is_hidden()
 
 
+def test_refused_encoding_shows_the_servers_reason(new_page: Callable[..., Page], server: Server) -> None:
+    page = new_page()
+    page.goto(f"{server.url}/?replay=demo&encoding=nope")
+    page.locator("#error").wait_for(state="visible", timeout=WAIT_MS)
+    assert page.locator("#error-title").inner_text() == "Cannot show this replay"
+    assert "nope" in page.locator("#error-text").inner_text()
+    assert state(page)["reconnects"] == 0 and not state(page)["connected"]
+
+
 @pytest.mark.parametrize("width,height", [(1280, 720), (390, 844)])
 def test_layout_fits_desktop_and_phone(new_page: Callable[..., Page], server: Server, width: int, height: int) -> None:
     page = open_viewer(new_page, server, **{"width": width, "height": height})
