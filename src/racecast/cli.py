@@ -69,11 +69,11 @@ def main(
 
 def build_demo(data: DataDir, replay_id: str = DEMO_ID, laps: int = 57, seed: int = 0) -> Path:
     """Simulate the built-in race into ``data`` unless it is already there."""
-    from .sources.simulate import simulate_race
-
     path = data.path_of(replay_id)
     if data.exists(replay_id):
         return path
+    from .sources.simulate import simulate_race
+
     with progress_bar(f"simulating {laps} laps") as update:
         race = simulate_race(laps=laps, seed=seed, id=replay_id, progress=update)
     with progress_bar("encoding bundle") as update:
@@ -218,6 +218,8 @@ def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, p
         serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}")
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; the shutdown was clean
+        pass
 
 
 @app.command()

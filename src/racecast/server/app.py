@@ -53,6 +53,7 @@ class ServerState:
     command_rate: float
     command_burst: float
     buffer_limit: int
+    socket_send_buffer: int | None
     connections: set[Connection] = field(default_factory=set)
 
 
@@ -91,6 +92,7 @@ def create_app(
     command_rate: float = 20.0,
     command_burst: float = 20.0,
     buffer_limit: int = DEFAULT_BUFFER_LIMIT,
+    socket_send_buffer: int | None = 64 * 1024,
     fps: float = 25.0,
     ping_interval: float = 20.0,
     viewer_dir: str | os.PathLike[str] | None = None,
@@ -101,7 +103,9 @@ def create_app(
     ``allowed_origins``: browser origins allowed on the WebSocket besides the
     page's own (None: any localhost origin; ``["*"]``: any). ``command_rate`` /
     ``command_burst``: per-connection command budget. ``buffer_limit``: bytes a
-    viewer may have waiting before its frames are skipped. ``fps``: the engine's tick rate.
+    viewer may have waiting in user space before its frames are skipped;
+    ``socket_send_buffer``: SO_SNDBUF of each viewer's socket (direct path; None
+    leaves the kernel's autotuning). ``fps``: the engine's tick rate.
     """
     metrics = Metrics()
     engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
@@ -114,6 +118,7 @@ def create_app(
         command_rate=command_rate,
         command_burst=command_burst,
         buffer_limit=buffer_limit,
+        socket_send_buffer=socket_send_buffer,
     )
     metrics.bind(
         connections=lambda: len(state.connections),

@@ -46,6 +46,29 @@ class Viewer:
         return f"<Viewer {self.replay_id} frame={pb.frame} playing={pb.playing} speed={pb.speed}>"
 
 
+class TickSchedule:
+    """Absolute tick times ``start + k * period``: no drift, and missed ticks are skipped, not burst."""
+
+    __slots__ = ("period", "start", "k")
+
+    def __init__(self, period: float, start: float) -> None:
+        self.period = period
+        self.start = start
+        self.k = 1
+
+    @property
+    def next_target(self) -> float:
+        return self.start + self.k * self.period
+
+    def advance(self, now: float) -> tuple[float, int]:
+        """The tick to run at ``now``: its scheduled time and how many ticks were skipped to reach it."""
+        missed = max(0, int((now - self.next_target) / self.period))
+        self.k += missed
+        target = self.next_target
+        self.k += 1
+        return target, missed
+
+
 class Engine:
     """Serves every viewer of a process. Create it inside the event loop's lifetime; all calls from that loop."""
 
@@ -204,26 +227,19 @@ class Engine:
     async def _run(self) -> None:
         assert self._wake is not None
         mono = self.clock.monotonic
-        period = self.period
         m = self.metrics
+        sched = TickSchedule(self.period, mono())
         while True:
             if not self._playing:
                 self._wake.clear()
                 await self._wake.wait()
-                start = mono()
-                k = 0
-            k += 1
-            target = start + k * period
-            delay = target - mono()
+                sched = TickSchedule(self.period, mono())
+            delay = sched.next_target - mono()
             if delay > 0:
                 await asyncio.sleep(delay)
             t0 = mono()
-            late = t0 - target
-            if late >= period:  # the loop was busy: skip the missed ticks, never burst
-                missed = int(late / period)
-                k += missed
-                target += missed * period
-                late -= missed * period
+            target, missed = sched.advance(t0)
+            if missed:
                 self.ticks_missed += missed
                 if m is not None:
                     m.ticks_missed.inc(missed)
@@ -234,7 +250,7 @@ class Engine:
             if m is not None:
                 t1 = mono()
                 m.ticks.inc()
-                m.tick_lateness.observe(max(0.0, late))
+                m.tick_lateness.observe(max(0.0, t0 - target))
                 m.tick_duration.observe(t1 - t0)
                 m.send_latency.observe(max(0.0, t1 - target))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -78,4 +79,7 @@ def serve(
     sock = config.bind_socket()
     if on_ready:
         on_ready(host, sock.getsockname()[1])
-    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.5x
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+    else:
+        Multiprocess(config, sockets=[sock]).run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
@@ -80,9 +81,18 @@ class Connection:
     closing: bool = field(default=False)
 
 
-def make_sink(ws: WebSocket, buffer_limit: int) -> Sink:
-    proto = ws.scope.get("extensions", {}).get(EXTENSION)
+def make_sink(ws: WebSocket, buffer_limit: int, socket_send_buffer: int | None) -> Sink:
+    """The direct sink when uvicorn runs :class:`RacecastWSProtocol`, else plain ASGI sends."""
+    proto = (ws.scope.get("extensions") or {}).get(EXTENSION)
     if isinstance(proto, RacecastWSProtocol) and proto.transport is not None:
+        if socket_send_buffer:
+            # Bound the kernel's share of a stalled viewer too (Linux doubles the value).
+            sock = proto.transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
+                except OSError:
+                    pass
         return DirectSink(proto, buffer_limit)
     return AsgiSink(ws.send)
 
@@ -146,7 +156,7 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", f"unknown frame encoding {encoding[:40]!r}; this replay has: {', '.join(usable)}")
             return
         await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
-        sink = make_sink(ws, state.buffer_limit)
+        sink = make_sink(ws, state.buffer_limit, state.socket_send_buffer)
         viewer = conn.viewer = Viewer(replay_id, Playback(bundle.n_frames, bundle.fps), stream, sink)
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)

@@ -1,0 +1,161 @@
+"""`racecast serve` and `racecast demo` as real processes: bind, print the URL, serve, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+import websockets
+
+from tests.serverutil import Viewer, frames_only, write_race
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_race(root, "race", 1000)
+    write_race(root, "demo", 500)  # present, so `racecast demo` does not simulate
+    return root
+
+
+class Proc:
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "racecast.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        rx = re.compile(pattern)
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {pattern!r} in output: {''.join(self.output)}") from None
+            if m := rx.search(line):
+                return m
+
+    def stop(self) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+        try:
+            return self.p.wait(20)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        if p.p.poll() is None:
+            p.p.kill()
+            p.p.wait()
+
+
+def get(port: int, path: str) -> httpx.Response:
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        return c.get(f"http://127.0.0.1:{port}{path}")
+
+
+def test_serve_prints_url_serves_and_shuts_down_viewers_with_1001(data: Path, procs: list[Proc]) -> None:
+    p = Proc("serve", "--data", str(data), "--port", "0")
+    procs.append(p)
+    m = p.wait_for(r"serving 2 replays from .* at: http://127\.0\.0\.1:(\d+)/")
+    port = int(m.group(1))
+    assert get(port, "/healthz").json()["status"] == "ok"
+    assert {r["id"] for r in get(port, "/api/replays").json()} == {"race", "demo"}
+
+    async def go() -> int:
+        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race")
+        await v.ready()
+        await v.command(action="play", speed=1)
+        assert frames_only(await v.collect(0.5))
+        p.p.send_signal(signal.SIGINT)
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            while True:
+                await v.next(10)
+        assert e.value.rcvd is not None
+        return e.value.rcvd.code
+
+    assert asyncio.run(go()) == 1001
+    assert p.stop() == 0
+
+
+def test_demo_serves_the_demo_replay_and_prints_the_viewer_url(data: Path, procs: list[Proc]) -> None:
+    p = Proc("demo", "--data", str(data), "--port", "0")
+    procs.append(p)
+    p.wait_for(r"demo replay ready: demo")
+    m = p.wait_for(r"http://127\.0\.0\.1:(\d+)/\?replay=demo")
+    port = int(m.group(1))
+    assert get(port, "/api/replays/demo").json()["total_frames"] == 500
+    assert p.stop() == 0
+
+
+def test_serve_with_two_workers(data: Path, procs: list[Proc]) -> None:
+    p = Proc("serve", "--data", str(data), "--port", "0", "--workers", "2")
+    procs.append(p)
+    port = int(p.wait_for(r"http://127\.0\.0\.1:(\d+)/").group(1))
+    deadline = 60.0
+    for _ in range(int(deadline / 0.2)):
+        try:
+            if get(port, "/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        asyncio.run(asyncio.sleep(0.2))
+    else:
+        raise AssertionError("workers never answered")
+
+    async def go() -> list[int]:
+        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race")
+        await v.ready()
+        await v.command(action="play", speed=2)
+        got = frames_only(await v.collect(0.5))
+        await v.close()
+        return got
+
+    assert len(asyncio.run(go())) >= 3
+    assert p.stop() == 0
+
+
+def test_serve_refuses_a_busy_port(data: Path, procs: list[Proc]) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    try:
+        p = Proc("serve", "--data", str(data), "--port", str(s.getsockname()[1]))
+        procs.append(p)
+        assert p.p.wait(60) != 0
+        assert "cannot listen" in "".join(p.output) or "address already in use" in "".join(p.output).lower()
+    finally:
+        s.close()

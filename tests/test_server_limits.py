@@ -1,0 +1,253 @@
+"""Limits and hostile clients against a real server: slow readers, floods, capacity, origins, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+from fastapi import FastAPI
+
+from racecast.server import create_app
+from racecast.server.transport import AsgiSink
+from tests.serverutil import DIRECT, PLAIN, StalledClient, Viewer, frames_only, running, write_race
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_race(root, "race", 3000, n_drivers=3)
+    write_race(root, "wide", 3000, n_drivers=20)  # ~4 KB frames
+    return root
+
+
+def close_code(exc: BaseException) -> int:
+    assert isinstance(exc, websockets.ConnectionClosed) and exc.rcvd is not None
+    return exc.rcvd.code
+
+
+async def closed_with(v: Viewer) -> int:
+    with pytest.raises(websockets.ConnectionClosed) as e:
+        while True:
+            await v.next()
+    return close_code(e.value)
+
+
+def test_a_viewer_that_stops_reading_is_bounded_and_delays_no_one(data: Path) -> None:
+    limit = 16 * 1024
+    app = create_app(data, buffer_limit=limit, socket_send_buffer=16 * 1024)
+    with running(app, ws=DIRECT) as srv:
+        stalled = StalledClient(srv.port, "/ws/replay/wide")
+        stalled.send_text('{"action":"play","speed":8}')
+
+        async def go() -> tuple[list[int], float, list[float]]:
+            v = await Viewer.open(srv.ws_url("race"))
+            await v.ready()
+            await v.command(action="play", speed=1)
+            buffers = []
+            start = time.monotonic()
+            got: list[int] = []
+            for _ in range(6):
+                got += frames_only(await v.collect(0.5))
+                buffers.append(await asyncio.to_thread(srv.metric, "racecast_viewer_buffer_max_bytes"))
+            elapsed = time.monotonic() - start
+            await v.close()
+            return got, elapsed, buffers
+
+        got, elapsed, buffers = asyncio.run(go())
+        skipped = srv.metric("racecast_frames_skipped_total")
+        stalled.close()
+    # The stalled viewer had frames skipped instead of queued, and its buffer stayed under the limit + one frame.
+    assert skipped > 0
+    assert max(buffers) <= limit + 8 * 1024, buffers
+    # The other viewer kept its rate with consecutive frames.
+    steps = [b - a for a, b in zip(got, got[1:])]
+    assert all(s >= 1 for s in steps) and sum(s == 1 for s in steps) >= 0.9 * len(steps)
+    assert 20 <= (got[-1] - got[0]) / elapsed <= 28
+
+
+def test_asgi_sink_holds_at_most_one_frame_while_a_send_is_stuck() -> None:
+    async def go() -> None:
+        gate = asyncio.Event()
+        sent: list[dict] = []
+
+        async def send(msg: dict) -> None:
+            await gate.wait()
+            sent.append(msg)
+
+        sink = AsgiSink(send)
+        frame = memoryview(b"x" * 1000)
+        assert sink.offer(frame) is True
+        await asyncio.sleep(0)  # the writer picks it up and blocks in send()
+        assert [sink.offer(frame) for _ in range(100)] == [False] * 100
+        assert sink.buffered() == 1000
+        sink.post('{"type":"state"}')
+        gate.set()
+        await sink.drain()
+        assert [("bytes" in m) for m in sent] == [True, False] and sink.buffered() == 0
+        assert sink.offer(frame) is True
+        await sink.drain()
+        sink.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("ws", [DIRECT, PLAIN], ids=["direct", "asgi"])
+def test_a_flooding_client_is_throttled_and_others_keep_playing(data: Path, ws: str) -> None:
+    app = create_app(data, command_rate=20, command_burst=5)
+    with running(app, ws=ws) as srv:
+
+        async def go() -> tuple[float, list[int]]:
+            flood = await Viewer.open(srv.ws_url("race"))
+            other = await Viewer.open(srv.ws_url("race"))
+            await flood.ready()
+            await other.ready()
+            await other.command(action="play", speed=1)
+            start = time.monotonic()
+            for _ in range(45):
+                await flood.send(action="ping")
+
+            async def pongs() -> None:
+                n = 0
+                while n < 45:
+                    m = await flood.next(10)
+                    n += isinstance(m, dict) and m["type"] == "pong"
+
+            _, msgs = await asyncio.gather(pongs(), other.collect(2.0))
+            took = time.monotonic() - start
+            await flood.close()
+            await other.close()
+            return took, frames_only(msgs)
+
+        took, frames = asyncio.run(go())
+        throttled = srv.metric('racecast_errors_total{kind="throttled"}')
+    assert took >= 1.5  # 40 commands over the burst at 20/s take >= 2 s; all answered, none lost
+    assert throttled >= 30
+    assert len(frames) >= 30 and all(b - a >= 1 for a, b in zip(frames, frames[1:]))
+
+
+def test_connection_limit_closes_1013(data: Path) -> None:
+    with running(create_app(data, max_connections=2)) as srv:
+
+        async def go() -> None:
+            a = await Viewer.open(srv.ws_url("race"))
+            b = await Viewer.open(srv.ws_url("race"))
+            await a.ready()
+            await b.ready()
+            c = await Viewer.open(srv.ws_url("race"))
+            assert await closed_with(c) == 1013
+            await a.close()
+            await asyncio.sleep(0.2)
+            d = await Viewer.open(srv.ws_url("race"))  # room again
+            await d.ready()
+            await b.close()
+            await d.close()
+
+        asyncio.run(go())
+        assert srv.metric('racecast_errors_total{kind="capacity"}') == 1
+
+
+@pytest.mark.parametrize(
+    "allowed, origin, ok",
+    [
+        (None, None, True),  # not a browser
+        (None, "http://localhost:5173", True),
+        (None, "http://127.0.0.1:9999", True),
+        (None, "https://evil.example", False),
+        (None, "null", False),
+        (None, "SAME", True),
+        (["https://viewer.example"], "https://viewer.example", True),
+        (["https://viewer.example"], "http://localhost:5173", False),
+        (["https://viewer.example"], "SAME", True),
+        (["*"], "https://anything.example", True),
+    ],
+)
+def test_origin_check(data: Path, allowed: list[str] | None, origin: str | None, ok: bool) -> None:
+    with running(create_app(data, allowed_origins=allowed)) as srv:
+
+        async def go() -> None:
+            o = f"http://127.0.0.1:{srv.port}" if origin == "SAME" else origin
+            v = await Viewer.open(srv.ws_url("race"), origin=o)
+            if ok:
+                await v.ready()
+                await v.close()
+            else:
+                assert await closed_with(v) == 1008
+
+        asyncio.run(go())
+
+
+def test_graceful_shutdown_closes_viewers_with_1001(data: Path) -> None:
+    with running(create_app(data)) as srv:
+
+        async def go() -> int:
+            v = await Viewer.open(srv.ws_url("race"))
+            await v.ready()
+            await v.command(action="play", speed=1)
+            srv.server.should_exit = True
+            return await closed_with(v)
+
+        assert asyncio.run(go()) == 1001
+
+
+@pytest.mark.parametrize("ws", [DIRECT, PLAIN], ids=["direct", "asgi"])
+def test_idle_viewers_get_json_pings(data: Path, ws: str) -> None:
+    with running(create_app(data, ping_interval=0.3), ws=ws) as srv:
+
+        async def go() -> tuple[list, list]:
+            idle = await Viewer.open(srv.ws_url("race"))
+            busy = await Viewer.open(srv.ws_url("race"))
+            await idle.ready()
+            await busy.ready()
+            await busy.command(action="play", speed=1)
+            a, b = await asyncio.gather(idle.collect(1.2), busy.collect(1.2))
+            await idle.close()
+            await busy.close()
+            return a, b
+
+        idle, busy = asyncio.run(go())
+    assert any(isinstance(m, dict) and m["type"] == "ping" for m in idle)
+    assert not any(isinstance(m, dict) and m["type"] == "ping" for m in busy)
+
+
+def test_ping_command_gets_pong(data: Path) -> None:
+    with running(create_app(data)) as srv:
+
+        async def go() -> dict:
+            v = await Viewer.open(srv.ws_url("race"))
+            await v.ready()
+            await v.send(action="ping")
+            m = await v.until("pong")
+            await v.close()
+            return m
+
+        assert isinstance(asyncio.run(go())["t"], float)
+
+
+def test_app_mounted_in_another_app_under_another_server(data: Path) -> None:
+    outer = FastAPI()
+
+    @outer.get("/")
+    def home() -> dict:
+        return {"host": "outer"}
+
+    outer.mount("/rc", create_app(data))
+    with running(outer, ws=PLAIN) as srv:
+        with srv.http() as c:
+            assert c.get("/").json() == {"host": "outer"}
+            assert [r["id"] for r in c.get("/rc/api/replays").json()] == ["race", "wide"]
+
+        async def go() -> list[int]:
+            v = await Viewer.open(f"ws://127.0.0.1:{srv.port}/rc/ws/replay/race")
+            await v.ready()
+            await v.command(action="play", speed=2)
+            got = frames_only(await v.collect(0.8))
+            await v.close()
+            return got
+
+        got = asyncio.run(go())
+    steps = [b - a for a, b in zip(got, got[1:])]
+    assert len(got) >= 5 and all(s >= 1 for s in steps) and sorted(steps)[len(steps) // 2] == 2
