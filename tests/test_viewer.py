@@ -383,6 +383,9 @@ def test_leaderboard_shows_tyres_pits_grid_changes_and_fastest_lap(new_page: Cal
     assert page.locator("#board-rows .flags .fl").count() == 1  # every car's last lap is 52.3 s: one marker
     page.click("#gap-toggle")
     assert page.locator("#board-rows").get_attribute("data-mode") == "interval"
+    page.keyboard.press("Space")  # after a mouse click on a control, Space still plays
+    wait_state(page, "s.playing")
+    assert page.locator("#board-rows").get_attribute("data-mode") == "interval"
 
 
 def test_reconnects_and_resumes_after_the_server_restarts(new_page: Callable[..., Page], server: Server) -> None:

@@ -11,7 +11,10 @@ export class Leaderboard {
     this.onSelect = onSelect;
     this.mode = "gap"; // or "interval"
     this.rows = new Map();
-    toggle.addEventListener("click", () => this.setMode(this.mode === "gap" ? "interval" : "gap"));
+    toggle.addEventListener("click", (ev) => {
+      this.setMode(this.mode === "gap" ? "interval" : "gap");
+      if (ev.detail > 0) toggle.blur(); // mouse clicks leave Space to the play toggle
+    });
     this.setMode("gap");
   }
 
