@@ -13,10 +13,8 @@ const FATAL_CODES = new Set([4404, 4400, 1008]); // unknown replay, bad request,
 export class ReplayConnection {
   constructor(replayId, { encoding = "msgpack", base = location } = {}) {
     this.replayId = replayId;
-    this.encoding = encoding;
-    const proto = base.protocol === "https:" ? "wss:" : "ws:";
-    const q = encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
-    this.url = `${proto}//${base.host}/ws/replay/${encodeURIComponent(replayId)}${q}`;
+    this.base = base;
+    this._setEncoding(encoding);
     this.attempt = 0;
     this.open = false;
     this.stopped = false;
@@ -28,6 +26,20 @@ export class ReplayConnection {
       ev.preventDefault();
       this.onFatal({ code: 0, reason: `frame decoder failed to start: ${ev.message || "worker error"}` });
     };
+  }
+
+  _setEncoding(encoding) {
+    this.encoding = encoding;
+    const proto = this.base.protocol === "https:" ? "wss:" : "ws:";
+    const q = encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
+    this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}`;
+  }
+
+  /** Reconnect at once asking for another frame encoding (the old socket closes silently). */
+  switchEncoding(encoding) {
+    this._setEncoding(encoding);
+    this.open = false;
+    this.connect();
   }
 
   connect() {

@@ -70,12 +70,12 @@ export class TrackMap {
     grow(g.cx, g.cy);
     grow(g.ox, g.oy);
     grow(g.px, g.py);
-    const pad = 28;
+    const pad = 28, padTop = 44; // room for labels, and for the map's buttons at the top
     const w = Math.max(10, this.cssW - 2 * pad);
-    const h = Math.max(10, this.cssH - 2 * pad);
+    const h = Math.max(10, this.cssH - pad - padTop);
     this.scale = Math.min(w / Math.max(1e-6, x1 - x0), h / Math.max(1e-6, y1 - y0));
     this.offX = pad + (w - (x1 - x0) * this.scale) / 2 - x0 * this.scale;
-    this.offY = pad + (h - (y1 - y0) * this.scale) / 2 + y1 * this.scale; // y grows up on the track, down on screen
+    this.offY = padTop + (h - (y1 - y0) * this.scale) / 2 + y1 * this.scale; // y grows up on the track, down on screen
   }
 
   /** Track metres -> CSS pixels. */

@@ -56,6 +56,7 @@ export class Viewer {
       selected: [],
       error: null,
       status: "GREEN",
+      encoding: null,
     };
     window.racecast = { state: this.state, viewer: this };
   }
@@ -129,6 +130,12 @@ export class Viewer {
       this.meta = normalizeMeta(raw, msg.frames);
       this._build();
     }
+    const best = bestEncoding(raw);
+    if (!this.everLoaded && !this.params.has("encoding") && best !== this.conn.encoding) {
+      this.conn.switchEncoding(best); // the same replay in fewer bytes: worth one more handshake
+      return;
+    }
+    this.state.encoding = this.conn.encoding;
     this.state.loaded = true;
     this.state.error = null;
     $("#loading").hidden = true;
@@ -568,6 +575,12 @@ export class Viewer {
     clearTimeout(this.toastTimer);
     this.toastTimer = setTimeout(() => (t.hidden = true), 4000);
   }
+}
+
+/** The smallest per-frame encoding this viewer can decode that the replay offers. */
+function bestEncoding(raw) {
+  const streams = (raw && raw.streams) || {};
+  return streams.compact && streams.compact.frames_per_item === 1 ? "compact" : "msgpack";
 }
 
 function weatherText(w) {
