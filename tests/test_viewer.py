@@ -247,6 +247,21 @@ def test_lap_counter_follows_the_leader(new_page: Callable[..., Page], server: S
     assert page.locator("#lap").get_attribute("data-lap") == "2"
 
 
+def test_header_and_race_control_feed_follow_the_replay(new_page: Callable[..., Page], server: Server) -> None:
+    page = open_viewer(new_page, server)
+    wait_state(page, "s.frame === 0")
+    assert page.locator("#track-status").get_attribute("data-status") == "GREEN"
+    assert "Air 22°" in page.locator("#weather").inner_text()
+    assert page.locator("#feed").get_attribute("data-count") == "0"  # tiny_race's one message is at 1 s
+    page.evaluate("() => window.racecast.viewer.seek(2 * 25)")
+    wait_state(page, "s.frame === 50")
+    assert page.locator("#feed").get_attribute("data-count") == "1"
+    assert "GREEN LIGHT - PIT EXIT OPEN" in page.locator("#feed").inner_text()
+    page.keyboard.press("Home")
+    wait_state(page, "s.frame === 0")
+    assert page.locator("#feed").get_attribute("data-count") == "0"
+
+
 def test_motion_is_interpolated_between_frames(new_page: Callable[..., Page], server: Server) -> None:
     """Between two frames the map draws cars part-way: positions that no frame holds."""
     page = open_viewer(new_page, server, "&play=1")

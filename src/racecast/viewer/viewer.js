@@ -215,6 +215,10 @@ export class Viewer {
     this._laps(f);
     if (f.weather) this.weather = f.weather;
     this.history.push(f);
+    if (!document.hidden) this._show(f); // a background tab catches up when it is shown again
+  }
+
+  _show(f) {
     this._header(f);
     this.board.update(f, this.grid, this.fastest, this.selected);
     this.telemetry.update(f);
@@ -329,6 +333,9 @@ export class Viewer {
       if (code) this.select(code, ev.shiftKey || ev.metaKey || ev.ctrlKey);
     });
     document.addEventListener("keydown", (ev) => this._key(ev));
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && this.cur) { this._show(this.cur); this.dirty = true; }
+    });
     this._controls();
   }
 
