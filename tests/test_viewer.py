@@ -322,6 +322,10 @@ def test_selecting_drivers_shows_telemetry(new_page: Callable[..., Page], server
     speed = card.locator(".speed").get_attribute("data-speed")
     assert speed is not None and int(speed) == round(64 * 3.6)  # tiny_race: driver 2 runs 64 m/s
     assert card.locator('[data-field="gear"]').inner_text() == "6"
+    assert card.locator('[data-field="lap_time"]').inner_text() == "–"  # no lap completed at the start
+    page.evaluate(f"() => window.racecast.viewer.seek({N_FRAMES - 1})")
+    wait_state(page, f"s.frame === {N_FRAMES - 1}")
+    assert card.locator('[data-field="lap_time"]').inner_text() == "0:52.300"  # tiny_race's lap time
     assert page.locator("#telemetry-chart").is_visible()
     assert "selected" in (page.locator('#board-rows .row[data-code="D02"]').get_attribute("class") or "")
     page.click('#board-rows .row[data-code="D04"]', modifiers=["Shift"])

@@ -1,7 +1,7 @@
 // Telemetry for the selected drivers: live numbers plus a rolling chart of the last laps,
 // drawn from the frames the viewer has received (history is per driver, by distance).
 
-import { esc } from "./format.js";
+import { esc, lapTime } from "./format.js";
 
 const LAPS_KEPT = 2;
 const DRS_TEXT = { 0: "DRS off", 1: "DRS eligible", 2: "DRS open" };
@@ -68,6 +68,7 @@ export class Telemetry {
             <span class="gear">gear <b data-field="gear">–</b></span><span class="drs" data-field="drs">DRS</span></div>
           <div class="bars"><label>Throttle<span class="bar thr"><i data-field="throttle"></i></span></label>
             <label>Brake<span class="bar brk"><i data-field="brake"></i></span></label></div>
+          <div class="laps">Last lap <b data-field="lap_time">–</b><span data-field="sectors"></span></div>
         </div>`;
       })
       .join("");
@@ -90,6 +91,13 @@ export class Telemetry {
       drs.dataset.drs = c.drs;
       f("throttle").style.width = `${Math.max(0, Math.min(100, c.throttle))}%`;
       f("brake").style.width = `${Math.max(0, Math.min(100, c.brake))}%`;
+      const lt = lapTime(c.lap_time);
+      if (f("lap_time").textContent !== lt) {
+        f("lap_time").textContent = lt;
+        const sec = [c.sector1, c.sector2, c.sector3].map((v) => (v == null ? "–" : v.toFixed(3)));
+        const known = c.sector1 != null || c.sector2 != null || c.sector3 != null;
+        f("sectors").textContent = known ? `S1 ${sec[0]} · S2 ${sec[1]} · S3 ${sec[2]}` : "";
+      }
     }
     const now = performance.now();
     if (this.chartDirty || now - (this.chartAt || 0) >= 100) {

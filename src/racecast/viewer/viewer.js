@@ -15,6 +15,7 @@ import { TrackMap } from "./trackmap.js";
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64];
 export const SPEED_KEYS = { 1: 1, 2: 4, 3: 16, 4: 64 };
 const FEED_MAX = 40;
+const FINISHED = { key: "FINISHED", text: "Chequered flag", color: "#f4f4f4" };
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -512,8 +513,8 @@ export class Viewer {
     c.dataset.t = f.t.toFixed(2);
     const txt = clock(f.t - m.t0);
     if (c.textContent !== txt) c.textContent = txt;
-    const code = statusAt(m, f.t);
-    const s = TRACK_STATUS[code];
+    const leader = Object.values(f.drivers).find((c) => c.position === 1);
+    const s = leader && leader.status === "finished" ? FINISHED : TRACK_STATUS[statusAt(m, f.t)];
     const ts = $("#track-status");
     if (ts.dataset.status !== s.key) {
       ts.dataset.status = s.key;
