@@ -70,7 +70,10 @@ def main() -> None:
                 raise SystemExit(f"no replay {args.replay!r} in {store.root}")
             from racecast.cli import build_demo
 
-            build_demo(store, laps=args.laps)
+            try:
+                build_demo(store, laps=args.laps)
+            except ImportError as e:
+                raise SystemExit(f"cannot simulate the demo race ({e}); pass --data DIR --replay ID for an existing bundle")
         with open_bundle(store.path_of(args.replay)) as b:
             duration = b.duration
         shot_t = max(0.0, args.at * duration)
