@@ -258,3 +258,29 @@ def test_frame_header_lengths(n: int, size: int) -> None:
     h = frame_header(n)
     assert len(h) == size and h[0] == 0x82 and (h[1] & 0x80) == 0  # FIN+binary, unmasked
     assert binary_header(n) == h
+
+
+class FramedSink(FakeSink):
+    framed = True
+
+    def offer(self, payload: memoryview) -> bool:  # type: ignore[override]
+        self.offers += 1
+        self.log.append(("raw", payload))
+        return True
+
+
+def test_direct_path_gets_whole_frames_built_once_per_tick() -> None:
+    clock = FakeClock()
+    eng = Engine(clock=clock)
+    stream = FakeStream(1000)  # viewers of one replay share its stream
+    vs = []
+    for _ in range(3):
+        v = Viewer("r", Playback(1000, 25), stream, FramedSink())  # type: ignore[arg-type]
+        eng.viewers.add(v)
+        v.playback.start()
+        eng.command(v, Play(1.0), clock.monotonic())
+        vs.append(v)
+    eng.tick(clock.advance(DT))
+    sent = [v.sink.log[-1][1] for v in vs]  # type: ignore[attr-defined]
+    assert sent[0] == frame_header(1) + b"1"  # header + payload, ready for the socket
+    assert sent[0] is sent[1] is sent[2]  # one object shared by the viewers on that frame

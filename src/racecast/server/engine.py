@@ -22,7 +22,7 @@ from ..bundle import Stream
 from ..playback import Clock, Playback, SystemClock
 from ..protocol import Command, ping_message, pong_message
 from .metrics import Metrics
-from .transport import Sink, SinkClosed
+from .transport import Sink, SinkClosed, binary_header
 
 log = logging.getLogger("racecast.engine")
 
@@ -30,13 +30,14 @@ log = logging.getLogger("racecast.engine")
 class Viewer:
     """One connected viewer: its playback state, the stream it watches and where its bytes go."""
 
-    __slots__ = ("replay_id", "playback", "stream", "sink", "last_activity", "frames_skipped", "closed")
+    __slots__ = ("replay_id", "playback", "stream", "sink", "framed", "last_activity", "frames_skipped", "closed")
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink) -> None:
         self.replay_id = replay_id
         self.playback = playback
         self.stream = stream
         self.sink = sink
+        self.framed = bool(getattr(sink, "framed", False))  # the sink takes whole WebSocket frames
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
         self.frames_skipped = 0
         self.closed = False
@@ -157,13 +158,22 @@ class Engine:
             self._dirty = False
         sent = skipped = nbytes = 0
         stopped: list[Viewer] | None = None
+        # Framed messages built this tick, shared by every direct-path viewer on the same frame.
+        memo: dict[tuple[Stream, int], bytes] = {}
         for v in self._snapshot:
             pb = v.playback
             i = pb.due(now)
             if i is not None:
-                payload = v.stream[i]
+                if v.framed:
+                    key = (v.stream, i)
+                    data = memo.get(key)
+                    if data is None:
+                        payload = v.stream[i]
+                        data = memo[key] = binary_header(len(payload)) + payload
+                else:
+                    data = v.stream[i]
                 try:
-                    ok = v.sink.offer(payload)
+                    ok = v.sink.offer(data)
                 except SinkClosed:
                     ok = False
                     pb.playing = False
@@ -176,7 +186,7 @@ class Engine:
                 if ok:
                     pb.last_sent = i
                     sent += 1
-                    nbytes += len(payload)
+                    nbytes += len(data)
                 else:
                     skipped += 1
                     v.frames_skipped += 1

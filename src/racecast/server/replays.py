@@ -68,7 +68,7 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
         "t0": float(m.get("t0", float(b.t[0]))),
         "duration": b.duration,
         "total_laps": int(m.get("total_laps", 0)),
-        "max_lap": int(leader[-1]) if len(leader) else 0,
+        "max_lap": int(leader.max()) if len(leader) else 0,
         "driver_codes": [d["code"] for d in drivers],
         "drivers": drivers,
         "driver_colors": {d["code"]: _rgb(d["color"]) for d in drivers},

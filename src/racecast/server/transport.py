@@ -5,9 +5,11 @@ Two sinks, one interface (:class:`Sink`):
 * :class:`DirectSink` - the fast path under ``racecast serve``. uvicorn runs
   :class:`RacecastWSProtocol` (its websockets-sansio protocol plus one line:
   the connection puts itself in the ASGI scope's ``extensions``), and the engine
-  writes a prebuilt, unmasked WebSocket frame header and the zero-copy payload
-  straight into the asyncio transport. Backpressure reads the transport's write
-  buffer size; nothing is awaited, nothing is queued.
+  writes complete, unmasked WebSocket frames straight into the asyncio transport:
+  the pre-encoded payload joined once per tick with its header, the same bytes
+  for every viewer on that frame, one ``write()`` each (docs/architecture.md has
+  the measurements). Backpressure reads the transport's write buffer size;
+  nothing is awaited, nothing is queued.
 * :class:`AsgiSink` - the fallback when the app runs under any other ASGI server:
   plain ``websocket.send`` messages from one small writer task per viewer, with at
   most one frame queued (a frame offered while another is in flight is skipped).
@@ -61,9 +63,16 @@ def binary_header(n: int) -> bytes:
 
 
 class Sink(Protocol):
-    """Where one viewer's messages go. ``offer`` may skip; ``push``/``post`` never do, and all keep order."""
+    """Where one viewer's messages go. ``offer`` may skip; ``push``/``post`` never do, and all keep order.
 
-    def offer(self, payload: memoryview) -> bool:
+    A sink whose ``framed`` attribute is true is offered whole WebSocket frames
+    (header + payload, built once per tick and frame and shared by every viewer
+    on that frame); other sinks are offered the payload.
+    """
+
+    framed: bool
+
+    def offer(self, data: bytes | memoryview) -> bool:
         """Write a binary frame unless the viewer is backed up; never blocks. Raises :class:`SinkClosed`."""
         ...
 
@@ -113,6 +122,7 @@ class DirectSink:
     """Writes frames straight into the connection's asyncio transport."""
 
     __slots__ = ("_proto", "_transport", "limit")
+    framed = True  # offer() takes a complete WebSocket frame: one write, no per-viewer framing
 
     def __init__(self, proto: RacecastWSProtocol, limit: int = DEFAULT_BUFFER_LIMIT) -> None:
         self._proto = proto
@@ -124,24 +134,24 @@ class DirectSink:
         p = self._proto
         return not (p.close_sent or p.disconnected or self._transport.is_closing())
 
-    def offer(self, payload: memoryview) -> bool:
+    def offer(self, data: bytes | memoryview) -> bool:
         p = self._proto
         if p.close_sent or p.disconnected:
             raise SinkClosed
         t = self._transport
         if t.get_write_buffer_size() > self.limit:
             return False
-        t.writelines((binary_header(len(payload)), payload))
+        t.write(data)
         return True
 
     def push(self, payload: memoryview) -> None:
         if self.alive:
-            self._transport.writelines((binary_header(len(payload)), payload))
+            self._transport.write(binary_header(len(payload)) + payload)
 
     def post(self, text: str) -> None:
         if self.alive:
             data = text.encode()
-            self._transport.writelines((frame_header(len(data), _OP_TEXT), data))
+            self._transport.write(frame_header(len(data), _OP_TEXT) + data)
 
     def buffered(self) -> int:
         try:
@@ -156,6 +166,8 @@ class DirectSink:
 
 class AsgiSink:
     """Plain ASGI ``websocket.send`` from one writer task; at most one frame waits (latest wins)."""
+
+    framed = False
 
     def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self._send = send
