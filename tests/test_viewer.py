@@ -300,6 +300,35 @@ def test_scrubber_seeks_and_the_leaderboard_changes(new_page: Callable[..., Page
     assert int(page.locator("#scrubber").get_attribute("data-frame")) == state(page)["frame"]
 
 
+def test_after_a_seek_no_frame_from_the_old_position_is_shown(new_page: Callable[..., Page], server: Server) -> None:
+    page = open_viewer(new_page, server, "&play=1&speed=4")
+    wait_state(page, "s.playing && s.frame > 150")
+    page.evaluate(
+        """() => {
+            const v = window.racecast.viewer, ingest = v._ingest.bind(v);
+            window.shown = [];
+            v._ingest = (f) => { window.shown.push(f.frame_index); ingest(f); };
+            v.seek(50);
+        }"""
+    )
+    wait_state(page, "window.shown.length >= 10")
+    shown = page.evaluate("() => window.shown")
+    assert shown[0] == 50, shown
+    assert shown == sorted(shown), shown
+
+
+def test_the_end_of_the_replay_stops_and_play_starts_over(new_page: Callable[..., Page], server: Server) -> None:
+    page = open_viewer(new_page, server)
+    page.evaluate(f"() => window.racecast.viewer.seek({N_FRAMES - 40})")
+    wait_state(page, f"s.frame === {N_FRAMES - 40}")
+    page.keyboard.press("2")  # 4x: the last 40 frames take 0.4 s
+    page.keyboard.press("Space")
+    wait_state(page, f"!s.playing && s.frame === {N_FRAMES - 1}")
+    assert page.locator("#play").get_attribute("data-playing") == "false"
+    page.keyboard.press("Space")
+    wait_state(page, f"s.playing && s.frame < {N_FRAMES // 2}")
+
+
 def test_speed_4x_advances_about_four_times_faster(new_page: Callable[..., Page], server: Server) -> None:
     page = open_viewer(new_page, server, "&play=1")
     wait_state(page, "s.playing && s.frame > 10")

@@ -39,6 +39,10 @@ export class Viewer {
     this.prevSpeed = 1;
     this.speedChangedAt = -Infinity;
     this.resumeFrame = null;
+    this.sent = []; // actions sent on this connection that await a reply, oldest first
+    this.lastSeq = 0;
+    this.seekTarget = null; // newest seek wanted but not sent yet (one seek is in flight)
+    this.unackedSeek = null; // frame of the seek in flight
     this.everLoaded = false;
     this.failed = false;
     this.history = new History();
@@ -68,12 +72,15 @@ export class Viewer {
     this._loading("Connecting…");
     const conn = (this.conn = new ReplayConnection(this.replayId, { encoding: this.params.get("encoding") || "msgpack" }));
     conn.onOpen = () => {
+      // A new connection: nothing is awaiting a reply on it yet.
+      this.sent = [];
+      this.lastSeq = 0;
       this.state.connected = true;
       this._conn(true);
       if (!this.everLoaded) this._loading("Loading replay…");
     };
     conn.onMessage = (msg) => this._message(msg);
-    conn.onFrames = (frames) => { for (const f of frames) this._ingest(f); };
+    conn.onFrames = (frames) => { for (const f of frames) this._frame(f); };
     conn.onDown = (info) => this._down(info);
     conn.onFatal = ({ code, reason }) => {
       this.state.connected = false;
@@ -104,18 +111,28 @@ export class Viewer {
         this.conn.stop({ close: false }); // the server closes; its close code tells "unknown" from "broken"
         this._error("Cannot load this replay", msg.message || "The server could not load it.");
         break;
-      case "state":
-        this._acked();
-        this.state.playing = !!msg.playing;
-        if (msg.speed != null) this._speedIs(Number(msg.speed));
-        this.want.playing = this.state.playing;
-        this.want.speed = this.state.speed;
-        this._controls();
+      case "state": {
+        // A reply to a command raises seq; the opening state and the end-of-replay one repeat it.
+        const reply = msg.seq == null || msg.seq > this.lastSeq;
+        if (msg.seq != null) this.lastSeq = Math.max(this.lastSeq, msg.seq);
+        if (reply) this._replied();
+        // Adopt the server's word when it answers our latest command (earlier answers would make
+        // the controls flicker) or when the replay ended by itself.
+        if ((reply && this.sent.length === 0) || msg.ended) {
+          this.state.playing = !!msg.playing;
+          if (msg.speed != null) this._speedIs(Number(msg.speed));
+          this.want.playing = this.state.playing;
+          this.want.speed = this.state.speed;
+          this._controls();
+        }
         break;
+      }
       case "error":
-      case "client_error":
-        this._acked();
+        this._replied(); // a refused command: state unchanged
         this._toast(msg.message || "The server reported an error.");
+        break;
+      case "client_error":
+        this._toast(msg.message || "A frame could not be decoded.");
         break;
     }
   }
@@ -143,24 +160,24 @@ export class Viewer {
     $("#reconnect").hidden = true;
     if (this.everLoaded) {
       // Reconnected: put the replay back where it was (or where the user asked to go), playing or not.
-      const f = this.seekTarget ?? (this.seekSentAt ? this.seekSent : null) ?? this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
+      // The opening frame 0 is dropped: frames wait for this seek's acknowledgement.
+      const f = this.seekTarget ?? this.unackedSeek ?? this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
       this.seekTarget = null;
-      this.seekSentAt = 0;
-      this.conn.send({ action: "seek", frame: f });
-      if (this.want.playing) this.conn.send({ action: "play", speed: this.want.speed });
-      else this.conn.send({ action: "speed", speed: this.want.speed });
+      this.unackedSeek = null;
+      this._send({ action: "seek", frame: f });
+      if (this.want.playing) this._send({ action: "play", speed: this.want.speed });
+      else this._send({ action: "speed", speed: this.want.speed });
       this.state.reconnects += 1;
       return;
     }
     this.everLoaded = true;
-    // First load: frame 0 gives the grid; then the start position the URL asks for.
-    this.conn.send({ action: "seek", frame: 0 });
+    // First load: the server shows frame 0 (the grid); then the start position the URL asks for.
     const p = this.params;
     const fps = this.meta.fps;
     let start = null;
     if (p.has("frame")) start = Number(p.get("frame"));
     else if (p.has("t")) start = Math.round(Number(p.get("t")) * fps);
-    if (Number.isFinite(start) && start > 0) this.conn.send({ action: "seek", frame: Math.min(start, this.meta.nFrames - 1) });
+    if (Number.isFinite(start) && start > 0) this.seek(start);
     const sp = Number(p.get("speed"));
     if (SPEEDS.includes(sp)) this.want.speed = sp;
     if (p.get("play") === "1") this.play();
@@ -184,8 +201,16 @@ export class Viewer {
 
   // -- frames --------------------------------------------------------------------------------------
 
-  _ingest(f) {
+  _frame(f) {
     if (!this.meta) return;
+    if (!this.grid && f.frame_index === 0) this.grid = gridOf(f);
+    // After a seek the server acknowledges first, then sends the target frame: anything before the
+    // acknowledgement is from the old position.
+    if (this.sent.includes("seek")) return;
+    this._ingest(f);
+  }
+
+  _ingest(f) {
     const now = performance.now();
     const cur = this.cur;
     const step = cur ? f.frame_index - cur.frame_index : 0;
@@ -210,9 +235,6 @@ export class Viewer {
     st.clock = f.t - this.meta.t0;
     st.lap = f.lap;
     st.frames_received += 1;
-    if (!this.grid && f.frame_index === 0) {
-      this.grid = Object.fromEntries(Object.entries(f.drivers).map(([c, d]) => [c, d.position]));
-    }
     this._laps(f);
     if (f.weather) this.weather = f.weather;
     this.history.push(f);
@@ -375,16 +397,30 @@ export class Viewer {
 
   // -- actions -------------------------------------------------------------------------------------
 
+  /** Send a command; its reply (a state with a new seq, or an error) comes back in order. */
+  _send(msg) {
+    this.sent.push(msg.action);
+    this.conn.send(msg);
+  }
+
+  _replied() {
+    const kind = this.sent.shift();
+    if (kind === "seek" && !this.sent.includes("seek")) {
+      this.unackedSeek = null;
+      if (this.seekTarget != null) this._sendSeek();
+    }
+  }
+
   play() {
-    if (this.cur && this.meta && this.cur.frame_index >= this.meta.nFrames - 1) this.conn.send({ action: "seek", frame: 0 });
+    // On the last frame the server restarts from frame 0.
     this.want.playing = this.state.playing = true;
-    this.conn.send({ action: "play", speed: this.want.speed });
+    this._send({ action: "play", speed: this.want.speed });
     this._controls();
   }
 
   pause() {
     this.want.playing = this.state.playing = false;
-    this.conn.send({ action: "pause" });
+    this._send({ action: "pause" });
     this._controls();
   }
 
@@ -402,7 +438,7 @@ export class Viewer {
   setSpeed(s) {
     this._speedIs(s);
     this.want.speed = s;
-    this.conn.send({ action: "speed", speed: s });
+    this._send({ action: "speed", speed: s });
     this._controls();
   }
 
@@ -413,28 +449,19 @@ export class Viewer {
   seek(frame) {
     if (!this.meta) return;
     this.seekTarget = Math.max(0, Math.min(this.meta.nFrames - 1, Math.round(frame)));
-    if (this.seekSentAt && performance.now() - this.seekSentAt < 1000) return; // sent when the ack arrives
-    this._sendSeek();
+    if (!this.sent.includes("seek")) this._sendSeek(); // else: sent when the pending one is answered
   }
 
   _sendSeek() {
-    this.seekSent = this.seekTarget;
+    this.unackedSeek = this.seekTarget;
     this.seekTarget = null;
-    const at = (this.seekSentAt = performance.now());
-    this.conn.send({ action: "seek", frame: this.seekSent });
-    setTimeout(() => { if (this.seekSentAt === at) this._acked(); }, 1000); // an ack that never comes
-  }
-
-  _acked() {
-    if (!this.seekSentAt) return;
-    this.seekSentAt = 0;
-    if (this.seekTarget != null) this._sendSeek();
+    this._send({ action: "seek", frame: this.unackedSeek });
   }
 
   step(seconds) {
     if (!this.cur) return;
     // Relative to the newest target: five quick presses of → go 5 s on, not 1 s five times.
-    const base = this.seekTarget ?? (this.seekSentAt ? this.seekSent : this.cur.frame_index);
+    const base = this.seekTarget ?? this.unackedSeek ?? this.cur.frame_index;
     this.seek(base + seconds * this.meta.fps);
   }
 
@@ -444,7 +471,8 @@ export class Viewer {
 
   seekLap(n) {
     const last = this.meta.maxLap || n;
-    this.conn.send({ action: "seek", lap: Math.max(1, Math.min(last, n)) });
+    this.seekTarget = null;
+    this._send({ action: "seek", lap: Math.max(1, Math.min(last, n)) });
   }
 
   select(code, additive) {
@@ -583,6 +611,10 @@ export class Viewer {
     clearTimeout(this.toastTimer);
     this.toastTimer = setTimeout(() => (t.hidden = true), 4000);
   }
+}
+
+function gridOf(frame) {
+  return Object.fromEntries(Object.entries(frame.drivers).map(([c, d]) => [c, d.position]));
 }
 
 /** The smallest per-frame encoding this viewer can decode that the replay offers. */
