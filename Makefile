@@ -52,5 +52,9 @@ bench: $(VENV)/.installed-test
 bench-quick: $(VENV)/.installed-test
 	$(VENV)/bin/racecast bench --quick
 
+# Refresh docs/screenshot.png (the viewer mid-race in Chromium at 1280x720).
+screenshot: $(VENV)/.installed-test chromium
+	$(PY) scripts/screenshot.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
