@@ -253,5 +253,25 @@ def demo(
     _serve(store, host, port, workers, log_level, f"/?replay={DEMO_ID}", "open the viewer at")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="A few viewer counts and short windows (under a minute).")] = False,
+    out_md: Annotated[
+        Optional[Path], typer.Option("--out", help="Markdown file whose 'Streaming benchmark' section is replaced [default: docs/performance.md of the checkout].")
+    ] = None,
+    designs: Annotated[str, typer.Option(help="Comma-separated subset of racecast,seed,floor.")] = "racecast,seed,floor",
+) -> None:
+    """Benchmark streaming: racecast, the seed's design and the floor, side by side (source checkout only)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "harness.py").is_file():
+        fail("racecast bench runs from a source checkout (the benchmarks/ directory is not installed with the package)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.harness import main as bench_main
+
+    args = ["--designs", designs] + (["--quick"] if quick else []) + (["--out", str(out_md)] if out_md else [])
+    raise typer.Exit(bench_main(args))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
