@@ -21,6 +21,7 @@ ON_TIME_TARGET = 99.0
 MAX_SERVER_CPU = 90.0  # % of one core: a CPU-bound point's per-frame cost is not comparable
 RATIO_MIN_N = 100  # CPU-per-frame ratios are taken over points with at least this many viewers
 LOADGEN_CAUTION = 75.0  # % of a core: the client is near saturation, read that point with care
+BUSY_WAIT_PCT = 5.0  # % of the window the server waited for its CPU: other work on the machine
 
 
 def _points(doc: dict[str, Any], design: str, speed: float) -> list[dict[str, Any]]:
@@ -201,6 +202,8 @@ def _row(p: dict[str, Any]) -> list[str]:
         row[0] += " ⚑"
     if (p.get("loadgen_cpu_pct") or 0) >= LOADGEN_CAUTION:
         row[0] += " †"
+    if (p.get("server_wait_pct") or 0) >= BUSY_WAIT_PCT:
+        row[0] += " ‡"
     return row
 
 
@@ -335,7 +338,9 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
             out += [f"**{label}, {speed:g}x**" + (f" — stopped: {why}" if why else ""), "", table(pts), ""]
     out += [
         f"⚑ marks the point where a design's sweep stopped; † a point where the load generator used ≥ {LOADGEN_CAUTION:g}% "
-        "of its core (near its own limit: read with care). Definitions (see `benchmarks/stats.py`):",
+        f"of its core (near its own limit: read with care); ‡ a point where the server waited ≥ {BUSY_WAIT_PCT:g}% of the "
+        "window for its CPU (other work on the machine; such points are measured twice and the quieter kept). "
+        "Definitions (see `benchmarks/stats.py`):",
         "",
         "- *CPU µs/frame*: the server's user+system CPU over the window (from `/proc/<pid>/stat`) divided by the "
         "binary frames the clients received in it; *server CPU %* is of one core.",

@@ -415,3 +415,13 @@ def test_profile_top_and_its_markdown():
     md = "\n".join(report.profile_markdown({"n": 1500, "speed": 1.0, "point": {"server_cpu_pct": 70.0}, **top}))
     assert "1,500 viewers" in md and " 75.0%  write (racecast/transport.py:9)" in md
     assert "No profile: py-spy not installed" in "\n".join(report.profile_markdown({"error": "py-spy not installed"}))
+
+
+def test_racecast_bench_command_finds_the_harness_and_refuses_unknown_designs():
+    from typer.testing import CliRunner
+
+    from racecast.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "--designs", "racecast,nope"])
+    assert r.exit_code == 2
+    assert "unknown design" in (r.output + str(r.stderr_bytes or b""))
