@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-quick chromium install clean screenshot
+.PHONY: demo test bench bench-quick chromium node install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,18 @@ chromium:
 	fi
 	@$(CHROMIUM) --version
 
+# Node runs the viewer's JS decoder tests (tests/test_compact_js.py).
+node:
+	@if ! command -v node >/dev/null; then \
+	  echo "installing Debian's nodejs for the JS decoder tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs >/dev/null; \
+	fi
+	@node --version
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/racecast demo
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium node
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-test
@@ -43,6 +51,10 @@ bench: $(VENV)/.installed-test
 
 bench-quick: $(VENV)/.installed-test
 	$(VENV)/bin/racecast bench --quick
+
+# Refresh docs/screenshot.png (the viewer mid-race in Chromium at 1280x720).
+screenshot: $(VENV)/.installed-test chromium
+	$(PY) scripts/screenshot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -82,3 +82,27 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "racecast"
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("racecast ")
+
+
+def test_ingest_table_and_missing_fastf1(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    t = np.arange(0, 200, 0.2)
+    rows = [
+        {"time": float(s), "driver": code, "x": 300 * np.cos(s / 20 + k), "y": 300 * np.sin(s / 20 + k)}
+        for k, code in enumerate(["AAA", "BBB"])
+        for s in t
+    ]
+    f = tmp_path / "karts.csv"
+    pd.DataFrame(rows).to_csv(f, index=False)
+    r = run("ingest", "table", str(f), "--id", "karts", "--data", str(tmp_path / "d"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d" / "karts" / "manifest.json").is_file()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,driver\n0,AAA\n")
+    r = run("ingest", "table", str(bad), "--data", str(tmp_path / "d"))
+    assert r.exit_code == 1 and "error:" in r.output and not (tmp_path / "d" / "bad").exists()
+    monkeypatch.setitem(sys.modules, "fastf1", None)  # import fastf1 -> ImportError
+    r = run("ingest", "fastf1", "2023", "5", "--data", str(tmp_path / "d"))
+    assert r.exit_code == 1 and "racecast[fastf1]" in r.output

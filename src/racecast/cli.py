@@ -10,6 +10,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,7 +34,7 @@ DEMO_ID = "demo"
 
 
 def fail(msg: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -271,6 +272,64 @@ def bench(
 
     args = ["--designs", designs] + (["--quick"] if quick else []) + (["--out", str(out_md)] if out_md else [])
     raise typer.Exit(bench_main(args))
+
+
+ingest_app = typer.Typer(help="Turn real telemetry into replay bundles.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+
+def _write_ingested(load: Callable[[Callable[[str, float], None]], Any], store: DataDir, force: bool) -> None:
+    """Run a source loader with a progress bar per stage, then write its bundle (nothing on failure)."""
+    from .sources import IngestError
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=console, disable=not console.is_terminal) as p:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, fraction: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = p.add_task(stage, total=1.0)
+            p.update(tasks[stage], completed=min(max(fraction, 0.0), 1.0))
+
+        try:
+            race = load(update)
+        except IngestError as e:
+            fail(str(e))
+    path = store.path_of(race.id)
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to replace it)")
+    with progress_bar("encoding bundle") as upd:
+        write_bundle(race, path, overwrite=force, progress=upd)
+    out.print(f"wrote [bold]{race.id}[/]: {race.n_frames} frames -> {path}")
+
+
+@ingest_app.command("fastf1")
+def ingest_fastf1(
+    year: Annotated[int, typer.Argument(help="Season, 2018 or later.", min=2018, max=2100)],
+    event: Annotated[str, typer.Argument(help="Round number or event name FastF1 resolves.")],
+    session: Annotated[str, typer.Option("--session", help="R, S, Q, SQ, FP1, FP2 or FP3.")] = "R",
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="FastF1 cache directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Ingest an F1 session through FastF1 (pip install 'racecast[fastf1]')."""
+    from .sources.fastf1 import load_fastf1_session
+
+    ev: int | str = int(event) if event.isdigit() else event
+    _write_ingested(lambda upd: load_fastf1_session(year, ev, session, cache_dir=cache, progress=upd), DataDir(data), force)
+
+
+@ingest_app.command("table")
+def ingest_table(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet in long form: time, driver, x, y, ...")],
+    replay_id: Annotated[Optional[str], typer.Option("--id", help="Replay id [default: from the file name].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Ingest telemetry of any moving objects from a CSV or Parquet table."""
+    from .sources.table import load_table
+
+    _write_ingested(lambda upd: load_table(file, id=replay_id, progress=upd), DataDir(data), force)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,14 +28,25 @@ from .format import (
     item_count,
     validate_id,
 )
+from .chunks import chunk_encoders
+from .compact import COMPACT_MEDIA_TYPE, KEY_INTERVAL, iter_compact_frames
 from .msgpack_frames import iter_msgpack_frames
 
 Progress = Callable[[float], None]
 
 
 def default_encoders() -> list[StreamEncoder]:
-    """The streams every bundle carries (the seed-compatible msgpack frames first)."""
-    return [StreamEncoder("msgpack", iter_msgpack_frames, 1, "application/msgpack")]
+    """The streams every bundle carries (the seed-compatible msgpack frames first).
+
+    ``compact``: one compact payload per frame (a keyframe every ``keyframe_interval``
+    frames); ``chunks``: one second per item, raw, plus ``chunks.gz`` / ``.br`` /
+    ``.zst`` pre-compressed (br and zstd only when their packages are installed).
+    """
+    return [
+        StreamEncoder("msgpack", iter_msgpack_frames, 1, "application/msgpack"),
+        StreamEncoder("compact", iter_compact_frames, 1, COMPACT_MEDIA_TYPE, {"keyframe_interval": KEY_INTERVAL}),
+        *chunk_encoders(),
+    ]
 
 
 def race_metadata(race: Race) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 from .. import __version__
 from ..bundle import BundleError
 from ..playback import Clock
+from .chunks_http import add_chunk_routes
 from .engine import Engine
 from .metrics import Metrics
 from .replays import InvalidId, Replay, Replays, UnknownReplay
@@ -193,6 +194,8 @@ def create_app(
             return Response(status_code=304, headers=headers)
         body = b"".join((_msgpack_array_header(stop - start), stream.span(start, stop)))
         return Response(body, media_type="application/msgpack", headers=headers)
+
+    add_chunk_routes(app, replay_or_error)
 
     @app.post("/api/sessions", summary="Seed-compatible: name a session's bundle")
     def create_session(req: SessionRequest) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 
 from ..bundle import Stream
+from ..feeds import Feed, FrameFeed
 from ..playback import Clock, Playback, SystemClock
 from ..protocol import Command, ping_message, pong_message
 from .metrics import Metrics
@@ -31,14 +32,15 @@ log = logging.getLogger("racecast.engine")
 
 
 class Viewer:
-    """One connected viewer: its playback state, the stream it watches and where its bytes go."""
+    """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
-    __slots__ = ("replay_id", "playback", "stream", "sink", "framed", "last_activity", "frames_skipped", "closed")
+    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed")
 
-    def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink) -> None:
+    def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
         self.replay_id = replay_id
         self.playback = playback
         self.stream = stream
+        self.feed: Feed = feed if feed is not None else FrameFeed(stream)
         self.sink = sink
         self.framed = bool(getattr(sink, "framed", False))  # the sink takes whole WebSocket frames
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
@@ -117,7 +119,7 @@ class Engine:
         if r.message is not None:
             viewer.sink.post(r.message)
         if r.frame is not None:
-            viewer.sink.push(viewer.stream[r.frame])
+            self._push(viewer, r.frame, -1)
         viewer.last_activity = self.clock.monotonic()
         self.ensure_running()
 
@@ -151,9 +153,17 @@ class Engine:
         if r.message is not None:
             sink.post(r.message)
         if r.frame is not None:
-            sink.push(viewer.stream[r.frame])
+            self._push(viewer, r.frame, -1)  # a jump: the viewer may lack what the frame builds on
         viewer.last_activity = now
         self._set_playing(viewer, pb.playing)
+
+    @staticmethod
+    def _push(viewer: Viewer, i: int, have: int) -> None:
+        """Write what shows frame ``i`` whatever the buffer (commands and the end: bounded)."""
+        payload = viewer.feed.message(i, have)
+        if payload is not None:
+            viewer.sink.push(payload)
+            viewer.feed.delivered()
 
     # -- the tick ---------------------------------------------------------------------------
     def tick(self, now: float) -> int:
@@ -178,15 +188,24 @@ class Engine:
                 continue
             pb = v.playback
             i = pb.due(now)
-            if i is not None:
-                if v.framed:
-                    key = (v.stream, i)
-                    data = memo.get(key)
-                    if data is None:
-                        payload = v.stream[i]
-                        data = memo[key] = binary_header(len(payload)) + payload
-                else:
-                    data = v.stream[i]
+            feed = v.feed
+            if i is None:
+                data = None
+            elif v.framed and type(feed) is FrameFeed:
+                # Plain frames: build each framed message once per tick, share it.
+                key = (v.stream, i)
+                data = memo.get(key)
+                if data is None:
+                    payload = v.stream[i]
+                    data = memo[key] = binary_header(len(payload)) + payload
+            else:
+                data = feed.message(i, pb.last_sent)
+                if data is not None and v.framed:
+                    data = binary_header(len(data)) + data
+            if data is None:
+                if i is not None:  # nothing due at this position (chunk mode between chunks)
+                    pb.last_sent = i
+            else:
                 try:
                     ok = v.sink.offer(data)
                 except SinkClosed:
@@ -199,6 +218,7 @@ class Engine:
                     ok = False
                     pb.playing = False
                 if ok:
+                    v.feed.delivered()
                     pb.last_sent = i
                     sent += 1
                     nbytes += len(data)
@@ -232,7 +252,7 @@ class Engine:
             return
         try:
             if pb.last_sent != pb.last_frame:  # the last frame was skipped by backpressure: it must arrive
-                v.sink.push(v.stream[pb.last_frame])
+                self._push(v, pb.last_frame, pb.last_sent)
                 pb.sent(pb.last_frame)
             v.sink.post(pb.state())
         except Exception:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..bundle import BundleError
+from ..feeds import FeedError, make_feed
 from ..playback import Playback
 from ..protocol import (
     MAX_COMMAND_BYTES,
@@ -154,16 +155,16 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             await _refuse(ws, CLOSE_INTERNAL, "replay unavailable", f"replay {replay_id!r} cannot be opened: {e}")
             return
         bundle = replay.bundle
-        encoding = ws.query_params.get("encoding", "msgpack")
-        stream = bundle.streams.get(encoding)
-        if stream is None or stream.frames_per_item != 1:
+        playback = Playback(bundle.n_frames, bundle.fps)
+        try:
+            feed = make_feed(bundle, playback, dict(ws.query_params))
+        except FeedError as e:
             metrics.error("bad_encoding")
-            usable = sorted(n for n, s in bundle.streams.items() if s.frames_per_item == 1)
-            await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", f"unknown frame encoding {encoding[:40]!r}; this replay has: {', '.join(usable)}")
+            await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", str(e))
             return
         await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
         sink = make_sink(ws, state.buffer_limit, state.socket_send_buffer)
-        viewer = conn.viewer = Viewer(replay_id, Playback(bundle.n_frames, bundle.fps), stream, sink)
+        viewer = conn.viewer = Viewer(replay_id, playback, feed.stream, sink, feed)
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)
     except WebSocketDisconnect:

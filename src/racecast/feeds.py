@@ -1,0 +1,136 @@
+"""What a viewer's connection sends for a position, sans I/O: its per-viewer stream choice.
+
+The engine asks ``feed.message(i, have)`` for the binary message that brings a
+viewer to frame ``i`` (``have``: the last frame it delivered to this viewer, -1
+when unknown, e.g. at connect or after a seek), offers it, and calls
+``feed.delivered()`` when the message was written. Every message is a
+zero-copy slice of the bundle except a compact keyframe + delta pair.
+
+* :class:`FrameFeed` — one pre-encoded frame per message (msgpack, the default).
+* :class:`CompactFeed` — compact frames; a delta frame goes out alone when the
+  viewer already holds its keyframe, else after it in the same message.
+* :class:`ChunkFeed` — one-second chunks pushed ahead of the playhead (bounded
+  lookahead); the client paces playback from the state messages. ``None`` means
+  nothing is due at this position.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .bundle import Bundle, Stream
+from .playback import Playback
+
+#: Chunk mode: how far ahead of the playhead chunks are pushed (seconds of wall time), and a hard cap.
+DEFAULT_LOOKAHEAD_S = 2.0
+MAX_LOOKAHEAD_CHUNKS = 8
+#: Chunk compressions a WebSocket client may ask for (query value -> stream suffix).
+CHUNK_COMPRESSIONS = {"identity": "", "gzip": ".gz", "br": ".br", "zstd": ".zst"}
+
+
+class FeedError(ValueError):
+    """A connection option this replay cannot honour (unknown encoding, mode or compression)."""
+
+
+class Feed(Protocol):
+    stream: Stream
+
+    def message(self, i: int, have: int) -> memoryview | bytes | None: ...
+
+    def delivered(self) -> None: ...
+
+
+class FrameFeed:
+    """One pre-encoded frame per message."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def message(self, i: int, have: int) -> memoryview:
+        return self.stream[i]
+
+    def delivered(self) -> None:
+        pass
+
+
+class CompactFeed:
+    """Compact frames: the keyframe rides along whenever the viewer may not hold it."""
+
+    __slots__ = ("stream", "k")
+
+    def __init__(self, stream: Stream, keyframe_interval: int) -> None:
+        self.stream = stream
+        self.k = keyframe_interval
+
+    def message(self, i: int, have: int) -> memoryview | bytes:
+        k = i - i % self.k
+        if i == k or (have >= 0 and have - have % self.k == k):
+            return self.stream[i]
+        return b"".join((self.stream[k], self.stream[i]))
+
+    def delivered(self) -> None:
+        pass
+
+
+class ChunkFeed:
+    """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, one per call."""
+
+    __slots__ = ("stream", "per", "playback", "lookahead_s", "next", "_pending")
+
+    def __init__(self, stream: Stream, playback: Playback, lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
+        self.stream = stream
+        self.per = stream.frames_per_item
+        self.playback = playback
+        self.lookahead_s = lookahead_s
+        self.next = 0  # next chunk to push
+        self._pending = -1
+
+    def message(self, i: int, have: int) -> memoryview | None:
+        c = i // self.per
+        if have < 0 or c >= self.next or c < self.next - MAX_LOOKAHEAD_CHUNKS - 1:
+            self.next = c  # start, seek, or the viewer fell behind what was pushed: restart at the playhead
+        pb = self.playback
+        ahead = min(self.lookahead_s * pb.fps * pb.speed, MAX_LOOKAHEAD_CHUNKS * self.per) if pb.playing else 0
+        if self.next >= self.stream.count or (self.next > c and self.next * self.per > i + ahead):
+            self._pending = -1
+            return None
+        self._pending = self.next
+        return self.stream[self.next]
+
+    def delivered(self) -> None:
+        if self._pending >= 0:
+            self.next = self._pending + 1
+            self._pending = -1
+
+
+def make_feed(bundle: Bundle, playback: Playback, params: dict[str, str]) -> Feed:
+    """The feed a connection's query asks for: ``encoding=msgpack|compact|...``, or ``mode=chunks``
+    with ``compression=gzip|identity|br|zstd`` (default gzip) and ``lookahead`` seconds (0.5-10)."""
+    mode = params.get("mode", "frames")
+    if mode == "chunks":
+        comp = params.get("compression", "gzip")
+        if comp not in CHUNK_COMPRESSIONS:
+            raise FeedError(f"unknown chunk compression {comp[:40]!r}; use one of {', '.join(CHUNK_COMPRESSIONS)}")
+        stream = bundle.streams.get("chunks" + CHUNK_COMPRESSIONS[comp])
+        if stream is None:
+            have = [c for c, sfx in CHUNK_COMPRESSIONS.items() if "chunks" + sfx in bundle.streams]
+            raise FeedError(f"this replay has no {comp} chunks; it has: {', '.join(have) or 'none'}")
+        try:
+            lookahead = float(params.get("lookahead", DEFAULT_LOOKAHEAD_S))
+        except ValueError:
+            raise FeedError("lookahead must be a number of seconds") from None
+        if not 0.5 <= lookahead <= 10:
+            raise FeedError("lookahead must be between 0.5 and 10 seconds")
+        return ChunkFeed(stream, playback, lookahead)
+    if mode != "frames":
+        raise FeedError(f"unknown mode {mode[:40]!r}; use frames or chunks")
+    encoding = params.get("encoding", "msgpack")
+    stream = bundle.streams.get(encoding)
+    if stream is None or stream.frames_per_item != 1:
+        usable = sorted(n for n, s in bundle.streams.items() if s.frames_per_item == 1)
+        raise FeedError(f"unknown frame encoding {encoding[:40]!r}; this replay has: {', '.join(usable)}")
+    if encoding == "compact":
+        return CompactFeed(stream, int(stream.info.get("keyframe_interval", 25)))
+    return FrameFeed(stream)

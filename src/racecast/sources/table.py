@@ -1,0 +1,794 @@
+"""Races from tables: CSV or Parquet telemetry in long form (karting, sim racing, GPS...).
+
+One row per sample, in any driver order::
+
+    time,driver,x,y,speed,lap
+    0.00,HAM,12.0,-3.5,0.0,1
+    0.00,VER,20.0,-3.5,0.0,1
+    0.10,HAM,12.4,-3.5,14.4,1
+
+Columns (names are case-insensitive; a unit may follow as ``name_unit``, ``name [unit]``
+or ``name (unit)``):
+
+* ``time`` (required) -- seconds (default), ``ms``, ``us``, ``min``, ``h``; or ISO 8601
+  timestamps / durations (``2024-05-01T14:03:07.250``, ``0:01:23.5``). Only its
+  differences matter: the replay starts at the earliest sample. Aliases: ``t``,
+  ``timestamp``, ``datetime``, ``date``. Must not go backwards within a driver.
+* ``driver`` (required) -- any id; becomes the driver code. Aliases: ``car``,
+  ``driver_id``, ``code``.
+* ``x``, ``y`` (required) -- metres (default), ``km``, ``dm``, ``cm``, ``mm``, ``ft``;
+  or instead ``lat``/``lon`` in degrees (projected to local metres).
+* optional channels, as in :data:`racecast.race.CHANNELS`: ``speed`` (km/h default,
+  ``m/s``/``mps``, ``mph``, ``kn``), ``throttle``/``brake`` (% default, or ``frac``;
+  booleans allowed for brake), ``gear``, ``drs`` (Drs code or FastF1's raw code),
+  ``lap`` (current lap, 1-based: its increments are the line crossings), ``tyre``
+  (compound name or code), ``tyre_age`` (laps), ``lap_time``, ``sector1..3``, ``gap``,
+  ``interval`` (s default, or ``ms``), ``status`` (running/pit/out/finished or code).
+* per-driver details: ``team``, ``name``, ``color``/``colour`` (``#RRGGBB``), ``number``.
+* ignored (recorded in ``Race.event["ignored_columns"]``): ``z``/``altitude`` and the
+  channels racecast computes itself: ``position``, ``race_progress``, ``rel_dist``, ``dist``.
+
+Anything else is an error naming the column. Resampling, progress and running order
+follow the FastF1 source: positions hold across gaps longer than
+``max(1 s, 3 x the driver's median sample interval)``; progress is anchored at line
+crossings (the ``lap`` increments, else crossings of the start line of the derived
+track); a car whose samples end more than 5 s before the others is OUT from its last
+sample. The track is the first complete lap of the driver with the most samples (or,
+when no trace closes a loop, that driver's whole path, open).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from racecast.race import (
+    DEFAULT_FPS,
+    Compound,
+    Driver,
+    Race,
+    RaceError,
+    Status,
+    TrackGeometry,
+    empty_channels,
+)
+from racecast.sources import IngestError, ProgressFn
+from racecast.sources._common import (
+    HALF_WIDTH,
+    MAX_GAP,
+    clean_samples,
+    fallback_color,
+    frame_grid,
+    geometry_from_path,
+    path_distance,
+    progress_from_crossings,
+    project_along,
+    race_gaps,
+    report,
+    resample_hold,
+    resample_linear,
+    running_order,
+    speed_from_distance,
+    step_values,
+    valid_color,
+)
+
+STOP_SENDING = 5.0  # s: a driver whose samples end this much before the others is OUT
+MAX_CELLS = 400_000_000  # frames x drivers; beyond this the time column is surely wrong
+
+# base name -> (kind, default unit)
+_BASES: dict[str, tuple[str, str]] = {
+    "time": ("time", "s"),
+    "driver": ("id", ""),
+    "x": ("length", "m"),
+    "y": ("length", "m"),
+    "lat": ("angle", "deg"),
+    "lon": ("angle", "deg"),
+    "speed": ("speed", "km/h"),
+    "throttle": ("percent", "%"),
+    "brake": ("percent", "%"),
+    "gear": ("count", ""),
+    "drs": ("code", ""),
+    "lap": ("count", ""),
+    "tyre": ("label", ""),
+    "tyre_age": ("count", ""),
+    "lap_time": ("duration", "s"),
+    "sector1": ("duration", "s"),
+    "sector2": ("duration", "s"),
+    "sector3": ("duration", "s"),
+    "gap": ("duration", "s"),
+    "interval": ("duration", "s"),
+    "status": ("label", ""),
+    "team": ("text", ""),
+    "name": ("text", ""),
+    "color": ("text", ""),
+    "number": ("count", ""),
+    # accepted, ignored
+    "z": ("ignored", ""),
+    "position": ("ignored", ""),
+    "race_progress": ("ignored", ""),
+    "rel_dist": ("ignored", ""),
+    "dist": ("ignored", ""),
+}
+_ALIASES = {
+    "t": "time", "timestamp": "time", "datetime": "time", "date": "time",
+    "car": "driver", "driver_id": "driver", "code": "driver",
+    "latitude": "lat", "longitude": "lon", "lng": "lon", "long": "lon",
+    "colour": "color", "tire": "tyre", "compound": "tyre", "tire_age": "tyre_age", "tyre_life": "tyre_age",
+    "altitude": "z", "elevation": "z", "laptime": "lap_time",
+}  # fmt: skip
+_UNITS: dict[str, dict[str, float]] = {
+    "time": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0, "h": 3600.0},
+    "duration": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3},
+    "length": {"m": 1.0, "km": 1000.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "ft": 0.3048},
+    "angle": {"deg": 1.0, "degrees": 1.0},
+    "speed": {"km/h": 1.0, "kmh": 1.0, "kph": 1.0, "m/s": 3.6, "mps": 3.6, "mph": 1.609344, "kn": 1.852, "kt": 1.852, "knots": 1.852},
+    "percent": {"%": 1.0, "pct": 1.0, "percent": 1.0, "frac": 100.0, "fraction": 100.0},
+}
+_STATUS_WORDS = {
+    "running": Status.RUNNING, "run": Status.RUNNING, "on_track": Status.RUNNING, "ontrack": Status.RUNNING,
+    "pit": Status.PIT, "pits": Status.PIT, "in_pit": Status.PIT, "garage": Status.PIT,
+    "out": Status.OUT, "retired": Status.OUT, "dnf": Status.OUT, "dns": Status.OUT,
+    "finished": Status.FINISHED, "finish": Status.FINISHED,
+}  # fmt: skip
+_UNIT_RE = re.compile(r"^(.*?)\s*[\[(]\s*([^\])]+?)\s*[\])]$")
+
+
+def _column_role(col: str) -> tuple[str, float]:
+    """(base name, unit factor) for a column header, or IngestError naming it."""
+    raw = str(col).strip()
+    name = raw.lower()
+    unit = None
+    m = _UNIT_RE.match(name)
+    if m:
+        name, unit = m.group(1).strip(), m.group(2).strip()
+    name = re.sub(r"[\s\-]+", "_", name)
+    base = _ALIASES.get(name, name)
+    if base not in _BASES and unit is None and "_" in name:
+        head, _, tail = name.rpartition("_")
+        head = _ALIASES.get(head, head)
+        if head in _BASES:
+            base, unit = head, tail
+    if base not in _BASES:
+        known = ", ".join(sorted(b for b in _BASES if _BASES[b][0] != "ignored"))
+        raise IngestError(f"column {raw!r} can't be mapped to a racecast channel (known columns: {known}); drop or rename it")
+    kind, default = _BASES[base]
+    if unit is None or unit == default:
+        return base, 1.0
+    units = _UNITS.get(kind, {})
+    if kind == "time" and unit in ("iso", "datetime"):
+        return base, 1.0
+    if unit not in units:
+        hint = f"use one of {', '.join(units)}" if units else "it takes no unit"
+        raise IngestError(f"column {raw!r}: unknown unit {unit!r} for {base} ({hint})")
+    return base, units[unit]
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _import_pandas() -> Any:
+    try:
+        import pandas as pd  # noqa: PLC0415 -- optional: only tables need it
+    except ImportError as exc:
+        raise IngestError("reading tables needs pandas: pip install pandas (and pyarrow for Parquet)") from exc
+    return pd
+
+
+def _read(path: Path) -> tuple[Any, bool]:
+    """The file as a DataFrame (CSV: all text, to report bad cells), and whether it is CSV."""
+    pd = _import_pandas()
+    if not path.exists():
+        raise IngestError(f"{path}: no such file")
+    if path.is_dir():
+        raise IngestError(f"{path} is a directory, not a table")
+    suffixes = [s.lower() for s in path.suffixes]
+    if path.stat().st_size == 0:
+        raise IngestError(f"{path.name} is empty")
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(path), False
+        except ImportError as exc:
+            raise IngestError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+        except Exception as exc:
+            raise IngestError(f"{path.name}: not a readable Parquet file ({exc})") from exc
+    csv_like = [".csv", ".tsv", ".txt"]
+    if suffixes and (suffixes[-1] in csv_like or (len(suffixes) > 1 and suffixes[-2] in csv_like and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz"))):
+        sep = "\t" if ".tsv" in suffixes else ","
+        try:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise IngestError(f"{path.name} is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            raise IngestError(f"{path.name}: not a readable CSV file ({exc})") from exc
+        return df, True
+    raise IngestError(f"{path.name}: unsupported file type (use .csv, .tsv or .parquet)")
+
+
+def _where(i: int, csv: bool) -> str:
+    return f"row {i + 1} (line {i + 2})" if csv else f"row {i + 1}"
+
+
+def _is_blank(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    return isinstance(v, str) and v.strip() == ""
+
+
+def _numbers(col: Any, name: str, csv: bool) -> np.ndarray:
+    """A column as floats; blanks -> NaN; anything else non-numeric -> IngestError naming the cell."""
+    pd = _import_pandas()
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(col):
+        out = np.array(col, dtype=np.float64)
+    else:
+        vals = col.to_numpy(dtype=object)
+        lowered = np.array([str(v).strip().lower() if not _is_blank(v) else "" for v in vals], dtype=object)
+        bools = {"true": 1.0, "false": 0.0}
+        mapped = np.array([bools.get(v, v) for v in lowered], dtype=object)
+        out = np.array(pd.to_numeric(pd.Series(mapped, dtype=object).replace("", np.nan), errors="coerce"), dtype=np.float64)
+        bad = np.flatnonzero(np.isnan(out) & (lowered != ""))
+        if bad.size:
+            i = int(bad[0])
+            raise IngestError(f"column {name!r} {_where(i, csv)}: {vals[i]!r} is not a number")
+    inf = np.flatnonzero(np.isinf(out))
+    if inf.size:
+        raise IngestError(f"column {name!r} {_where(int(inf[0]), csv)}: {out[inf[0]]} is not a finite number")
+    return out
+
+
+def _times(col: Any, name: str, factor: float, csv: bool) -> np.ndarray:
+    """Seconds: numbers x unit, or ISO timestamps / durations (relative to the earliest)."""
+    pd = _import_pandas()
+    if pd.api.types.is_datetime64_any_dtype(col):
+        d = col
+    elif pd.api.types.is_timedelta64_dtype(col):
+        return np.array(col.dt.total_seconds(), dtype=np.float64)
+    else:
+        try:
+            return _numbers(col, name, csv) * factor
+        except IngestError:
+            pass
+        vals = col.astype(object)
+        blank = vals.map(_is_blank).to_numpy(dtype=bool)
+        text = vals.where(~blank, None)
+        numeric = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+        if numeric.sum() * 2 >= (~blank).sum():  # mostly numbers: the odd cell out is the error
+            i = int(np.flatnonzero(~numeric & ~blank)[0])
+            raise IngestError(f"column {name!r} {_where(i, csv)}: {col.iloc[i]!r} is neither a number of seconds nor a timestamp")
+        try:
+            return np.array(pd.to_timedelta(text).dt.total_seconds(), dtype=np.float64)
+        except (ValueError, TypeError):
+            pass
+        d = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        bad = np.flatnonzero(d.isna().to_numpy() & ~blank)
+        if bad.size:
+            i = int(bad[0])
+            raise IngestError(f"column {name!r} {_where(i, csv)}: {col.iloc[i]!r} is neither a number of seconds nor a timestamp")
+    d = pd.to_datetime(d, utc=True)
+    t0 = d.min()
+    return np.array((d - t0).dt.total_seconds(), dtype=np.float64)
+
+
+@dataclass
+class _Columns:
+    role: dict[str, str]  # base -> original column name
+    factor: dict[str, float]
+    ignored: list[str]
+
+
+def _map_columns(columns: list[Any]) -> _Columns:
+    role: dict[str, str] = {}
+    factor: dict[str, float] = {}
+    ignored: list[str] = []
+    for col in columns:
+        base, f = _column_role(col)
+        if _BASES[base][0] == "ignored":
+            ignored.append(str(col))
+            continue
+        if base in role:
+            raise IngestError(f"columns {role[base]!r} and {str(col)!r} both give {base}; keep one")
+        role[base], factor[base] = str(col), f
+    geo = ("x" in role or "y" in role), ("lat" in role or "lon" in role)
+    if geo[0] and geo[1]:
+        raise IngestError("give positions as x/y or as lat/lon, not both")
+    need = ["time", "driver"] + (["lat", "lon"] if geo[1] else ["x", "y"])
+    missing = [c for c in need if c not in role]
+    if missing:
+        found = ", ".join(repr(str(c)) for c in columns) or "none"
+        raise IngestError(f"missing column(s) {', '.join(repr(c) for c in missing)}: a table needs time, driver, x, y (found: {found})")
+    return _Columns(role, factor, ignored)
+
+
+# -- per-driver samples ------------------------------------------------------------------
+
+
+@dataclass
+class _Samples:
+    code: str
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray  # original row index of each sample
+    extra: dict[str, np.ndarray]  # channel -> values (aligned with t)
+    meta: dict[str, str]
+
+
+def _status_codes(col: Any, name: str, csv: bool) -> np.ndarray:
+    vals = col.to_numpy(dtype=object)
+    out = np.full(len(vals), np.nan)
+    for i, v in enumerate(vals):
+        if _is_blank(v):
+            continue
+        s = str(v).strip().lower().replace(" ", "_")
+        if s in _STATUS_WORDS:
+            out[i] = _STATUS_WORDS[s]
+            continue
+        try:
+            code = int(float(s))
+        except ValueError:
+            code = -1
+        if code not in Status._value2member_map_:
+            raise IngestError(f"column {name!r} {_where(i, csv)}: unknown status {v!r} (use running, pit, out, finished)")
+        out[i] = code
+    return out
+
+
+def _tyre_codes(col: Any, name: str, csv: bool) -> np.ndarray:
+    vals = col.to_numpy(dtype=object)
+    out = np.full(len(vals), np.nan)
+    for i, v in enumerate(vals):
+        if _is_blank(v):
+            continue
+        s = str(v).strip()
+        try:
+            code = int(float(s))
+            if code not in Compound._value2member_map_:
+                raise IngestError(f"column {name!r} {_where(i, csv)}: unknown tyre code {v!r}")
+            out[i] = code
+        except ValueError:
+            out[i] = Compound.parse(s)
+    return out
+
+
+def _samples(df: Any, cols: _Columns, csv: bool) -> list[_Samples]:
+    role = cols.role
+    n = len(df)
+    t = _times(df[role["time"]], role["time"], cols.factor["time"], csv)
+    blank_t = np.flatnonzero(np.isnan(t))
+    if blank_t.size:
+        raise IngestError(f"column {role['time']!r} {_where(int(blank_t[0]), csv)} is empty")
+    drv_raw = df[role["driver"]].to_numpy(dtype=object)
+    drv = np.array(["" if _is_blank(v) else _id_text(v) for v in drv_raw], dtype=object)
+    blank_d = np.flatnonzero(drv == "")
+    if blank_d.size:
+        raise IngestError(f"column {role['driver']!r} {_where(int(blank_d[0]), csv)} is empty")
+    if "lat" in role:
+        lat = _numbers(df[role["lat"]], role["lat"], csv)
+        lon = _numbers(df[role["lon"]], role["lon"], csv)
+        ok = np.isfinite(lat) & np.isfinite(lon)
+        if not ok.any():
+            raise IngestError("columns 'lat'/'lon' have no values")
+        lat0, lon0 = float(np.mean(lat[ok])), float(np.mean(lon[ok]))
+        r = 6_371_000.0
+        x = np.radians(lon - lon0) * r * math.cos(math.radians(lat0))
+        y = np.radians(lat - lat0) * r
+    else:
+        x = _numbers(df[role["x"]], role["x"], csv) * cols.factor["x"]
+        y = _numbers(df[role["y"]], role["y"], csv) * cols.factor["y"]
+    extra: dict[str, np.ndarray] = {}
+    for base in ("speed", "throttle", "brake", "gear", "drs", "lap", "tyre_age", "lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
+        if base in role:
+            extra[base] = _numbers(df[role[base]], role[base], csv) * cols.factor[base]
+    if "tyre" in role:
+        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv)
+    if "status" in role:
+        extra["status"] = _status_codes(df[role["status"]], role["status"], csv)
+    if "number" in role:
+        extra["number"] = _numbers(df[role["number"]], role["number"], csv)
+    meta_cols = {k: df[role[k]].to_numpy(dtype=object) for k in ("team", "name", "color") if k in role}
+
+    out = []
+    rows_all = np.arange(n)
+    for code in dict.fromkeys(drv.tolist()):
+        m = drv == code
+        rows = rows_all[m]
+        tm = t[m]
+        back = np.flatnonzero(np.diff(tm) < 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise IngestError(
+                f"time goes backwards for driver {code!r} at {_where(int(rows[i]), csv)}: "
+                f"{tm[i - 1]:g} s then {tm[i]:g} s (each driver's rows must be in time order)"
+            )
+        xm, ym = x[m], y[m]
+        valid = np.isfinite(xm) & np.isfinite(ym)
+        if not valid.any():
+            raise IngestError(f"driver {code!r} has no rows with both x and y")
+        ts, xs, ys, rs, *ex = clean_samples(tm, xm, ym, rows, *(v[m] for v in extra.values()), valid=valid)
+        meta = {}
+        for k, v in meta_cols.items():
+            vals = [str(a).strip() for a in v[m] if not _is_blank(a)]
+            meta[k] = vals[0] if vals else ""
+        if "number" in extra:
+            nums = extra["number"][m]
+            nums = nums[np.isfinite(nums)]
+            meta["number"] = str(int(nums[0])) if nums.size else ""
+        out.append(_Samples(code, ts, xs, ys, rs, {k: e for k, e in zip(extra, ex) if k != "number"}, meta))
+    return out
+
+
+def _id_text(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+# -- track and progress ------------------------------------------------------------------
+
+
+def _find_loop(s: _Samples, d: np.ndarray) -> tuple[int, int] | None:
+    """Sample indices (i0, j) of the first closed lap of a trace, or None."""
+    n = s.t.size
+    if n < 10 or d[-1] <= 0:
+        return None
+    steps = np.diff(d)
+    steps = steps[steps > 0]
+    tol = max(3.0, 2.0 * float(np.median(steps))) if steps.size else 3.0
+    min_len = max(50.0, 10.0 * tol)
+    moving = np.flatnonzero(np.diff(d) > 0)
+    starts = [int(moving[0])] if moving.size else []
+    starts += [int(np.searchsorted(d, f * d[-1])) for f in (0.2, 0.4, 0.6)]
+    for i0 in starts:
+        j0 = int(np.searchsorted(d, d[i0] + min_len))
+        if j0 >= n:
+            continue
+        r = np.hypot(s.x[j0:] - s.x[i0], s.y[j0:] - s.y[i0])
+        close = np.flatnonzero(r <= tol)
+        if close.size:
+            j = j0 + int(close[0])
+            while j + 1 < n and math.hypot(s.x[j + 1] - s.x[i0], s.y[j + 1] - s.y[i0]) < math.hypot(s.x[j] - s.x[i0], s.y[j] - s.y[i0]):
+                j += 1
+            return i0, j
+    return None
+
+
+def _lap_loop(s: _Samples) -> tuple[int, int] | None:
+    """(first sample of lap v, first sample of lap v+1) for the first complete lap v."""
+    lap = s.extra.get("lap")
+    if lap is None:
+        return None
+    ok = np.isfinite(lap)
+    idx = np.flatnonzero(ok)
+    if idx.size < 3:
+        return None
+    incs = idx[1:][np.diff(lap[idx]) > 0]  # first samples of each new lap
+    for a, b in zip(incs[:-1], incs[1:]):
+        if b - a >= 10 and lap[b] - lap[a] == 1:
+            return int(a), int(b)
+    return None
+
+
+def _derive_geometry(samples: list[_Samples], dists: list[np.ndarray]) -> tuple[TrackGeometry, bool]:
+    best = max(range(len(samples)), key=lambda i: (samples[i].t.size, -i))
+    s, d = samples[best], dists[best]
+    loop = _lap_loop(s) or _find_loop(s, d)
+    if loop is not None:
+        i0, j = loop
+        x, y, closed = s.x[i0:j], s.y[i0:j], True
+    else:
+        x, y, closed = s.x, s.y, False
+    total = float(path_distance(x, y)[-1]) if x.size else 0.0
+    if x.size < 3 or total <= 0:
+        raise IngestError("the traces don't move: cannot derive a track from them")
+    try:
+        geo = geometry_from_path(x, y, closed=closed, spacing=max(2.0, total / 1500.0))
+    except ValueError as exc:
+        raise IngestError(f"cannot derive a track from driver {s.code!r}'s trace: {exc}") from exc
+    return geo, closed
+
+
+def _line_crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, half_len: float) -> tuple[np.ndarray, np.ndarray]:
+    """Forward crossings of the start line: (times, distance driven at each)."""
+    lx, ly, h = geo.start_finish
+    hx, hy = math.cos(h), math.sin(h)
+    a = (s.x - lx) * hx + (s.y - ly) * hy
+    lat = -(s.x - lx) * hy + (s.y - ly) * hx
+    i = np.flatnonzero((a[:-1] < 0) & (a[1:] >= 0))
+    w = -a[i] / (a[i + 1] - a[i])
+    ok = np.abs(lat[i] + w * (lat[i + 1] - lat[i])) <= half_len
+    i, w = i[ok], w[ok]
+    return s.t[i] + w * (s.t[i + 1] - s.t[i]), d[i] + w * (d[i + 1] - d[i])
+
+
+def _crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, closed: bool, lap_len: float) -> tuple[np.ndarray, np.ndarray]:
+    """(times, laps completed) at each line crossing of one driver."""
+    if not closed:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    geo_t, geo_d = _line_crossings(s, d, geo, half_len=3 * HALF_WIDTH)
+    lap = s.extra.get("lap")
+    if lap is not None and np.isfinite(lap).sum() >= 2:
+        idx = np.flatnonzero(np.isfinite(lap))
+        inc = np.flatnonzero(np.diff(lap[idx]) > 0)
+        ct, ck = [], []
+        for q in inc:
+            i0, i1 = idx[q], idx[q + 1]
+            inside = geo_t[(geo_t >= s.t[i0]) & (geo_t <= s.t[i1])]
+            t = float(inside[0]) if inside.size else 0.5 * (s.t[i0] + s.t[i1])
+            k = int(lap[i1]) - 1
+            if not ct or (t > ct[-1] and k > ck[-1]):
+                ct.append(t)
+                ck.append(k)
+        return np.array(ct, dtype=np.float64), np.array(ck, dtype=np.int64)
+    # no lap column: count crossings of the derived start line, ignoring any that come
+    # less than half a lap after the previous one (jitter on the line)
+    keep_t, keep_d = [], []
+    for t, dd in zip(geo_t, geo_d):
+        if not keep_d or dd - keep_d[-1] >= 0.5 * lap_len:
+            keep_t.append(float(t))
+            keep_d.append(float(dd))
+    if not keep_t:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    # which lap the first crossing completes: where the car started on the lap, plus how
+    # far it drove to that crossing, is a whole number of laps
+    s0 = float(project_along(geo, s.x[:1], s.y[:1])[0])
+    p0 = (s0 if s0 < geo.length / 2 else s0 - geo.length) / geo.length
+    k1 = int(round(p0 + (keep_d[0] - d[0]) / lap_len))
+    return np.array(keep_t), np.arange(k1, k1 + len(keep_t), dtype=np.int64)
+
+
+# -- the source --------------------------------------------------------------------------
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    *,
+    id: str | None = None,  # noqa: A002 -- the CLI's --id
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+) -> Race:
+    """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
+
+    ``id`` defaults to the file name without extension; ``geometry`` (in the table's
+    metres) replaces the track derived from the traces. Raises :class:`IngestError`
+    naming the column, row or driver at fault for a file that can't be used.
+    """
+    p = Path(path)
+    report(progress, "read", 0.0)
+    df, csv = _read(p)
+    df.columns = [str(c) for c in df.columns]
+    cols = _map_columns(list(df.columns))
+    if len(df) == 0:
+        raise IngestError(f"{p.name} has no rows (only a header)")
+    samples = _samples(df, cols, csv)
+    report(progress, "read", 1.0)
+    return race_from_samples(
+        samples,
+        race_id=id or _default_id(p),
+        title=p.stem,
+        fps=fps,
+        progress=progress,
+        geometry=geometry,
+        event={"source": "table", "file": p.name, "columns": cols.role, "ignored_columns": cols.ignored},
+    )
+
+
+def _default_id(p: Path) -> str:
+    stem = p.name
+    for suf in reversed(p.suffixes):
+        stem = stem[: -len(suf)] if stem.endswith(suf) else stem
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("_.-")[:64].rstrip("_.-")
+    return safe or "table"  # a valid bundle id: 1-64 of [A-Za-z0-9_.-], starting alphanumeric
+
+
+def race_from_samples(
+    samples: list[_Samples],
+    *,
+    race_id: str,
+    title: str,
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+    event: dict[str, Any] | None = None,
+) -> Race:
+    t_begin = min(float(s.t[0]) for s in samples)
+    t_last = max(float(s.t[-1]) for s in samples)
+    nd = len(samples)
+    if (t_last - t_begin) * fps * nd > MAX_CELLS:
+        raise IngestError(
+            f"the table spans {(t_last - t_begin) / 3600:.1f} h: too long to replay at {fps} fps "
+            "(is the time column in seconds? use e.g. 'time_ms' for milliseconds)"
+        )
+    grid = frame_grid(t_begin, t_last, fps)
+    n = grid.size
+    dists = [path_distance(s.x, s.y) for s in samples]
+    report(progress, "geometry", 0.0)
+    if geometry is None:
+        geo, closed = _derive_geometry(samples, dists)
+    else:
+        geo, closed = geometry, True
+    report(progress, "geometry", 1.0)
+
+    ch = empty_channels(n, nd)
+    dist = np.zeros((n, nd))
+    for j, s in enumerate(samples):
+        gaps = np.diff(s.t)
+        max_gap = max(MAX_GAP, 3.0 * float(np.median(gaps))) if gaps.size else MAX_GAP
+        ch["x"][:, j] = resample_linear(s.t, s.x, grid, max_gap)
+        ch["y"][:, j] = resample_linear(s.t, s.y, grid, max_gap)
+        dist[:, j] = np.interp(grid, s.t, dists[j])
+        e = s.extra
+        speed = e["speed"] if "speed" in e else speed_from_distance(s.t, dists[j])
+        ch["speed"][:, j] = _fill(resample_linear(*_finite(s.t, speed), grid, max_gap), 0.0)
+        for name, how, default in (
+            ("throttle", "linear", 0.0), ("gear", "hold", 0.0), ("tyre", "hold", 0.0), ("tyre_age", "hold", 0.0),
+        ):  # fmt: skip
+            if name in e:
+                tt, vv = _finite(s.t, e[name])
+                v = resample_linear(tt, vv, grid, max_gap) if how == "linear" else resample_hold(tt, vv, grid)
+                ch[name][:, j] = _fill(v, default)
+        if "brake" in e:
+            tt, vv = _finite(s.t, e["brake"])
+            binary = bool(np.isin(vv, (0.0, 100.0)).all()) or bool(np.isin(vv, (0.0, 1.0)).all() and vv.max(initial=0) <= 1)
+            if binary and vv.max(initial=0) <= 1:
+                vv = vv * 100.0
+            ch["brake"][:, j] = _fill(resample_hold(tt, vv, grid) if binary else resample_linear(tt, vv, grid, max_gap), 0.0)
+        if "drs" in e:
+            tt, vv = _finite(s.t, e["drs"])
+            if vv.size and vv.max() > 2:  # FastF1's raw codes
+                vv = np.where(vv >= 10, 2.0, np.where(vv == 8, 1.0, 0.0))
+            ch["drs"][:, j] = _fill(resample_hold(tt, vv, grid), 0.0)
+        for name in ("lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
+            if name in e:
+                tt, vv = _finite(s.t, e[name])
+                ch[name][:, j] = resample_hold(tt, vv, grid, before=np.nan)
+        report(progress, "resample", (j + 1) / nd)
+
+    # -- progress, status, order --------------------------------------------------------
+    report(progress, "order", 0.0)
+    lap_len = float(geo.length)
+    crossings = [_crossings(s, dists[j], geo, closed, lap_len) for j, s in enumerate(samples)]
+    lap_len = _lap_length(crossings, grid, dist, lap_len)
+    prog = np.zeros((n, nd))
+    status = np.zeros((n, nd), dtype=np.int8)
+    for j, s in enumerate(samples):
+        ct, ck = crossings[j]
+        if ct.size:
+            prog[:, j] = progress_from_crossings(grid, dist[:, j], ct, ck, lap_len)
+        else:
+            s0 = float(project_along(geo, s.x[:1], s.y[:1], closed=closed)[0])
+            if closed and s0 > geo.length / 2:
+                s0 -= geo.length
+            p = (s0 + dist[:, j] - dist[0, j]) / lap_len
+            prog[:, j] = np.minimum(p, 0.999) if closed else p
+        if "status" in s.extra:
+            tt, vv = _finite(s.t, s.extra["status"])
+            status[:, j] = _fill(resample_hold(tt, vv, grid), float(Status.RUNNING)).astype(np.int8)
+        else:  # not sending (for more than a few seconds) = not running
+            if s.t[0] > t_begin + STOP_SENDING:
+                status[grid < s.t[0], j] = Status.OUT
+            if s.t[-1] < t_last - STOP_SENDING:
+                status[grid > s.t[-1], j] = Status.OUT
+    t_out = np.full(nd, math.inf)
+    finish_t = np.full(nd, math.nan)
+    for j in range(nd):
+        fin = np.flatnonzero(status[:, j] == Status.FINISHED)
+        if fin.size:
+            f0 = int(fin[0])
+            frozen, t_fin = prog[f0, j], grid[f0]
+            ct, ck = crossings[j]
+            k = math.floor(frozen)
+            if closed and frozen - k < 0.05 and (ck == k).any():
+                # flagged just after the line (status samples lag it): finished there
+                t_fin = float(ct[ck == k][0])
+                f0 = min(f0, int(np.searchsorted(grid, t_fin)))
+                frozen = float(k)
+            status[f0:, j] = Status.FINISHED
+            prog[f0:, j] = frozen
+            dist[f0:, j] = dist[f0, j]
+            finish_t[j] = t_fin
+        out = status[:, j] == Status.OUT
+        if out[-1]:  # out for good: progress stays where it stopped
+            f0 = _last_run_start(out)
+            prog[f0:, j] = prog[f0, j]
+            dist[f0:, j] = dist[f0, j]
+            t_out[j] = grid[f0]
+    finished = np.flatnonzero(np.isfinite(finish_t))
+    finish_order = np.full(nd, np.nan)
+    finish_order[finished[np.argsort(finish_t[finished], kind="stable")]] = np.arange(1, finished.size + 1)
+    positions = running_order(prog, status, finish_order)
+    ch["position"][:] = positions
+    ch["status"][:] = status
+    ch["race_progress"][:] = np.maximum(prog, 0.0)
+    rel = prog - np.floor(prog)
+    rel[prog < 0] = 0.0
+    ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0) if closed else np.clip(prog, 0.0, 1.0)
+    ch["dist"][:] = dist - dist[0][None, :]
+    lap = np.clip(np.floor(prog).astype(np.int64) + 1, 0, None) if closed else np.ones((n, nd), dtype=np.int64)
+    ch["lap"][:] = lap
+    leader = np.argmax(positions == 1, axis=1)
+    leader_lap = np.maximum.accumulate(lap[np.arange(n), leader])
+    # timing-screen gaps and lap times from the crossings, unless the table gave them
+    gap, interval = race_gaps(grid, crossings, t_out)
+    for j, s in enumerate(samples):
+        if "gap" not in s.extra:
+            ch["gap"][:, j] = gap[:, j]
+        if "interval" not in s.extra:
+            ch["interval"][:, j] = interval[:, j]
+        ct, ck = crossings[j]
+        if "lap_time" not in s.extra and ct.size > 1:
+            consecutive = np.diff(ck) == 1
+            ch["lap_time"][:, j] = step_values(ct[1:][consecutive], np.diff(ct)[consecutive], grid, np.nan)
+    report(progress, "order", 1.0)
+
+    drivers = []
+    for j, s in enumerate(samples):
+        num = s.meta.get("number") or (s.code if s.code.isdigit() else "")
+        drivers.append(
+            Driver(
+                code=s.code,
+                number=int(num) if num else j + 1,
+                name=s.meta.get("name") or s.code,
+                team=s.meta.get("team", ""),
+                color=valid_color(s.meta.get("color")) or fallback_color(j),
+            )
+        )
+    total = max((int(ck.max()) for _, ck in crossings if ck.size), default=0) if closed else 1
+    ev = dict(event or {})
+    ev.update({"session_time_offset": round(t_begin, 3), "closed_track": closed})
+    try:
+        return Race(
+            fps=fps,
+            t=np.arange(n, dtype=np.float64) / fps,
+            drivers=tuple(drivers),
+            channels=ch,
+            leader_lap=leader_lap,
+            total_laps=max(int(total), 0),
+            geometry=geo,
+            id=race_id,
+            title=title,
+            event=ev,
+        )
+    except RaceError as exc:
+        raise IngestError(f"the table did not make a valid race: {exc}") from exc
+
+
+def _finite(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(v)
+    return t[ok], v[ok]
+
+
+def _fill(v: np.ndarray, default: float) -> np.ndarray:
+    return np.where(np.isfinite(v), v, default)
+
+
+def _last_run_start(mask: np.ndarray) -> int:
+    """First index of the final run of True values in ``mask`` (which ends True)."""
+    false = np.flatnonzero(~mask)
+    return int(false[-1]) + 1 if false.size else 0
+
+
+def _lap_length(crossings: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray, dist: np.ndarray, fallback: float) -> float:
+    vals = []
+    for j, (ct, ck) in enumerate(crossings):
+        if ct.size < 2:
+            continue
+        dc = np.interp(ct, grid, dist[:, j])
+        one = np.diff(ck) == 1
+        vals.extend(np.diff(dc)[one].tolist())
+    vals = [v for v in vals if v > 0]
+    if not vals:
+        return float(fallback)
+    med = float(np.median(vals))
+    return med if 0.5 * fallback < med < 2.0 * fallback else float(fallback)
+

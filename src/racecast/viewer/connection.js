@@ -1,0 +1,97 @@
+// The replay connection as the page sees it: a worker-owned WebSocket that reconnects by itself.
+//
+// Events (callbacks set by the owner):
+//   onOpen()                      socket open (the server then sends loading_* messages)
+//   onMessage(msg)                a JSON message other than ping
+//   onFrames(frames)              decoded frames, in arrival order
+//   onDown({code, reason, retryIn, attempt})   connection lost; another try follows in retryIn ms
+//   onFatal({code, reason})       the server refused this replay for good (no retry)
+
+const RETRY_MS = [250, 500, 1000, 2000, 4000];
+const FATAL_CODES = new Set([4404, 4400, 1008]); // unknown replay, bad request, policy violation
+
+export class ReplayConnection {
+  constructor(replayId, { encoding = "msgpack", base = location } = {}) {
+    this.replayId = replayId;
+    this.base = base;
+    this._setEncoding(encoding);
+    this.attempt = 0;
+    this.open = false;
+    this.stopped = false;
+    this.timer = null;
+    this.onOpen = this.onMessage = this.onFrames = this.onDown = this.onFatal = () => {};
+    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    this.worker.onmessage = (ev) => this._handle(ev.data);
+    this.worker.onerror = (ev) => {
+      ev.preventDefault();
+      this.onFatal({ code: 0, reason: `frame decoder failed to start: ${ev.message || "worker error"}` });
+    };
+  }
+
+  _setEncoding(encoding) {
+    this.encoding = encoding;
+    const proto = this.base.protocol === "https:" ? "wss:" : "ws:";
+    const q = encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
+    this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}`;
+  }
+
+  /** Reconnect at once asking for another frame encoding (the old socket closes silently). */
+  switchEncoding(encoding) {
+    this._setEncoding(encoding);
+    this.open = false;
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.worker.postMessage({ cmd: "connect", url: this.url, encoding: this.encoding });
+  }
+
+  send(msg) {
+    this.worker.postMessage({ cmd: "send", msg });
+  }
+
+  /** No more reconnects; the socket closes now (`close`) or when the server closes it. */
+  stop({ close = true } = {}) {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (close) this.worker.postMessage({ cmd: "close" });
+  }
+
+  _handle(m) {
+    switch (m.kind) {
+      case "open":
+        this.open = true;
+        this.attempt = 0;
+        this.onOpen();
+        break;
+      case "json":
+        this.onMessage(m.msg);
+        break;
+      case "frames":
+        this.onFrames(m.frames);
+        break;
+      case "fatal":
+        this.stopped = true;
+        this.onFatal({ code: 0, reason: m.message });
+        break;
+      case "decode_error":
+        this.onMessage({ type: "client_error", message: m.message });
+        break;
+      case "close": {
+        const wasOpen = this.open;
+        this.open = false;
+        if (FATAL_CODES.has(m.code)) {
+          this.onFatal({ code: m.code, reason: m.reason });
+          return;
+        }
+        if (this.stopped) return;
+        const retryIn = RETRY_MS[Math.min(this.attempt, RETRY_MS.length - 1)];
+        this.attempt += 1;
+        this.onDown({ code: m.code, reason: m.reason, retryIn, attempt: this.attempt, wasOpen });
+        this.timer = setTimeout(() => this.connect(), retryIn);
+        break;
+      }
+    }
+  }
+}
