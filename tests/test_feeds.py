@@ -14,7 +14,7 @@ from racecast.bundle.compact import decode_compact
 from racecast.bundle.quantize import quantize
 from racecast.feeds import ChunkFeed, CompactFeed, FeedError, FrameFeed, make_feed
 from racecast.playback import FakeClock, Playback
-from racecast.protocol import Pause, Play, Seek
+from racecast.protocol import Pause, Play, Seek, SetSpeed
 from racecast.server.engine import Engine, Viewer
 from tests.factories import tiny_race
 
@@ -233,3 +233,135 @@ def test_chunk_pacer_plays_what_the_server_pushes_with_every_chunk_on_time(bundl
     assert shown == sorted(shown) and shown[-1] - shown[0] >= 190
     q = quantize(race)
     assert pacer.frame_at(clock.t)["drivers"][race.codes[0]]["x"] == q["x"][shown[-1], 0] / 100
+
+
+# -- the engine visits chunk viewers only when something is due ------------------------------
+
+
+def pacer_run(engine: Engine, v: Viewer, sink: BytesSink, clock: FakeClock, script: dict[int, object], n_ticks: int):
+    """Tick ``n_ticks`` times, applying ``script[tick]`` commands, feeding a ChunkPacer; return it and
+    the frame it showed at every tick (None: a stall, the chunk under its playhead had not arrived)."""
+    from racecast.chunk_client import ChunkPacer
+
+    pacer = ChunkPacer(fps=v.playback.fps, last_frame=v.playback.last_frame)
+    seen = 0
+
+    def deliver() -> None:
+        nonlocal seen
+        for kind, m in sink.log[seen:]:
+            if kind == "text" and m.get("type") == "state":
+                pacer.on_state(m, clock.t)
+            elif kind == "bin":
+                pacer.on_chunk(m, clock.t)
+        seen = len(sink.log)
+
+    deliver()
+    shown = []
+    for k in range(n_ticks):
+        if k in script:
+            engine.command(v, script[k], clock.t)
+            deliver()
+        engine.tick(clock.advance(DT))
+        deliver()
+        f = pacer.frame_at(clock.t)
+        shown.append(None if f is None else f["frame_index"])
+    return pacer, shown
+
+
+def test_a_chunk_viewer_costs_about_one_visit_per_second_not_one_per_tick(bundle):
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})
+    pacer, shown = pacer_run(engine, v, sink, clock, {0: Play(speed=1.0)}, round(12 / DT))
+    assert None not in shown and pacer.late == 0  # every chunk before the playhead got there
+    assert shown[-1] - shown[0] >= 12 * 25 - 2
+    # 300 ticks: 2 visits to fill the lookahead, then one per chunk (one a second), nothing in between.
+    assert engine.visits <= 12 + 4, engine.visits
+    assert engine.ticks == 300
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 4.0, 8.0])
+def test_chunks_stay_on_time_through_seeks_speed_changes_and_pauses(bundle, speed):
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})
+    script = {
+        0: Play(speed=speed),
+        40: Seek(frame=301),  # forwards, while playing
+        60: SetSpeed(speed=2 * speed),
+        90: Seek(frame=60),  # backwards
+        120: Pause(),
+        150: Play(),
+        170: SetSpeed(speed=speed / 2),
+    }
+    pacer, shown = pacer_run(engine, v, sink, clock, script, 230)
+    assert pacer.late == 0
+    playing = [f for k, f in enumerate(shown) if not v.playback.ended]
+    assert None not in playing
+    # The visits stay well under one per tick.
+    assert engine.visits < 230 * 0.5 if speed <= 4 else engine.visits < 230
+
+
+def test_pause_reads_the_playhead_of_a_viewer_not_visited_for_a_while(bundle):
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})
+    engine.command(v, Play(speed=1.0), clock.t)
+    for _ in range(37):  # 1.48 s: frame 37, between two visits
+        engine.tick(clock.advance(DT))
+    engine.command(v, Pause(), clock.t)
+    states = [m for kind, m in sink.log if kind == "text" and m.get("type") == "state"]
+    assert states[-1]["frame"] == 37 and states[-1]["playing"] is False
+
+
+def test_a_refused_chunk_is_retried_at_the_next_tick(bundle):
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks", "compression": "identity"})
+    engine.command(v, Play(speed=1.0), clock.t)
+    for _ in range(30):
+        engine.tick(clock.advance(DT))
+    n = len(sink.binaries())
+    visits = engine.visits
+    sink.refuse = True
+    ticks_refused = 0
+    while engine.visits == visits:  # up to the next visit: a chunk is due
+        engine.tick(clock.advance(DT))
+        ticks_refused += 1
+    assert ticks_refused <= 25 and v.frames_skipped == 1
+    engine.tick(clock.advance(DT))
+    assert engine.visits == visits + 2 and v.frames_skipped == 2  # refused again: retried the very next tick
+    sink.refuse = False
+    engine.tick(clock.advance(DT))
+    assert len(sink.binaries()) == n + 1 and engine.visits == visits + 3
+    due = decode_chunk(sink.binaries()[-1]).first_frame // 25
+    assert due * 25 <= v.playback.frame + 50  # the chunk the lookahead wanted, not a later one
+
+
+def test_the_end_of_the_replay_reaches_a_chunk_viewer_on_its_tick(bundle):
+    v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})
+    engine.command(v, Seek(frame=N - 100), clock.t)
+    engine.command(v, Play(speed=1.0), clock.t)
+    ended_at = None
+    for k in range(1, 120):
+        engine.tick(clock.advance(DT))
+        states = [m for kind, m in sink.log if kind == "text" and m.get("type") == "state"]
+        if states[-1]["ended"]:
+            ended_at = k
+            break
+    assert ended_at == 99  # the tick at which the playhead reaches the last frame, not later
+    assert states[-1]["frame"] == N - 1 and engine.playing_count == 0
+    assert engine.visits < 20
+
+
+def test_frame_viewers_are_still_visited_every_tick_beside_chunk_viewers(bundle):
+    clock = FakeClock()
+    engine = Engine(clock=clock)
+    viewers = []
+    for params in ({}, {"encoding": "compact"}, {"mode": "chunks"}, {"mode": "chunks"}):
+        pb = Playback(bundle.n_frames, bundle.fps)
+        feed = make_feed(bundle, pb, params)
+        sink = BytesSink()
+        v = Viewer("feeds", pb, feed.stream, sink, feed)
+        engine.viewers.add(v)
+        pb.start()
+        engine.command(v, Play(speed=1.0), clock.t)
+        viewers.append((v, sink))
+    for _ in range(100):
+        engine.tick(clock.advance(DT))
+    assert engine.playing_count == 4
+    for v, sink in viewers[:2]:
+        assert len(sink.binaries()) == 100  # a frame per tick
+    assert engine.visits <= 2 * 100 + 2 * (4 + 4)

@@ -4,7 +4,8 @@ A chunk-mode client (``/ws/replay/{id}?mode=chunks``) receives ``state`` message
 and chunks. :class:`ChunkPacer` keeps the playhead the way the server does
 (``frame + elapsed x fps x speed`` from the last state), stores the chunks it gets
 (bounded), answers which frame to show now, and counts chunks that arrived after
-the playhead had already reached them (late). The benchmark harness and tests
+the playhead had already reached them (late: after it had played into the chunk,
+or, for the chunk a seek landed in, moved past the seek's target). The benchmark harness and tests
 drive it with their own clock: every method takes ``now``.
 """
 
@@ -32,6 +33,7 @@ class ChunkPacer:
     received: int = 0
     late: int = 0
     bytes: int = 0
+    jump: float | None = None  # where the last jump (a seek) put the playhead
 
     def position(self, now: float) -> float:
         p = self.frame + (max(0.0, now - self.anchor) * self.fps * self.speed if self.playing else 0.0)
@@ -39,7 +41,10 @@ class ChunkPacer:
 
     def on_state(self, msg: dict[str, Any], now: float) -> None:
         """A ``state`` message (JSON, already parsed)."""
-        self.frame = float(msg["frame"])
+        frame = float(msg["frame"])
+        if abs(frame - self.position(now)) >= 1:
+            self.jump = frame
+        self.frame = frame
         self.anchor = now
         self.playing = bool(msg["playing"])
         self.speed = float(msg.get("speed", self.speed))
@@ -51,7 +56,10 @@ class ChunkPacer:
         c = decode_chunk(raw)
         self.received += 1
         p = self.position(now)
-        if self.playing and p >= c.first_frame + 1:
+        need = c.first_frame  # the first frame of it the playhead needs
+        if self.jump is not None and c.first_frame <= self.jump < c.first_frame + c.n_frames:
+            need = int(self.jump)
+        if self.playing and p >= need + 1:
             self.late += 1
         self.chunks[c.first_frame] = c
         while len(self.chunks) > MAX_KEPT:  # drop the chunk farthest from the playhead

@@ -16,6 +16,7 @@ zero-copy slice of the bundle except a compact keyframe + delta pair.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from .bundle import Bundle, Stream
@@ -44,6 +45,7 @@ class FrameFeed:
     """One pre-encoded frame per message."""
 
     __slots__ = ("stream",)
+    every_tick = True  # a frame is due at every tick: the engine visits the viewer each tick
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
@@ -59,6 +61,7 @@ class CompactFeed:
     """Compact frames: the keyframe rides along whenever the viewer may not hold it."""
 
     __slots__ = ("stream", "k")
+    every_tick = True
 
     def __init__(self, stream: Stream, keyframe_interval: int) -> None:
         self.stream = stream
@@ -78,6 +81,7 @@ class ChunkFeed:
     """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, one per call."""
 
     __slots__ = ("stream", "per", "playback", "lookahead_s", "next", "_pending")
+    every_tick = False  # the engine visits it when :meth:`wake_frame` says, about once a second
 
     def __init__(self, stream: Stream, playback: Playback, lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
         self.stream = stream
@@ -87,12 +91,26 @@ class ChunkFeed:
         self.next = 0  # next chunk to push
         self._pending = -1
 
+    def _ahead(self) -> float:
+        pb = self.playback
+        return min(self.lookahead_s * pb.fps * pb.speed, MAX_LOOKAHEAD_CHUNKS * self.per) if pb.playing else 0
+
+    def wake_frame(self) -> int:
+        """The first playhead frame at which :meth:`message` may return a chunk, given what was pushed.
+
+        -1 (now) when the last chunk offered was refused (backpressure: retry at the next tick);
+        a frame past the replay when every chunk is out. Valid until the next command."""
+        if self._pending >= 0:
+            return -1
+        if self.next >= self.stream.count:
+            return self.stream.count * self.per
+        return math.ceil(self.next * self.per - self._ahead())
+
     def message(self, i: int, have: int) -> memoryview | None:
         c = i // self.per
         if have < 0 or c >= self.next or c < self.next - MAX_LOOKAHEAD_CHUNKS - 1:
             self.next = c  # start, seek, or the viewer fell behind what was pushed: restart at the playhead
-        pb = self.playback
-        ahead = min(self.lookahead_s * pb.fps * pb.speed, MAX_LOOKAHEAD_CHUNKS * self.per) if pb.playing else 0
+        ahead = self._ahead()
         if self.next >= self.stream.count or (self.next > c and self.next * self.per > i + ahead):
             self._pending = -1
             return None

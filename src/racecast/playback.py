@@ -106,6 +106,20 @@ class Playback:
             return None if self.last_sent == self.last_frame else self.last_frame
         return None if i == self.last_sent else i
 
+    def time_at(self, frame: float) -> float:
+        """When the playhead reaches ``frame`` (within :data:`_EPS`, as :meth:`due` counts); inf if never."""
+        if not self.playing or self._rate <= 0:
+            return float("inf")
+        return self.anchor_time + (frame - _EPS - self.anchor_frame) / self._rate
+
+    def catch_up(self, now: float) -> None:
+        """Record the playhead at ``now`` as sent: for viewers the engine visits only now and then
+        (chunk mode), whose client plays on its own, so a command reads where the client is."""
+        if self.playing:
+            i = min(int(self.position(now) + _EPS), self.last_frame)
+            if i > self.last_sent:
+                self.last_sent = i
+
     def sent(self, i: int) -> None:
         """Record that frame ``i`` was written (a skipped frame is simply not recorded)."""
         self.last_sent = i

@@ -11,6 +11,15 @@ tick ever awaits a viewer. Paused and finished viewers are not in the playing
 set, so they cost nothing per tick. The pass yields to the event loop between
 slices of viewers so commands never wait for a whole pass.
 
+Viewers whose feed has something due only now and then (chunk mode: about once
+a second) are not visited every tick. After each visit the engine asks the feed
+from which frame it next has work (:meth:`~racecast.feeds.ChunkFeed.wake_frame`),
+turns that into the tick at which the viewer's playhead gets there, and files the
+viewer in that tick's bucket (a timing wheel keyed by absolute tick slot). A tick
+serves the every-tick viewers, then the buckets that came due. A refused chunk
+(backpressure) and a feed with more to push are retried at the next tick;
+commands re-file their viewer at once; the end of the replay is a wake-up too.
+
 Commands are applied synchronously (:meth:`Engine.command`): the state
 acknowledgement and the frame at the new position are written back to back,
 so no frame from before a seek can follow its acknowledgement.
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from ..bundle import Stream
 from ..feeds import Feed, FrameFeed
@@ -34,7 +44,8 @@ log = logging.getLogger("racecast.engine")
 class Viewer:
     """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
-    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed")
+    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed",
+                 "every_tick", "wake")  # fmt: skip
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
         self.replay_id = replay_id
@@ -46,6 +57,9 @@ class Viewer:
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
         self.frames_skipped = 0
         self.closed = False
+        # Frame feeds have a frame due every tick; others say when (see the module docstring).
+        self.every_tick = bool(getattr(self.feed, "every_tick", True))
+        self.wake = -1  # the timing-wheel slot this viewer is filed under (-1: none)
 
     def __repr__(self) -> str:
         pb = self.playback
@@ -94,7 +108,10 @@ class Engine:
         self.metrics = metrics
         self.ping_interval = ping_interval
         self.viewers: set[Viewer] = set()
-        self._playing: dict[Viewer, None] = {}  # insertion-ordered set
+        self._playing: dict[Viewer, None] = {}  # insertion-ordered set: every-tick viewers
+        self._scheduled: dict[Viewer, None] = {}  # playing viewers served when due (the wheel's)
+        self._wheel: dict[int, list[Viewer]] = {}  # tick slot -> viewers filed under it (stale entries skipped)
+        self._slot_done: int | None = None  # last slot served
         self._snapshot: tuple[Viewer, ...] = ()
         self._dirty = False
         self._task: asyncio.Task[None] | None = None
@@ -106,11 +123,12 @@ class Engine:
         self.bytes_sent = 0
         self.ticks = 0
         self.ticks_missed = 0
+        self.visits = 0  # viewer visits made by ticks (every-tick and due)
 
     # -- membership -------------------------------------------------------------------------
     @property
     def playing_count(self) -> int:
-        return len(self._playing)
+        return len(self._playing) + len(self._scheduled)
 
     def add(self, viewer: Viewer) -> None:
         """Register a viewer and send it its initial state and first frame."""
@@ -129,6 +147,16 @@ class Engine:
         self._set_playing(viewer, False)
 
     def _set_playing(self, viewer: Viewer, playing: bool) -> None:
+        if not viewer.every_tick:
+            if playing:
+                if viewer not in self._scheduled:
+                    self._scheduled[viewer] = None
+                    if self._wake is not None:
+                        self._wake.set()
+            else:
+                self._scheduled.pop(viewer, None)
+                viewer.wake = -1  # its wheel entries go stale
+            return
         if playing:
             if viewer not in self._playing:
                 self._playing[viewer] = None
@@ -146,6 +174,8 @@ class Engine:
             return
         now = self.clock.monotonic() if now is None else now
         pb = viewer.playback
+        if not viewer.every_tick:
+            pb.catch_up(now)  # visited now and then: bring its playhead to now before the command reads it
         r = pb.apply(cmd, now)
         sink = viewer.sink
         if r.pong:
@@ -156,6 +186,8 @@ class Engine:
             self._push(viewer, r.frame, -1)  # a jump: the viewer may lack what the frame builds on
         viewer.last_activity = now
         self._set_playing(viewer, pb.playing)
+        if pb.playing and not viewer.every_tick:
+            self._file(viewer, now)  # re-file at once: the command moved its next due time
 
     @staticmethod
     def _push(viewer: Viewer, i: int, have: int) -> None:
@@ -167,10 +199,64 @@ class Engine:
 
     # -- the tick ---------------------------------------------------------------------------
     def tick(self, now: float) -> int:
-        """Serve every playing viewer once for the tick scheduled at ``now``; return frames written."""
-        sent = self._serve(self._take_snapshot(), now, {})
+        """Serve every playing viewer that has something due for the tick scheduled at ``now``; return frames written."""
+        memo: dict[tuple[Stream, int], bytes] = {}
+        sent = self._serve(self._take_snapshot(), now, memo)
+        if self._wheel:
+            due = self._due(now)
+            if due:
+                sent += self._serve(due, now, memo)
+                self._refile(due, now)
         self.ticks += 1
         return sent
+
+    # -- the timing wheel -------------------------------------------------------------------
+    # Slot s is the tick time s x period (the ticker runs on that grid); a tick at ``t`` serves
+    # the slots up to floor(t / period), a viewer due at ``t`` is filed under ceil(t / period).
+    def _slot(self, t: float) -> int:
+        return math.floor(t * self.fps + 1e-6)
+
+    def _file(self, v: Viewer, now: float) -> None:
+        """File a playing viewer under the first tick at which its feed next has work (never the current one)."""
+        pb = v.playback
+        f = min(v.feed.wake_frame(), pb.last_frame)  # type: ignore[attr-defined]
+        t = pb.time_at(f)
+        slot = math.ceil(t * self.fps - 1e-6) if t < math.inf else self._slot(now) + 1
+        floor = self._slot(now) + 1
+        if slot < floor:  # due now, already past, or a retry: the next tick
+            slot = floor
+        if self._slot_done is not None and slot <= self._slot_done:
+            slot = self._slot_done + 1
+        v.wake = slot
+        b = self._wheel.get(slot)
+        if b is None:
+            self._wheel[slot] = [v]
+        else:
+            b.append(v)
+
+    def _due(self, now: float) -> tuple[Viewer, ...]:
+        """Take the viewers filed under every slot up to ``now``'s (each once; stale entries dropped)."""
+        cur = self._slot(now)
+        done = self._slot_done
+        wheel = self._wheel
+        if done is None or cur - done > len(wheel):
+            slots = sorted(s for s in wheel if s <= cur)
+        else:
+            slots = [s for s in range(done + 1, cur + 1) if s in wheel]
+        if done is None or cur > done:
+            self._slot_done = cur
+        out: list[Viewer] = []
+        for s in slots:
+            for v in wheel.pop(s):
+                if v.wake == s and not v.closed:
+                    v.wake = -2  # taken: a duplicate entry in a later slot is skipped
+                    out.append(v)
+        return tuple(out)
+
+    def _refile(self, viewers: tuple[Viewer, ...], now: float) -> None:
+        for v in viewers:
+            if v.playback.playing and not v.closed and v.wake == -2:
+                self._file(v, now)
 
     def _take_snapshot(self) -> tuple[Viewer, ...]:
         if self._dirty:
@@ -183,6 +269,7 @@ class Engine:
         shared by every direct-path viewer on the same frame."""
         sent = skipped = nbytes = 0
         stopped: list[Viewer] | None = None
+        self.visits += len(viewers)
         for v in viewers:
             if v.closed:  # left during this tick
                 continue
@@ -268,16 +355,20 @@ class Engine:
         if self._pinger is None or self._pinger.done():
             self._pinger = asyncio.get_running_loop().create_task(self._ping_loop(), name="racecast-pinger")
 
+    def _on_grid(self, t: float) -> float:
+        """The next tick time on the wheel's grid (multiples of the period) from ``t``."""
+        return math.ceil(t * self.fps) / self.fps
+
     async def _run(self) -> None:
         assert self._wake is not None
         mono = self.clock.monotonic
         m = self.metrics
-        sched = TickSchedule(self.period, mono())
+        sched = TickSchedule(self.period, self._on_grid(mono()))
         while True:
-            if not self._playing:
+            if not self._playing and not self._scheduled:
                 self._wake.clear()
                 await self._wake.wait()
-                sched = TickSchedule(self.period, mono())
+                sched = TickSchedule(self.period, self._on_grid(mono()))
             delay = sched.next_target - mono()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -292,12 +383,17 @@ class Engine:
                 # connections wait for a slice (a few ms), not for a whole tick of thousands of viewers.
                 # A command handled between slices is safe: a seek's viewer then has nothing due.
                 snap = self._take_snapshot()
+                due = self._due(target) if self._wheel else ()
+                if due:
+                    snap = snap + due
                 memo: dict[tuple[Stream, int], bytes] = {}
                 step = self.slice_size
                 for k in range(0, len(snap), step):
                     if k:
                         await asyncio.sleep(0)
                     self._serve(snap[k : k + step], target, memo)
+                if due:
+                    self._refile(due, target)
                 self.ticks += 1
             except Exception:  # never let one bad tick stop playback for everyone
                 log.exception("engine tick failed")
