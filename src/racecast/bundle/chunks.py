@@ -28,23 +28,9 @@ from .compact import frames_dicts
 from .quantize import FAST, SLOW, quantized, quantized_weather
 from .varint import DecodeError
 from .wire import (
-    KIND_CHUNK,
-    KIND_NAMES,
-    MAX_CHUNK_FRAMES,
-    MAX_PAYLOAD_BYTES,
-    Reader,
-    assemble,
-    check_size,
-    code_tokens,
-    const_part,
-    header,
-    ragged_part,
-    read_header,
-    split,
-    token_part,
-    weather_tokens,
-    zz,
-)
+    KIND_CHUNK, KIND_NAMES, MAX_CHUNK_FRAMES, MAX_PAYLOAD_BYTES, Reader, check_size,
+    code_tokens, payloads, read_header, split, weather_rows, zz,
+)  # fmt: skip
 
 CHUNK_FRAMES = 25
 CHUNK_MEDIA_TYPE = "application/x-racecast-chunk"
@@ -99,15 +85,7 @@ def _chunk_block(q: dict[str, np.ndarray], first: np.ndarray, nf: int, codes: li
     ids = np.array([s.id for s in SLOW], dtype=np.uint64)
     changes = np.stack([(j + 1).astype(np.uint64), di.astype(np.uint64), ids[si], zz(slow[ch, j + 1, si, di])], axis=1)
     cols.append(np.bincount(ch, minlength=C).astype(np.uint64)[:, None])
-    w_tokens = [np.asarray(weather_tokens(w), dtype=np.uint64) for w in weather]
-    w_item = np.repeat(np.arange(C), [len(w) for w in w_tokens])
-    w_flat = np.concatenate(w_tokens)[:, None] if w_tokens else np.zeros((0, 1), dtype=np.uint64)
-    return assemble([
-        const_part(header(KIND_CHUNK), C),
-        token_part(np.concatenate(cols, axis=1)),
-        ragged_part(changes, ch, C),
-        ragged_part(w_flat, w_item, C),
-    ])  # fmt: skip
+    return payloads(KIND_CHUNK, np.concatenate(cols, axis=1), (changes, ch), weather_rows(weather))
 
 
 def _seal(c: bytes) -> bytes:

@@ -26,23 +26,9 @@ from .msgpack_frames import DRIVER_FIELDS
 from .quantize import BY_NAME, FAST, NULL, SLOW, STATUS_LABELS, T_SCALE, quantized, quantized_weather
 from .varint import DecodeError, zigzag
 from .wire import (
-    KIND_DELTA,
-    KIND_KEY,
-    KIND_NAMES,
-    Reader,
-    assemble,
-    check_size,
-    code_tokens,
-    const_part,
-    header,
-    ragged_part,
-    read_header,
-    split,
-    token_part,
-    weather_dict,
-    weather_tokens,
-    zz,
-)
+    KIND_DELTA, KIND_KEY, KIND_NAMES, Reader, check_size, code_tokens,
+    payloads, read_header, split, weather_dict, weather_rows, zz,
+)  # fmt: skip
 
 KEY_INTERVAL = 25
 COMPACT_MEDIA_TYPE = "application/x-racecast-compact"
@@ -110,13 +96,7 @@ def _key_block(q: dict[str, np.ndarray], k: np.ndarray, rates: dict[str, np.ndar
         cols += [zz(q[s.name][k]), zz(rates[s.name])]
     for s in SLOW:
         cols.append(zz(q[s.name][k]))
-    w_tokens = [np.asarray(weather_tokens(w), dtype=np.uint64) for w in weather]
-    w_item = np.repeat(np.arange(nk), [len(w) for w in w_tokens])
-    return assemble([
-        const_part(header(KIND_KEY), nk),
-        token_part(np.concatenate(cols, axis=1)),
-        ragged_part(np.concatenate(w_tokens)[:, None], w_item, nk),
-    ])  # fmt: skip
+    return payloads(KIND_KEY, np.concatenate(cols, axis=1), weather_rows(weather))
 
 
 def _delta_block(q: dict[str, np.ndarray], f: np.ndarray, k_interval: int, rates: dict[str, np.ndarray],
@@ -139,8 +119,7 @@ def _delta_block(q: dict[str, np.ndarray], f: np.ndarray, k_interval: int, rates
     ids = np.array([s.id for s in SLOW], dtype=np.uint64)
     changes = np.stack([di.astype(np.uint64), ids[si], zz(slow[fr, si, di])], axis=1)
     cols.append(np.bincount(fr, minlength=B).astype(np.uint64)[:, None])
-    fixed = np.concatenate(cols, axis=1)
-    return assemble([const_part(header(KIND_DELTA), B), token_part(fixed), ragged_part(changes, fr, B)])
+    return payloads(KIND_DELTA, np.concatenate(cols, axis=1), (changes, fr))
 
 
 # -- decoding --------------------------------------------------------------------------------

@@ -68,6 +68,21 @@ def ragged_part(tokens: np.ndarray, item_of: np.ndarray, n_items: int) -> tuple[
     return flat, np.bincount(item_of, weights=per_row, minlength=n_items).astype(np.int64)
 
 
+def payloads(kind: int, tokens: np.ndarray, *ragged: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Payloads of ``kind``, one per row of ``tokens``: the header, the row's varints, then the rows of
+    each ragged part ``(tokens, item_of)`` that belong to it. Returns (flat bytes, bytes per payload)."""
+    n = tokens.shape[0]
+    return assemble([const_part(header(kind), n), token_part(tokens), *(ragged_part(t, item, n) for t, item in ragged)])
+
+
+def weather_rows(weather: Sequence[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The weather tokens of each payload as a ragged part: (tokens (rows, 1), payload of each row)."""
+    w_tokens = [np.asarray(weather_tokens(w), dtype=np.uint64) for w in weather]
+    item = np.repeat(np.arange(len(w_tokens)), [len(t) for t in w_tokens])
+    flat = np.concatenate(w_tokens)[:, None] if w_tokens else np.zeros((0, 1), dtype=np.uint64)
+    return flat, item
+
+
 def code_tokens(codes: Sequence[str]) -> list[int]:
     out = [len(codes)]
     for c in codes:
