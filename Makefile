@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-quick chromium node install clean screenshot
+.PHONY: demo test bench bench-quick bench-chunks chromium node install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(VENV)/.installed-test
 
 bench-quick: $(VENV)/.installed-test
 	$(VENV)/bin/racecast bench --quick
+
+# Chunk-mode viewers per core (docs/performance.md, "Chunk-mode viewers per core"): ~10 minutes.
+bench-chunks: $(VENV)/.installed-test
+	$(PY) -m benchmarks.chunk_viewers
 
 # Refresh docs/screenshot.png (the viewer mid-race in Chromium at 1280x720).
 screenshot: $(VENV)/.installed-test chromium
