@@ -365,3 +365,25 @@ def test_frame_viewers_are_still_visited_every_tick_beside_chunk_viewers(bundle)
     for v, sink in viewers[:2]:
         assert len(sink.binaries()) == 100  # a frame per tick
     assert engine.visits <= 2 * 100 + 2 * (4 + 4)
+
+
+def test_the_real_ticker_serves_chunk_viewers_from_the_wheel(bundle):
+    import asyncio
+
+    async def go():
+        engine = Engine()
+        pb = Playback(bundle.n_frames, bundle.fps)
+        feed = make_feed(bundle, pb, {"mode": "chunks", "compression": "identity"})
+        sink = BytesSink()
+        v = Viewer("feeds", pb, feed.stream, sink, feed)
+        engine.add(v)
+        engine.command(v, Play(speed=4.0))
+        await asyncio.sleep(1.5)
+        await engine.stop()
+        return engine, sink
+
+    engine, sink = asyncio.run(go())
+    chunks = [decode_chunk(p).first_frame // 25 for p in sink.binaries()]
+    assert chunks == list(range(len(chunks))) and len(chunks) >= 4  # in order, each once, kept coming
+    # Every visit had a chunk to send (none wasted), apart from the visit that found the end of what was pushed.
+    assert engine.visits <= engine.frames_sent + 2 and engine.visits < engine.ticks

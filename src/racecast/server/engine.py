@@ -384,14 +384,15 @@ class Engine:
                 # A command handled between slices is safe: a seek's viewer then has nothing due.
                 snap = self._take_snapshot()
                 due = self._due(target) if self._wheel else ()
-                if due:
-                    snap = snap + due
                 memo: dict[tuple[Stream, int], bytes] = {}
                 step = self.slice_size
-                for k in range(0, len(snap), step):
-                    if k:
-                        await asyncio.sleep(0)
-                    self._serve(snap[k : k + step], target, memo)
+                first = True
+                for group in (snap, due):
+                    for k in range(0, len(group), step):
+                        if not first:
+                            await asyncio.sleep(0)
+                        first = False
+                        self._serve(group[k : k + step], target, memo)
                 if due:
                     self._refile(due, target)
                 self.ticks += 1
