@@ -301,9 +301,13 @@ _ENGINE_METRICS = ("racecast_ticks_total", "racecast_ticks_missed_total", "racec
 
 
 def engine_metrics(port: int) -> dict[str, float]:
-    """The engine's counters from /metrics (ticks run and missed, chunks sent and refused, lateness)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
+    """The engine's counters from /metrics (ticks run and missed, chunks sent and refused, lateness); {} if it
+    does not answer in time (a busy server's sync endpoints wait for the GIL: never fail the run for it)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
     out = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
@@ -313,8 +317,11 @@ def engine_metrics(port: int) -> dict[str, float]:
 
 
 def healthz(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
+            return json.loads(r.read())
+    except OSError:
+        return {}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -323,7 +330,7 @@ def healthz(port: int) -> dict[str, Any]:
 def run_point(n: int, port: int, server_pid: int, frames: int, a: argparse.Namespace, client_cpu: int | None,
               tmp: Path, log) -> dict[str, Any]:  # noqa: ANN001  # fmt: skip
     procs = -(-n // a.per_process)
-    url = f"ws://127.0.0.1:{port}/ws/replay/{BENCH_ID}?mode=chunks&compression=gzip"
+    url = f"ws://127.0.0.1:{port}/ws/replay/{BENCH_ID}?mode=chunks&compression=gzip&lookahead={a.lookahead:g}"
     go = tmp / f"go-{n}"
     children = []
     for k in range(procs):
@@ -384,7 +391,9 @@ def run_point(n: int, port: int, server_pid: int, frames: int, a: argparse.Names
         "server_wait_pct": round(100 * (w1 - w0) / window, 1),
         "server_rss_mb": round(rss / 1e6, 1),
         "load_avg": [round(load0, 2), round(load1, 2)],
-        "engine": {k: round(m1.get(k, 0) - m0.get(k, 0), 3) for k in m1 if k != "connections_open"},
+        "t0": t0,
+        "t1": t1,
+        "engine": {k: round(m1[k] - m0[k], 3) for k in m1 if k in m0 and k != "connections_open"},
         "connections_open_end": m1.get("connections_open"),
     }
     for key in ("connected", "failed", "bad_frames", "no_chunk", "needed", "on_time", "late", "missing",
@@ -413,7 +422,7 @@ def wait_idle(port: int, timeout: float = 60.0) -> None:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
         try:
-            if healthz(port)["connections"] == 0:
+            if healthz(port).get("connections") == 0:
                 return
         except OSError:
             pass
@@ -434,6 +443,7 @@ def run(a: argparse.Namespace, log=print) -> dict[str, Any]:  # noqa: ANN001
         "pinning": {"server_cpu": server_cpu, "loadgen_cpu": client_cpu},
         "nofile_hard": None if hard == resource.RLIM_INFINITY else hard,
         "window_s": a.window,
+        "lookahead_s": a.lookahead,
         "warmup_s": a.warmup,
         "points": [],
     }
@@ -483,7 +493,9 @@ def run(a: argparse.Namespace, log=print) -> dict[str, Any]:  # noqa: ANN001
                 except subprocess.TimeoutExpired:
                     server.kill()
             srv_log.close()
-            doc["server_log_tail"] = (tmp / "server.log").read_text(errors="replace")[-3000:]
+            log_text = (tmp / "server.log").read_text(errors="replace")
+            doc["server_log_tail"] = log_text[-3000:]
+            attribute_gc_pauses(doc["points"], log_text)
     doc["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return doc
 
@@ -503,15 +515,16 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Race: {race['source']}, {race['laps']} laps, {race['frames']:,} frames × {race['drivers']} drivers; "
         f"gzip chunks of {race['gzip_chunk_bytes']:,} B per second of race.",
         f"The server (`racecast serve`'s app, one process) is pinned to CPU {doc['pinning']['server_cpu']}, the load "
-        f"generators to CPU {doc['pinning']['loadgen_cpu']}. Each viewer connects with `?mode=chunks&compression=gzip`, "
+        f"generators to CPU {doc['pinning']['loadgen_cpu']}. Each viewer connects with `?mode=chunks&compression=gzip"
+        f"&lookahead={doc.get('lookahead_s', 2):g}` (chunks pushed {doc.get('lookahead_s', 2):g} s ahead), "
         "seeks to a random frame and plays at 1x; after all are connected and a warm-up, server CPU is read from "
         f"/proc over a {doc['window_s']:g} s window and every chunk whose first frame a client's playhead reaches in "
         "the window is checked: on time = it arrived (kernel receive timestamp) before the playhead, paced from the "
         "client's last `state` message like a browser's, reached it. Lead = how long before it was needed it arrived.",
         "",
         "| viewers | server CPU (% of a core) | CPU µs per viewer-second | viewers per core (derived) | chunks checked | "
-        "on time | late | missing | lead p50 / min (s) | KB/s per viewer | loadgen CPU | server wait | ticks missed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "on time | late | missing | lead p50 / min (s) | KB/s per viewer | loadgen CPU | server wait | ticks missed | longest GC pause |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pts:
         lines.append(
@@ -519,11 +532,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{p['viewers_per_core']:,} | {p['needed']:,} | {p['on_time_pct']}% | {p['late']} | {p['missing']} | "
             f"{p['lead_s_p50']:.2f} / {p['lead_s_min']:.2f} | {p['kb_per_s_per_viewer']} | {p['loadgen_cpu_pct']}% "
             f"({p['client_processes']} proc) | {p['server_wait_pct']}% | "
-            f"{int(p.get('engine', {}).get('ticks_missed_total', 0))} of {round(p['window_s'] * FPS)} |"
+            f"{int(p.get('engine', {}).get('ticks_missed_total', 0))} of {round(p['window_s'] * FPS)} | "
+            + (f"{p['gc_pause_max_ms']:.0f} ms |" if "gc_pause_max_ms" in p else "not logged |")
         )
     for p in doc["points"]:
         if "error" in p:
-            lines.append(f"| {p['n']:,} | — | — | — | — | — | — | — | — | — | — | — | {p['error'][:80]} |")
+            lines.append(f"| {p['n']:,} | — | — | — | — | — | — | — | — | — | — | — | — | {p['error'][:80]} |")
     lines.append("")
     if hard:
         lines.append(
@@ -560,6 +574,25 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def attribute_gc_pauses(points: list[dict[str, Any]], log_text: str) -> None:
+    """Per point, the garbage-collector pauses the server logged inside its measured window."""
+    pauses = []
+    for line in log_text.splitlines():
+        if line.startswith("gc pause: generation "):
+            try:
+                gen = int(line.split("generation ")[1].split(",")[0])
+                ms = float(line.split(", ")[1].split(" ms")[0])
+                at = float(line.rsplit("at ", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            pauses.append((at, gen, ms))
+    for p in points:
+        if "t0" in p:
+            inside = [(g, ms) for at, g, ms in pauses if p["t0"] <= at < p["t1"]]
+            p["gc_pauses_over_20ms"] = len(inside)
+            p["gc_pause_max_ms"] = max((ms for _, ms in inside), default=0)
+
+
 def marginal(pts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Fixed and per-viewer server CPU from a least-squares line through (viewers, CPU %)."""
     if len({p["n"] for p in pts}) < 2:
@@ -585,9 +618,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--laps", type=int, default=20, help="race length: long enough that no viewer reaches the end")
     p.add_argument("--per-process", type=int, default=10000, help="viewers per load-generator process")
     p.add_argument("--batch", type=int, default=250, help="handshakes per batch")
+    p.add_argument("--lookahead", type=float, default=2.0, help="chunk lookahead the viewers ask for (s; server default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="Markdown file ('-': none)")
     p.add_argument("--json", default=None, help="also write the results document here")
+    p.add_argument("--from-json", default=None, help="re-render the Markdown section from a results document")
     # Internal: the server and client processes.
     p.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -621,12 +656,15 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(client_main(a))
         Path(a.client_out).write_text(json.dumps(result))
         return 0
+    if a.from_json:
+        replace_section(Path(a.out), "chunk-viewers", markdown(json.loads(Path(a.from_json).read_text())))
+        return 0
     a.viewers = [int(x) for x in a.viewers.split(",") if x.strip()]
     if not a.viewers or min(a.viewers) < 1 or a.window <= 0:
         print("chunk_viewers: --viewers must be positive counts and --window positive", file=sys.stderr)
         return 2
     a.command = "python -m benchmarks.chunk_viewers" + (f" --viewers {','.join(map(str, a.viewers))}" if a.viewers else "") + (
-        f" --window {a.window:g}" if a.window != 20 else "")  # fmt: skip
+        f" --window {a.window:g}" if a.window != 20 else "") + (f" --lookahead {a.lookahead:g}" if a.lookahead != 2 else "")  # fmt: skip
     doc = run(a, log=lambda s: print(s, flush=True))
     text = json.dumps(doc, indent=1)
     print(text)

@@ -68,3 +68,13 @@ def test_the_benchmark_runs_on_a_tiny_case_and_writes_its_section(tmp_path):
     text = md.read_text()
     assert "<!-- chunk-viewers:start -->" in text and "## Chunk-mode viewers per core" in text
     assert "| 4 of 4 |" in text
+
+
+def test_engine_micro_benchmark_counts_visits(capsys):
+    from benchmarks import engine_micro
+
+    assert engine_micro.main(["--viewers", "20", "--seconds", "10", "--reps", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frames (msgpack)"]["visits_per_viewer_second"] == 25.0  # every tick
+    assert out["chunks (gzip)"]["visits_per_viewer_second"] <= 1.5  # about one per chunk (one per second), not 25
+    assert out["frames (msgpack)"]["frames_sent"] >= 20 * 240  # a frame per tick per viewer
