@@ -108,7 +108,7 @@ def markdown(out: dict, a: argparse.Namespace) -> str:
         "the direct path's); the engine's own CPU per tick, without sockets. Chunk-mode viewers are filed in the "
         "timing wheel and visited when a chunk is due, not every tick.",
         "",
-        "| viewers | CPU µs per tick | CPU µs per viewer-second | visits per viewer-second | messages sent |",
+        "| mode | CPU µs per tick | CPU µs per viewer-second | visits per viewer-second | messages sent |",
         "|---|---|---|---|---|",
     ]
     for name, r in out.items():
