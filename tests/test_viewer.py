@@ -206,11 +206,12 @@ def test_start_page_lists_replays_and_opens_one(new_page: Callable[..., Page], s
 
 def test_viewer_asks_for_the_smallest_encoding_the_replay_offers(new_page: Callable[..., Page], server: Server) -> None:
     with open_bundle(server.data / "demo") as b:
-        offered = {name for name, s in b.streams.items() if s.frames_per_item == 1}
+        assert "chunks.gz" in b.streams  # every bundle carries gzip chunks: the viewer's default
     page = open_viewer(new_page, server)
-    assert state(page)["encoding"] == ("compact" if "compact" in offered else "msgpack")
-    explicit = open_viewer(new_page, server, "&encoding=msgpack")
-    assert state(explicit)["encoding"] == "msgpack"
+    assert state(page)["encoding"] == "chunks"
+    for encoding in ("msgpack", "compact", "chunks"):
+        explicit = open_viewer(new_page, server, f"&encoding={encoding}")
+        assert state(explicit)["encoding"] == encoding
 
 
 def test_play_advances_clock_and_moves_cars_then_pause_freezes(new_page: Callable[..., Page], server: Server) -> None:
