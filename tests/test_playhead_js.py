@@ -14,4 +14,4 @@ def test_playhead_and_chunk_buffer_in_node() -> None:
     assert exe, "Node.js (>= 18) is needed for the JS tests: apt-get install nodejs"
     out = subprocess.run([exe, "--test", str(SCRIPT)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "# fail 0" in out.stdout and "# pass 7" in out.stdout, out.stdout
+    assert "# fail 0" in out.stdout and "# pass 8" in out.stdout, out.stdout

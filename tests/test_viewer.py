@@ -671,3 +671,24 @@ def test_chunk_mode_receives_a_small_fraction_of_the_bytes_of_frame_modes(new_pa
     assert all(r > 0 for r in rates.values()), rates
     assert rates["chunks"] < rates["msgpack"] / 5, rates
     assert rates["compact"] < rates["msgpack"], rates
+
+
+def test_chunk_mode_plays_through_at_64x(new_page: Callable[..., Page], server: Server) -> None:
+    """Over 25x the server pushes one chunk per tick and skips the rest: the viewer goes on from the
+    chunks it gets (as frame modes skip frames) instead of waiting for chunks that never come."""
+    page = open_viewer(new_page, server, "&encoding=chunks")
+    page.evaluate(
+        """() => {
+            const v = window.racecast.viewer, ingest = v._ingest.bind(v);
+            window.shown = [];
+            v._ingest = (f) => { window.shown.push(f.frame_index); ingest(f); };
+        }"""
+    )
+    page.keyboard.press("4")
+    wait_state(page, "s.speed === 64")
+    page.keyboard.press("Space")
+    wait_state(page, f"!s.playing && s.frame === {N_FRAMES - 1}", timeout=20_000)
+    st = state(page)
+    shown = page.evaluate("() => window.shown")
+    assert shown == sorted(shown) and len(shown) >= 10, shown
+    assert st["resyncs"] == 0, st

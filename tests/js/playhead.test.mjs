@@ -83,3 +83,12 @@ test("only whole chunks on the replay's grid are held; the last one may be short
   assert.equal(b.get(109).frame_index, 109);
   assert.equal(b.dropped, 4);
 });
+
+test("the buffer tells the next chunk held after a gap", () => {
+  const b = new ChunkBuffer(PER, 10, 3000);
+  b.add(chunk(3), 50);
+  b.add(chunk(6), 50);
+  assert.equal(b.nextAfter(50), 75);
+  assert.equal(b.nextAfter(80), 150);
+  assert.equal(b.nextAfter(150), undefined);
+});

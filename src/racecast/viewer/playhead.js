@@ -121,6 +121,14 @@ export class ChunkBuffer {
     return c[i - this.chunkOf(i) * this.per];
   }
 
+  /** First frame of the earliest held chunk after frame `i`'s chunk (undefined: none held). */
+  nextAfter(i) {
+    const k0 = this.chunkOf(i);
+    let best;
+    for (const k of this.chunks.keys()) if (k > k0 && (best === undefined || k < best)) best = k;
+    return best === undefined ? undefined : best * this.per;
+  }
+
   has(i) {
     return this.get(i) !== undefined;
   }

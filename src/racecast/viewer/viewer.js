@@ -82,6 +82,8 @@ export class Viewer {
       bytes_received: 0,
       buffering: false,
       chunks_held: 0,
+      chunks_skipped: 0,
+      resyncs: 0,
     };
     window.racecast = { state: this.state, viewer: this };
   }
@@ -289,11 +291,23 @@ export class Viewer {
   _pace(now) {
     const ph = this.ph;
     if (!this.meta || !this.everLoaded) return;
-    const p = ph.at(now);
-    const i = Math.floor(p);
+    let p = ph.at(now);
+    let i = Math.floor(p);
     this.buf.trim(p);
     this.state.chunks_held = this.buf.size;
-    const f = this.buf.get(i);
+    let f = this.buf.get(i);
+    if (!f && ph.playing) {
+      // The server sends chunks in order: one held after the missing one means the missing one was
+      // skipped (the server's playhead passed it: backpressure, or over 25x where it pushes one
+      // chunk per tick) and will not come. Go on from the next one, as frame modes skip frames.
+      const j = this.buf.nextAfter(i);
+      if (j !== undefined) {
+        this._placePlayhead(j, true);
+        this.state.chunks_skipped += 1;
+        p = i = j;
+        f = this.buf.get(j);
+      }
+    }
     if (!f) {
       this._stall(now, p, i);
       return;
@@ -319,7 +333,7 @@ export class Viewer {
     // server push its chunk at once and start again from there.
     if (waited >= RESYNC_MS && now >= this.resyncAt && this.conn.open && !this.sent.includes("seek")) {
       this.resyncAt = now + RESYNC_MS;
-      this.state.resyncs = (this.state.resyncs || 0) + 1;
+      this.state.resyncs += 1;
       this.seek(i);
     }
   }
