@@ -61,6 +61,7 @@ export class Viewer {
     this.buf = null;
     this.stallSince = null; // chunk mode: when the playhead started waiting for a chunk
     this.stallAt = null; // ... and the position it waits at
+    this.live = false; // the connection has loaded the replay: commands are answered
     this.resyncAt = 0;
     this.state = {
       replay: replayId,
@@ -97,6 +98,7 @@ export class Viewer {
       // A new connection: nothing is awaiting a reply on it yet.
       this.sent = [];
       this.lastSeq = 0;
+      this.live = false; // until this connection's loading_complete
       this.state.connected = true;
       this._conn(true);
       if (!this.everLoaded) this._loading("Loading replay…");
@@ -183,6 +185,7 @@ export class Viewer {
     }
     this.state.encoding = this.conn.encoding;
     if (this.conn.encoding === "chunks" && !this.ph) this._chunkMode(raw);
+    this.live = true;
     this.state.loaded = true;
     this.state.error = null;
     $("#loading").hidden = true;
@@ -215,6 +218,7 @@ export class Viewer {
   }
 
   _down({ retryIn, attempt, wasOpen }) {
+    this.live = false;
     this.state.connected = false;
     this._conn(false);
     if (this.failed) return;
@@ -280,8 +284,10 @@ export class Viewer {
     const ph = this.ph;
     const playing = !!msg.playing && !this.sent.includes("pause");
     const speed = Number(msg.speed);
-    // A speed change keeps the picture where it is (the reply's frame is a tick old).
+    // A speed change keeps the picture where it is (the reply's frame is a tick old); the end of
+    // the replay (unsolicited) lets a playhead a little behind the server's play out to the end.
     if (kind === "speed" && ph.playing && playing) ph.retime(speed, now);
+    else if (kind === null && msg.ended && ph.playing) return;
     else ph.set(Number(msg.frame), playing, speed, now);
     this.stallAt = null;
     this.dirty = true;
@@ -293,6 +299,7 @@ export class Viewer {
     if (!this.meta || !this.everLoaded) return;
     let p = ph.at(now);
     let i = Math.floor(p);
+    if (ph.playing && p >= ph.last && this.buf.has(ph.last)) this._placePlayhead(ph.last, false); // the end: stop here
     this.buf.trim(p);
     this.state.chunks_held = this.buf.size;
     let f = this.buf.get(i);
@@ -331,7 +338,7 @@ export class Viewer {
     if (waited >= BUFFERING_SHOWN_MS) this._stalled(true);
     // Chunks the server skipped (backpressure) or a drifted clock: a seek to the playhead makes the
     // server push its chunk at once and start again from there.
-    if (waited >= RESYNC_MS && now >= this.resyncAt && this.conn.open && !this.sent.includes("seek")) {
+    if (waited >= RESYNC_MS && now >= this.resyncAt && this.live && !this.sent.includes("seek")) {
       this.resyncAt = now + RESYNC_MS;
       this.state.resyncs += 1;
       this.seek(i);
