@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import racecast
 from racecast.bundle import open_bundle, write_bundle
@@ -161,8 +162,11 @@ def state(page: Page) -> dict[str, Any]:
 
 
 def wait_state(page: Page, expr: str, timeout: int = WAIT_MS) -> None:
-    """Wait until a JS expression over ``s`` (the viewer's state) holds."""
-    page.wait_for_function(f"() => {{ const s = window.racecast && window.racecast.state; return !!s && ({expr}); }}", timeout=timeout)
+    """Wait until a JS expression over ``s`` (the viewer's state) holds; on timeout, say what the state was."""
+    try:
+        page.wait_for_function(f"() => {{ const s = window.racecast && window.racecast.state; return !!s && ({expr}); }}", timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"timed out waiting for {expr!r}; state: {page.evaluate('() => window.racecast && window.racecast.state')}") from None
 
 
 def open_viewer(new_page: Callable[..., Page], server: Server, query: str = "", **size: int) -> Page:

@@ -91,4 +91,9 @@ test("the buffer tells the next chunk held after a gap", () => {
   assert.equal(b.nextAfter(50), 75);
   assert.equal(b.nextAfter(80), 150);
   assert.equal(b.nextAfter(150), undefined);
+  b.epoch += 1; // the server restarted its sequence (a seek): chunks held from before prove nothing
+  assert.equal(b.nextAfter(50), undefined);
+  assert.equal(b.get(80).frame_index, 80, "but they are still shown");
+  b.add(chunk(5), 50);
+  assert.equal(b.nextAfter(50), 125);
 });

@@ -65,6 +65,8 @@ export class ChunkBuffer {
     this.nFrames = nFrames;
     this.maxAhead = maxAhead;
     this.chunks = new Map(); // chunk index -> [frame, ...]
+    this.epochOf = new Map(); // chunk index -> the epoch it arrived in
+    this.epoch = 0; // raised when the server restarts its chunk sequence (a seek, play, connect)
     this.base = 0; // the playhead's chunk at the last trim
     this.received = 0;
     this.dropped = 0;
@@ -102,6 +104,7 @@ export class ChunkBuffer {
       return false;
     }
     this.chunks.set(k, frames);
+    this.epochOf.set(k, this.epoch);
     return true;
   }
 
@@ -110,7 +113,10 @@ export class ChunkBuffer {
     const base = this.chunkOf(Math.max(0, Math.floor(at)));
     this.base = base;
     for (const k of this.chunks.keys()) {
-      if (k < base - 1 || k > base + this.maxAhead) this.chunks.delete(k);
+      if (k < base - 1 || k > base + this.maxAhead) {
+        this.chunks.delete(k);
+        this.epochOf.delete(k);
+      }
     }
   }
 
@@ -121,11 +127,15 @@ export class ChunkBuffer {
     return c[i - this.chunkOf(i) * this.per];
   }
 
-  /** First frame of the earliest held chunk after frame `i`'s chunk (undefined: none held). */
+  /**
+   * First frame of the earliest chunk after frame `i`'s that arrived in the current epoch
+   * (undefined: none). The server sends chunks in order from where it (re)started, so such a
+   * chunk means the ones between were skipped; chunks held from before the restart say nothing.
+   */
   nextAfter(i) {
     const k0 = this.chunkOf(i);
     let best;
-    for (const k of this.chunks.keys()) if (k > k0 && (best === undefined || k < best)) best = k;
+    for (const [k, e] of this.epochOf) if (e === this.epoch && k > k0 && (best === undefined || k < best)) best = k;
     return best === undefined ? undefined : best * this.per;
   }
 
@@ -135,6 +145,7 @@ export class ChunkBuffer {
 
   clear() {
     this.chunks.clear();
+    this.epochOf.clear();
   }
 
   /** Indices of the held chunks, ascending (for the test hook). */

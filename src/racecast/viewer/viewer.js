@@ -289,7 +289,10 @@ export class Viewer {
     if (kind === "speed" && ph.playing && playing) ph.retime(speed, now);
     else if (kind === null && msg.ended && ph.playing) return;
     else ph.set(Number(msg.frame), playing, speed, now);
-    this.stallAt = null;
+    // After a seek, play or connect the server pushes chunks in order from its playhead again.
+    if (kind !== "speed" && kind !== "pause") this.buf.epoch += 1;
+    // The clock starts with the frame: until its chunk comes (right after this reply) hold here.
+    this.stallAt = this.buf.has(Math.floor(ph.frame)) ? null : ph.frame;
     this.dirty = true;
   }
 
@@ -297,6 +300,8 @@ export class Viewer {
   _pace(now) {
     const ph = this.ph;
     if (!this.meta || !this.everLoaded) return;
+    // Waiting for a chunk (or for the first one after a reply): the clock starts when it is there.
+    if (this.stallAt != null && ph.playing) ph.set(this.stallAt, true, null, now);
     let p = ph.at(now);
     let i = Math.floor(p);
     if (ph.playing && p >= ph.last && this.buf.has(ph.last)) this._placePlayhead(ph.last, false); // the end: stop here
@@ -320,6 +325,7 @@ export class Viewer {
       return;
     }
     if (this.stallSince != null) this._stalled(false);
+    this.stallAt = null;
     // The page (board, telemetry, clock) follows at most every SHOW_MS while playing, as in frame
     // modes at 25 Hz; the map moves every animation frame (_positionsAt).
     const cur = this.cur;
@@ -327,9 +333,7 @@ export class Viewer {
   }
 
   _stall(now, p, i) {
-    const ph = this.ph;
-    if (this.stallAt == null) this.stallAt = p;
-    if (ph.playing) ph.set(this.stallAt, true, null, now); // the clock waits: no jump when the chunk comes
+    if (this.stallAt == null) this.stallAt = p; // the clock waits here: no jump when the chunk comes
     if (this.stallSince == null) {
       this.stallSince = now;
       this.state.buffering = true;
@@ -639,7 +643,9 @@ export class Viewer {
   step(seconds) {
     if (!this.cur) return;
     // Relative to the newest target: five quick presses of → go 5 s on, not 1 s five times.
-    const base = this.seekTarget ?? this.unackedSeek ?? this.cur.frame_index;
+    // (Chunk mode: the playhead is on a seek's target as soon as it is acknowledged.)
+    const here = this.ph ? Math.floor(this.ph.at(performance.now())) : this.cur.frame_index;
+    const base = this.seekTarget ?? this.unackedSeek ?? here;
     this.seek(base + seconds * this.meta.fps);
   }
 
