@@ -144,6 +144,8 @@ def _import_fastf1() -> Any:
         import fastf1  # noqa: PLC0415 -- optional extra, imported only when used
     except ImportError as exc:
         raise IngestError(MISSING_FASTF1) from exc
+    if hasattr(fastf1, "set_log_level"):  # its INFO chatter would swamp progress bars and server logs
+        fastf1.set_log_level("WARNING")
     return fastf1
 
 

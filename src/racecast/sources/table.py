@@ -177,7 +177,7 @@ def _import_pandas() -> Any:
     try:
         import pandas as pd  # noqa: PLC0415 -- optional: only tables need it
     except ImportError as exc:
-        raise IngestError("reading tables needs pandas: pip install pandas (and pyarrow for Parquet)") from exc
+        raise IngestError("reading tables needs pandas: pip install 'racecast[table]'") from exc
     return pd
 
 
@@ -195,7 +195,7 @@ def _read(path: Path) -> tuple[Any, bool]:
         try:
             return pd.read_parquet(path), False
         except ImportError as exc:
-            raise IngestError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+            raise IngestError("reading Parquet needs pyarrow: pip install 'racecast[table]'") from exc
         except Exception as exc:
             raise IngestError(f"{path.name}: not a readable Parquet file ({exc})") from exc
     csv_like = [".csv", ".tsv", ".txt"]
