@@ -121,6 +121,8 @@ def test_one_ingest_for_many_clients_progress_then_complete_then_playback(data: 
         asyncio.run(go())
         assert len(calls(ctl)) == 1, calls(ctl)
         assert srv.app.state.racecast.ingest.ingests_started == 1
+        assert srv.metric('racecast_ingests_total{outcome="started"}') == srv.metric('racecast_ingests_total{outcome="done"}') == 1
+        assert srv.metric("racecast_ingests_active") == 0
         st = session(srv)
         assert st["loading"] is False and st["metadata"]["id"] == SID and st["metadata"]["session_type"] == "R"
         with srv.http() as c:
@@ -175,6 +177,8 @@ def test_loader_failure_reaches_waiting_clients_and_get_and_leaves_nothing(data:
         st = session(srv)
         assert st["loading"] is False and st["status"] == "failed" and "test failure" in st["error"]
         assert leftovers(data) == []
+        assert srv.metric('racecast_ingests_total{outcome="failed"}') == 1
+        assert srv.metric('racecast_errors_total{kind="ingest_failed"}') == 2
         with srv.http() as c:  # asking again retries
             assert c.post("/api/sessions", json=BODY).json()["loading"] is True
         wait_for(lambda: session(srv)["status"] == "failed", "the retry to fail")
@@ -189,7 +193,16 @@ def test_killed_child_fails_the_job_with_a_clear_error(data: Path, ctl: Path) ->
             with srv.http() as c:
                 assert c.post("/api/sessions", json=BODY).json()["loading"] is True
             v = await Viewer.open(srv.ws_url(SID))
+            leaver = await Viewer.open(srv.ws_url(SID))
             await progress_seen(v)
+            await progress_seen(leaver)
+            await leaver.close()  # a viewer leaving while it waits is let go at once
+
+            def connections() -> int:
+                with srv.http() as c:
+                    return c.get("/healthz").json()["connections"]
+
+            await asyncio.to_thread(wait_for, lambda: connections() == 1, "the leaver to be dropped")
             pid = await asyncio.to_thread(wait_for, lambda: calls(ctl) and mgr.job(SID).pid, "the child")
             os.kill(pid, signal.SIGKILL)
             err = await v.until("loading_error", 30)
@@ -228,6 +241,7 @@ def test_queue_limit_gives_503_and_shutdown_stops_the_children(data: Path, ctl: 
             assert "already ingesting 1 session(s) with 1 waiting" in full.json()["detail"]
             assert c.get("/api/sessions/2023_3_R").status_code == 404
         assert session(srv, "2023_2_R")["status"] == "queued"
+        assert srv.metric('racecast_ingests_total{outcome="busy"}') == 1 and srv.metric("racecast_ingests_active") == 2
         pid = wait_for(lambda: calls(ctl) and srv.app.state.racecast.ingest.job("2023_1_R").pid, "the first child")
     with pytest.raises(ProcessLookupError):  # the server's shutdown killed it
         os.kill(pid, 0)

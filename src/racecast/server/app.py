@@ -145,21 +145,27 @@ def create_app(
     replays = state.replays
     if ingest:
         state.ingest = IngestManager(
-            replays.data, ingest_loader, max_queued=max_queued_ingests, timeout=ingest_timeout, on_done=replays.forget
+            replays.data,
+            ingest_loader,
+            max_queued=max_queued_ingests,
+            timeout=ingest_timeout,
+            on_done=replays.forget,
+            on_outcome=lambda outcome: metrics.ingests.labels(outcome).inc(),
         )
     metrics.bind(
         connections=lambda: len(state.connections),
         playing=lambda: engine.playing_count,
         replays=lambda: len(state.replays),
         buffers=lambda: [v.sink.buffered() for v in list(engine.viewers)],
+        ingests=lambda: state.ingest.active_count if state.ingest is not None else 0,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await close_all(state)  # waiting viewers too: 1001 like everyone, before their ingest is stopped
         if state.ingest is not None:
             await state.ingest.shutdown()
-        await close_all(state)
         await engine.stop()
 
     app = FastAPI(title="racecast", version=__version__, lifespan=lifespan, docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")

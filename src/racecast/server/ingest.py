@@ -199,6 +199,7 @@ class IngestManager:
         max_failures: int = MAX_REMEMBERED_FAILURES,
         check: Callable[[], str | None] | None = None,
         on_done: Callable[[str], None] | None = None,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         if max_concurrent < 1 or max_queued < 0 or timeout <= 0 or max_failures < 1:
             raise ValueError("ingest limits must be positive")
@@ -210,6 +211,7 @@ class IngestManager:
         self.max_failures = max_failures
         self.check = check if check is not None else (fastf1_missing if loader == DEFAULT_LOADER else None)
         self.on_done = on_done
+        self.on_outcome = on_outcome or (lambda _outcome: None)
         self.ingests_started = 0  # child processes started (a test-visible count)
         self._jobs: dict[str, Job] = {}  # active jobs
         self._failed: OrderedDict[str, Job] = OrderedDict()
@@ -238,6 +240,7 @@ class IngestManager:
             raise IngestUnavailable(problem)
         limit = self.max_concurrent + self.max_queued
         if len(self._jobs) >= limit:
+            self.on_outcome("busy")
             raise IngestBusy(
                 f"the server is already ingesting {self.max_concurrent} session(s) with {self.max_queued} waiting; "
                 "try again in a minute"
@@ -310,6 +313,7 @@ class IngestManager:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=env,
         )
         self.ingests_started += 1
+        self.on_outcome("started")
         job.pid = proc.pid
         log.info("ingesting %s in process %d", r.session_id, proc.pid)
         assert proc.stdout is not None
@@ -361,10 +365,12 @@ class IngestManager:
             if self.on_done is not None:
                 self.on_done(job.session_id)
             job.update(state=DONE, progress=1.0, message="replay ready")
+            self.on_outcome("done")
             log.info("ingested %s", job.session_id)
             return
         job.error = error
         job.update(state=FAILED, message=error)
+        self.on_outcome("failed")
         log.warning("ingest of %s failed: %s", job.session_id, error)
         self._failed[job.session_id] = job
         while len(self._failed) > self.max_failures:

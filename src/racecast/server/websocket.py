@@ -149,11 +149,12 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             return
         except UnknownReplay:
             job = state.ingest.job(replay_id) if state.ingest is not None else None
-            if job is None:
+            # (an ingest that ended while we looked leaves no job but a bundle)
+            if job is None and not (state.ingest is not None and state.replays.data.exists(replay_id)):
                 metrics.error("unknown_replay")
                 await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", f"no replay {replay_id!r} on this server")
                 return
-            if not await _await_ingest(ws, state, job):
+            if job is not None and not await _await_ingest(ws, state, job):
                 return
             try:
                 replay = await state.replays.aget(replay_id)
