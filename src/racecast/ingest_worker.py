@@ -87,6 +87,8 @@ def run(job: dict[str, Any], reporter: Reporter) -> None:
         write_bundle(race, Path(job["data_dir"]) / sid, overwrite=bool(job.get("refresh")),
                      progress=lambda f: reporter.progress("encode", f))
         reporter.send({"done": int(race.n_frames)})
+    except FileExistsError:  # written meanwhile by someone else (`racecast ingest`): that bundle serves
+        reporter.send({"done": 0})
     except IngestError as e:
         reporter.send({"error": str(e)[:MAX_ERROR_CHARS]})
     except Exception as e:  # a bug or an unexpected library error: say what, keep the traceback in the log
