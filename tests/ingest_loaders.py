@@ -83,3 +83,14 @@ def hangs(year: int, round_num: int, session: str, progress: Progress) -> Race:
     progress("load", 0.2)
     time.sleep(600)
     raise AssertionError("unreachable")
+
+
+def written_meanwhile(year: int, round_num: int, session: str, progress: Progress) -> Race:
+    """Someone else (``racecast ingest``) writes the bundle while this loads: theirs stays."""
+    from racecast.bundle import write_bundle
+    from tests.factories import tiny_race
+
+    _record(year, round_num, session)
+    sid = f"{year}_{round_num}_{session}"
+    write_bundle(tiny_race(n_frames=50, n_drivers=2, race_id=sid), Path((_dir() / "data_dir").read_text()) / sid)
+    return _tiny(progress)

@@ -336,3 +336,15 @@ def test_failures_remembered_are_bounded(data: Path, ctl: Path) -> None:
     mgr = asyncio.run(go())
     assert mgr.job("2023_1_R") is None  # the oldest failure is forgotten
     assert "test failure" in mgr.job("2023_3_R").error and mgr.job("2023_2_R") is not None
+
+
+def test_a_bundle_written_meanwhile_by_someone_else_is_kept(data: Path, ctl: Path) -> None:
+    (ctl / "data_dir").write_text(str(data))
+    with running(app(data, "written_meanwhile")) as srv:
+        with srv.http() as c:
+            assert c.post("/api/sessions", json=BODY).json()["loading"] is True
+        st = wait_for(lambda: (s := session(srv))["loading"] is False and s, "the job to end")
+        assert "error" not in st and st["metadata"]["total_frames"] == 50
+        assert srv.metric('racecast_ingests_total{outcome="done"}') == 1
+        assert srv.metric('racecast_ingests_total{outcome="failed"}') == 0
+    assert leftovers(data) == [SID]
