@@ -348,3 +348,21 @@ def test_a_bundle_written_meanwhile_by_someone_else_is_kept(data: Path, ctl: Pat
         assert srv.metric('racecast_ingests_total{outcome="done"}') == 1
         assert srv.metric('racecast_ingests_total{outcome="failed"}') == 0
     assert leftovers(data) == [SID]
+
+
+def test_the_default_fastf1_loader_offline_fails_with_fastf1s_reason(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real loader path, end to end in the child, with a stand-in ``fastf1`` package that is offline."""
+    pkg = tmp_path / "fake_site" / "fastf1"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "levels = []\n"
+        "def set_log_level(level):\n    levels.append(level)\n"
+        "def get_session(year, event, session):\n    raise ValueError('Failed to load any schedule data.')\n"
+    )
+    monkeypatch.syspath_prepend(str(pkg.parent))  # the child imports what the server can
+    with running(create_app(data)) as srv:
+        with srv.http() as c:
+            assert c.post("/api/sessions", json=BODY).json()["loading"] is True
+        st = wait_for(lambda: (s := session(srv))["status"] == "failed" and s, "the ingest to fail")
+    assert "FastF1 cannot find 2023 event 5 session R: Failed to load any schedule data." in st["error"]
+    assert "network" in st["error"] and leftovers(data) == []

@@ -34,6 +34,13 @@ PROGRESS_INTERVAL = 0.2
 MAX_ERROR_CHARS = 2000
 
 
+def load_fastf1(year: int, round_num: int, session: str, progress: Callable[[str, float], None]) -> Any:
+    """The default loader: a FastF1 session as a Race (FastF1's own cache directory)."""
+    from racecast.sources.fastf1 import load_fastf1_session
+
+    return load_fastf1_session(year, round_num, session, progress=progress)
+
+
 def resolve_loader(spec: str) -> Callable[..., Any]:
     """The function named by ``"package.module:function"``; ValueError when it is not one."""
     module, sep, name = spec.partition(":")

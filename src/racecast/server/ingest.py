@@ -47,8 +47,8 @@ INGEST_TIMEOUT = 1800.0
 MAX_REMEMBERED_FAILURES = 64
 #: Seconds between two looks at another process's ingest lock.
 LOCK_POLL = 0.25
-#: The default loader: FastF1 (optional extra).
-DEFAULT_LOADER = "racecast.server.ingest:load_fastf1"
+#: The default loader: FastF1 (optional extra); it lives in the light child module.
+DEFAULT_LOADER = "racecast.ingest_worker:load_fastf1"
 #: Session codes the seed clients send (FastF1 identifiers).
 SESSION_CODES = ("R", "S", "Q", "SQ", "SS", "FP1", "FP2", "FP3")
 #: FastF1 has position data from this season on.
@@ -74,13 +74,6 @@ class IngestUnavailable(Exception):
 
 class IngestBusy(Exception):
     """Every ingest slot and queue place is taken."""
-
-
-def load_fastf1(year: int, round_num: int, session: str, progress: Callable[[str, float], None]) -> Any:
-    """The default loader (runs in the child): a FastF1 session as a Race."""
-    from ..sources.fastf1 import load_fastf1_session
-
-    return load_fastf1_session(year, round_num, session, progress=progress)
 
 
 def fastf1_missing() -> str | None:
@@ -387,6 +380,6 @@ class IngestManager:
 
 __all__ = [
     "IngestManager", "IngestRequest", "Job", "IngestBusy", "IngestUnavailable", "check_session", "session_code",
-    "load_fastf1", "fastf1_missing", "DEFAULT_LOADER", "MAX_CONCURRENT_INGESTS", "MAX_QUEUED_INGESTS",
+    "fastf1_missing", "DEFAULT_LOADER", "MAX_CONCURRENT_INGESTS", "MAX_QUEUED_INGESTS",
     "INGEST_TIMEOUT", "MAX_REMEMBERED_FAILURES", "SESSION_CODES",
 ]
