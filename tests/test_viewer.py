@@ -694,3 +694,22 @@ def test_chunk_mode_plays_through_at_64x(new_page: Callable[..., Page], server: 
     shown = page.evaluate("() => window.shown")
     assert shown == sorted(shown) and len(shown) >= 10, shown
     assert st["resyncs"] == 0, st
+
+
+def test_chunk_mode_without_decompression_stream_asks_for_raw_chunks(browser: Browser, server: Server, console_errors: list[str]) -> None:
+    """A browser that cannot inflate gzip asks for identity chunks and plays them all the same."""
+    ctx = browser.new_context()
+    try:
+        ctx.add_init_script("delete globalThis.DecompressionStream;")
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+        page.goto(f"{server.url}/?replay=demo&play=1")
+        wait_state(page, "s.loaded && s.playing && s.frame > 50")
+        assert state(page)["encoding"] == "chunks"
+        assert "compression=identity" in page.evaluate("() => window.racecast.viewer.conn.url")
+        snap = page.evaluate(SNAPSHOT_JS)
+        with open_bundle(server.data / "demo") as b:
+            assert snap["board"]["D00"] == int(b.array("position")[snap["frame"], 0])
+    finally:
+        ctx.close()
+    assert console_errors == []
