@@ -22,7 +22,6 @@ const DECODERS = {
 };
 
 let ws = null;
-let decode = null;
 let gen = 0; // connection generation: messages of an older socket are never posted
 let queue = null; // the promise of the last pending async decode (null: nothing pending)
 
@@ -35,7 +34,7 @@ async function connect(url, encoding) {
   }
   const mine = ++gen;
   queue = null;
-  decode = await (DECODERS[encoding] ?? DECODERS.msgpack)();
+  const decode = await (DECODERS[encoding] ?? DECODERS.msgpack)();
   if (mine !== gen) return; // another connect came while the decoder loaded
   const sock = new WebSocket(url);
   sock.binaryType = "arraybuffer";
