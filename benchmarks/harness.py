@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 from . import profile
 from . import streaming_report as report
 from .race import BENCH_ID, write_bench_bundle
+from .report import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -235,14 +236,7 @@ def saturation(point: dict[str, Any], first: dict[str, Any] | None, passed_befor
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine and the versions of what is measured, recorded with every run."""
     try:
         load = os.getloadavg()
     except OSError:  # pragma: no cover
@@ -258,7 +252,7 @@ def machine() -> dict[str, Any]:
         loop = "asyncio"
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": model or platform.processor(),
+        "cpu_model": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "event_loop": loop,

@@ -10,17 +10,20 @@ from pathlib import Path
 HEADER = "# Performance\n\nEvery number here comes from a script under `benchmarks/`; the command is next to it.\n"
 
 
-def machine_summary() -> str:
-    """Cores and CPU model, so numbers can be compared across runs."""
-    model = platform.processor() or "unknown CPU"
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+    return platform.processor() or "unknown CPU"
+
+
+def machine_summary() -> str:
+    """Cores and CPU model, so numbers can be compared across runs."""
+    return f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}"
 
 
 def replace_section(path: Path, name: str, body: str) -> None:

@@ -12,6 +12,8 @@ import struct
 
 import msgpack
 
+from racecast.bundle.wsframe import frame_header as ws_frame_header
+
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 #: A frame payload starts with a msgpack map header and then this key (fixstr 11 + "frame_index").
 FRAME_INDEX_KEY = b"\xabframe_index"
@@ -19,12 +21,7 @@ FRAME_INDEX_KEY = b"\xabframe_index"
 
 def frame_header(opcode: int, length: int) -> bytes:
     """Header of an unmasked, final server frame carrying ``length`` payload bytes."""
-    b0 = 0x80 | opcode
-    if length < 126:
-        return bytes((b0, length))
-    if length < 1 << 16:
-        return struct.pack("!BBH", b0, 126, length)
-    return struct.pack("!BBQ", b0, 127, length)
+    return ws_frame_header(length, 0x80 | opcode)
 
 
 def server_frame(opcode: int, payload: bytes | memoryview) -> bytes:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import pytest
 
 from racecast.bundle import BundleError, DataDir, open_bundle, write_bundle
 from racecast.bundle.format import FORMAT_VERSION
+from racecast.bundle.write import default_encoders
+from racecast.bundle.wsframe import frame_header, header_size
 from racecast.bundle.msgpack_frames import DRIVER_FIELDS, decode_msgpack_frame
 from racecast.race import CHANNELS, Status
 from tests.factories import tiny_race
@@ -81,6 +84,54 @@ def test_frames_are_zero_copy_views(bundle_path):
     assert v.obj is b.frame(4).obj  # both slices of the same mapping, no copies
     with pytest.raises(IndexError):
         b.frame(b.n_frames)
+
+
+@pytest.mark.parametrize("name", ["msgpack", "compact"])
+def test_frame_streams_are_stored_as_ready_websocket_frames(bundle_path, name):
+    s = open_bundle(bundle_path).streams[name]
+    assert s.framed
+    for i in (0, 1, s.count // 2, s.count - 1):
+        payload = bytes(s[i])
+        msg = s.message(i)
+        assert isinstance(msg, memoryview) and msg.obj is s[0].obj  # a slice of the mapping
+        assert bytes(msg) == frame_header(len(payload)) + payload
+    assert bytes(s.span(3, 6)) == b"".join(bytes(s[i]) for i in range(3, 6))  # payloads only
+    with pytest.raises(IndexError):
+        s.message(s.count)
+
+
+def test_chunk_streams_stay_raw_for_byte_ranges(bundle_path):
+    s = open_bundle(bundle_path).streams["chunks"]
+    assert not s.framed
+    assert bytes(s.span(0, 2)) == bytes(s[0]) + bytes(s[1])
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_header_size_recovers_every_length_form(n):
+    assert header_size(len(frame_header(n)) + n) == len(frame_header(n))
+
+
+def test_version_1_bundles_without_framing_still_play(race, tmp_path):
+    encoders = [replace(e, framing=None) for e in default_encoders()]
+    path = write_bundle(race, tmp_path / "old", encoders=encoders)
+    mpath = path / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["format_version"] = 1
+    mpath.write_text(json.dumps(m))
+    s = open_bundle(path).streams["msgpack"]
+    assert not s.framed
+    payload = bytes(s[7])
+    assert bytes(s.message(7)) == frame_header(len(payload)) + payload
+    assert s.span(2, 4) == bytes(s[2]) + bytes(s[3])
+
+
+def test_unknown_stream_framing_is_refused(bundle_path):
+    mpath = bundle_path / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["streams"]["msgpack"]["framing"] = "http2"
+    mpath.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="unknown framing 'http2'"):
+        open_bundle(bundle_path)
 
 
 def test_same_race_gives_byte_identical_bundles(race, tmp_path):

@@ -11,7 +11,10 @@ from racecast.playback import FakeClock, Playback
 from racecast.protocol import Pause, Ping, Play, Seek, SetSpeed
 from racecast.server.engine import Engine, TickSchedule, Viewer
 from racecast.server.metrics import Metrics
+from racecast.bundle import open_bundle, write_bundle
 from racecast.server.transport import SinkClosed, binary_header, frame_header
+
+from tests.factories import tiny_race
 
 DT = 0.04
 
@@ -25,6 +28,9 @@ class FakeStream:
     def __getitem__(self, i: int) -> memoryview:
         assert 0 <= i < self.count
         return memoryview(str(i).encode())
+
+    def message(self, i: int) -> bytes:
+        return frame_header(len(self[i])) + self[i]
 
 
 class FakeSink:
@@ -269,21 +275,24 @@ class FramedSink(FakeSink):
         return True
 
 
-def test_direct_path_gets_whole_frames_built_once_per_tick() -> None:
+def test_direct_path_gets_pre_framed_zero_copy_slices_of_the_bundle(tmp_path) -> None:
+    bundle = open_bundle(write_bundle(tiny_race(n_frames=60, n_drivers=3), tmp_path / "r"))
+    stream = bundle.streams["msgpack"]
     clock = FakeClock()
     eng = Engine(clock=clock)
-    stream = FakeStream(1000)  # viewers of one replay share its stream
     vs = []
     for _ in range(3):
-        v = Viewer("r", Playback(1000, 25), stream, FramedSink())  # type: ignore[arg-type]
+        v = Viewer("r", Playback(stream.count, 25), stream, FramedSink())  # type: ignore[arg-type]
         eng.viewers.add(v)
         v.playback.start()
         eng.command(v, Play(1.0), clock.monotonic())
         vs.append(v)
     eng.tick(clock.advance(DT))
     sent = [v.sink.log[-1][1] for v in vs]  # type: ignore[attr-defined]
-    assert sent[0] == frame_header(1) + b"1"  # header + payload, ready for the socket
-    assert sent[0] is sent[1] is sent[2]  # one object shared by the viewers on that frame
+    payload = bytes(bundle.frame(1))
+    for data in sent:
+        assert isinstance(data, memoryview)  # a slice of the mapped file, not a per-send copy
+        assert bytes(data) == frame_header(len(payload)) + payload  # header + payload, ready for the socket
 
 
 def test_a_command_between_slices_of_a_tick_sends_nothing_stale() -> None:
@@ -293,12 +302,12 @@ def test_a_command_between_slices_of_a_tick_sends_nothing_stale() -> None:
     ticks(eng, clock, 3)
     target = clock.advance(DT)
     snap = eng._take_snapshot()
-    eng._serve(snap[:2], target, {})
+    eng._serve(snap[:2], target)
     # A seek for a viewer of the second slice lands while the ticker yields (its time is after the tick's).
     late = vs[3]
     late.sink.log.clear()  # type: ignore[attr-defined]
     eng.command(late, Seek(800), target + 0.004)
-    eng._serve(snap[2:], target, {})
+    eng._serve(snap[2:], target)
     assert late.sink.log == [  # type: ignore[attr-defined]
         ("text", {"type": "state", "playing": True, "speed": 1.0, "frame": 800, "seq": 2, "ended": False}),
         ("frame", 800),

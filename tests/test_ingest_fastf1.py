@@ -430,6 +430,8 @@ def fake_fastf1(monkeypatch, get_session):
 
     mod.Cache = Cache
     mod.get_session = get_session
+    mod.log_levels = []
+    mod.set_log_level = mod.log_levels.append
     monkeypatch.setitem(sys.modules, "fastf1", mod)
     return mod
 
@@ -514,6 +516,7 @@ def test_load_through_the_fastf1_layer(monkeypatch, small_frames, tmp_path):
     race = load_fastf1_session("2023", "5", "race", cache_dir=tmp_path / "ff1", progress=lambda s, f: calls.append((s, f)))
     assert asked == [(2023, 5, "R")]  # round given as text is a round number
     assert mod.configured == [str(tmp_path / "ff1")] and (tmp_path / "ff1").is_dir()
+    assert mod.log_levels == ["WARNING"]  # FastF1's INFO chatter would swamp the progress bars
     assert race.id == "2023_5_R" and race.total_laps == 3
     assert race.event["circuit"] == "Stadium" and race.event["date"].startswith("2023-05-07T19:00")
     assert race.geometry.rotation == 92.0

@@ -160,3 +160,14 @@ def test_serve_refuses_a_busy_port(data: Path, procs: list[Proc]) -> None:
         assert "cannot listen" in "".join(p.output) or "address already in use" in "".join(p.output).lower()
     finally:
         s.close()
+
+
+def test_serve_no_ingest_refuses_sessions_not_on_disk(data: Path, procs: list[Proc]) -> None:
+    p = Proc("serve", "--data", str(data), "--port", "0", "--no-ingest")
+    procs.append(p)
+    port = int(p.wait_for(r"\(ingest disabled\) at: http://127\.0\.0\.1:(\d+)/").group(1))
+    with httpx.Client(trust_env=False, timeout=10) as c:
+        r = c.post(f"http://127.0.0.1:{port}/api/sessions", json={"year": 2023, "round_num": 5, "session_type": "R"})
+    assert r.status_code == 404 and "server-side ingest is disabled" in r.json()["detail"]
+    assert p.stop() == 0
+    assert not (data / "2023_5_R").exists()

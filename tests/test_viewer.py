@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import racecast
 from racecast.bundle import open_bundle, write_bundle
@@ -36,6 +37,9 @@ N_FRAMES = 25 * 120  # two minutes: leaders change, laps 1-3
 N_DRIVERS = 6
 PIT = (3 * FPS, 5 * FPS)  # frames in which the last car is in the pit lane (tiny_race's pit stop)
 WAIT_MS = 10_000
+#: What the viewer can play: chunk mode (its default) and the two frame encodings (?encoding=...).
+ENCODINGS = ["chunks", "compact", "msgpack"]
+CHUNK = 25  # frames per chunk
 
 
 def viewer_race() -> Race:
@@ -158,8 +162,11 @@ def state(page: Page) -> dict[str, Any]:
 
 
 def wait_state(page: Page, expr: str, timeout: int = WAIT_MS) -> None:
-    """Wait until a JS expression over ``s`` (the viewer's state) holds."""
-    page.wait_for_function(f"() => {{ const s = window.racecast && window.racecast.state; return !!s && ({expr}); }}", timeout=timeout)
+    """Wait until a JS expression over ``s`` (the viewer's state) holds; on timeout, say what the state was."""
+    try:
+        page.wait_for_function(f"() => {{ const s = window.racecast && window.racecast.state; return !!s && ({expr}); }}", timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(f"timed out waiting for {expr!r}; state: {page.evaluate('() => window.racecast && window.racecast.state')}") from None
 
 
 def open_viewer(new_page: Callable[..., Page], server: Server, query: str = "", **size: int) -> Page:
@@ -206,15 +213,17 @@ def test_start_page_lists_replays_and_opens_one(new_page: Callable[..., Page], s
 
 def test_viewer_asks_for_the_smallest_encoding_the_replay_offers(new_page: Callable[..., Page], server: Server) -> None:
     with open_bundle(server.data / "demo") as b:
-        offered = {name for name, s in b.streams.items() if s.frames_per_item == 1}
+        assert "chunks.gz" in b.streams  # every bundle carries gzip chunks: the viewer's default
     page = open_viewer(new_page, server)
-    assert state(page)["encoding"] == ("compact" if "compact" in offered else "msgpack")
-    explicit = open_viewer(new_page, server, "&encoding=msgpack")
-    assert state(explicit)["encoding"] == "msgpack"
+    assert state(page)["encoding"] == "chunks"
+    for encoding in ("msgpack", "compact", "chunks"):
+        explicit = open_viewer(new_page, server, f"&encoding={encoding}")
+        assert state(explicit)["encoding"] == encoding
 
 
-def test_play_advances_clock_and_moves_cars_then_pause_freezes(new_page: Callable[..., Page], server: Server) -> None:
-    page = open_viewer(new_page, server)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_play_advances_clock_and_moves_cars_then_pause_freezes(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
+    page = open_viewer(new_page, server, f"&encoding={encoding}")
     wait_state(page, "s.frame === 0")
     page.wait_for_timeout(200)
     before = map_png(page)
@@ -262,20 +271,21 @@ def test_header_and_race_control_feed_follow_the_replay(new_page: Callable[..., 
     assert page.locator("#feed").get_attribute("data-count") == "0"
 
 
-def test_motion_is_interpolated_between_frames(new_page: Callable[..., Page], server: Server) -> None:
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_motion_is_interpolated_between_frames(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
     """Between two frames the map draws cars part-way: positions that no frame holds."""
-    page = open_viewer(new_page, server, "&play=1")
+    page = open_viewer(new_page, server, f"&play=1&encoding={encoding}")
     wait_state(page, "s.playing && s.frame > 25")
     samples, between, frames = page.evaluate(
         """() => new Promise((done) => {
-            const v = window.racecast.viewer, f0 = v.state.frames_received, t0 = performance.now();
+            const v = window.racecast.viewer, f0 = v.state.frames_shown, t0 = performance.now();
             let samples = 0, between = 0;
             const sample = () => {
                 const drawn = v.map.screen.get("D00"), c = v.cur.drivers.D00, [fx, fy] = v.map.project(c.x, c.y);
                 samples += 1;
                 if (Math.hypot(drawn[0] - fx, drawn[1] - fy) > 0.01) between += 1;
                 if (performance.now() - t0 < 1500) requestAnimationFrame(sample);
-                else done([samples, between, v.state.frames_received - f0]);
+                else done([samples, between, v.state.frames_shown - f0]);
             };
             requestAnimationFrame(sample);
         })"""
@@ -300,8 +310,9 @@ def test_scrubber_seeks_and_the_leaderboard_changes(new_page: Callable[..., Page
     assert int(page.locator("#scrubber").get_attribute("data-frame")) == state(page)["frame"]
 
 
-def test_after_a_seek_no_frame_from_the_old_position_is_shown(new_page: Callable[..., Page], server: Server) -> None:
-    page = open_viewer(new_page, server, "&play=1&speed=4")
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_after_a_seek_no_frame_from_the_old_position_is_shown(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
+    page = open_viewer(new_page, server, f"&play=1&speed=4&encoding={encoding}")
     wait_state(page, "s.playing && s.frame > 150")
     page.evaluate(
         """() => {
@@ -317,8 +328,9 @@ def test_after_a_seek_no_frame_from_the_old_position_is_shown(new_page: Callable
     assert shown == sorted(shown), shown
 
 
-def test_the_end_of_the_replay_stops_and_play_starts_over(new_page: Callable[..., Page], server: Server) -> None:
-    page = open_viewer(new_page, server)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_end_of_the_replay_stops_and_play_starts_over(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
+    page = open_viewer(new_page, server, f"&encoding={encoding}")
     page.evaluate(f"() => window.racecast.viewer.seek({N_FRAMES - 40})")
     wait_state(page, f"s.frame === {N_FRAMES - 40}")
     page.keyboard.press("2")  # 4x: the last 40 frames take 0.4 s
@@ -329,8 +341,9 @@ def test_the_end_of_the_replay_stops_and_play_starts_over(new_page: Callable[...
     wait_state(page, f"s.playing && s.frame < {N_FRAMES // 2}")
 
 
-def test_speed_4x_advances_about_four_times_faster(new_page: Callable[..., Page], server: Server) -> None:
-    page = open_viewer(new_page, server, "&play=1")
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_speed_4x_advances_about_four_times_faster(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
+    page = open_viewer(new_page, server, f"&play=1&encoding={encoding}")
     wait_state(page, "s.playing && s.frame > 10")
     one = frames_per_second(page, 1.5)
     page.select_option("#speed", "4")
@@ -501,3 +514,202 @@ def test_layout_fits_desktop_and_phone(new_page: Callable[..., Page], server: Se
         for sel in ("#board-rows", "#telemetry", "#feed", "#play"):
             box = page.locator(sel).bounding_box()
             assert box is not None and box["y"] + box["height"] <= height + 1, sel
+
+
+# -- every encoding shows the right data; chunk mode's own behaviour --------------------------------------
+
+
+SNAPSHOT_JS = """() => {
+    const v = window.racecast.viewer, f = v.cur;
+    return {
+        frame: v.state.frame,
+        clock: Number(document.querySelector('#clock').dataset.frame),
+        scrubber: Number(document.querySelector('#scrubber').dataset.frame),
+        board: Object.fromEntries([...document.querySelectorAll('#board-rows .row')].map((r) => [r.dataset.code, Number(r.dataset.position)])),
+        cars: Object.fromEntries(Object.entries(f.drivers).map(([c, d]) => [c, [d.x, d.y]])),
+        drawn: Object.fromEntries([...v.map.screen].map(([c, p]) => [c, [...p, ...v.map.project(f.drivers[c].x, f.drivers[c].y)]])),
+        playing: v.state.playing,
+    };
+}"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_frame_shown_matches_the_bundle(new_page: Callable[..., Page], server: Server, encoding: str) -> None:
+    """Clock, scrubber, leaderboard and car positions all show the bundle's data for the frame on screen."""
+    with open_bundle(server.data / "demo") as b:
+        codes = [d["code"] for d in b.manifest["drivers"]]
+        pos, xs, ys = (b.array(n).copy() for n in ("position", "x", "y"))
+
+    def check(snap: dict[str, Any]) -> None:
+        i = snap["frame"]
+        assert snap["clock"] == snap["scrubber"] == i
+        assert snap["board"] == {c: int(pos[i, d]) for d, c in enumerate(codes)}, f"leaderboard at frame {i}"
+        for d, c in enumerate(codes):
+            assert snap["cars"][c] == pytest.approx([float(xs[i, d]), float(ys[i, d])], abs=0.02), f"{c} at frame {i}"
+
+    page = open_viewer(new_page, server, f"&encoding={encoding}&play=1&speed=4")
+    wait_state(page, "s.playing && s.frame > 100")
+    seen = set()
+    for _ in range(8):  # while playing: whatever frame is on screen, the page agrees with the bundle
+        snap = page.evaluate(SNAPSHOT_JS)
+        check(snap)
+        seen.add(snap["frame"])
+        page.wait_for_timeout(120)
+    assert len(seen) >= 3, f"playback did not advance: {sorted(seen)}"
+    page.keyboard.press("Space")
+    wait_state(page, "!s.playing")
+    for target in (1234, 40, N_FRAMES - 1):  # paused after seeks: the map draws the cars exactly there
+        page.evaluate(f"() => window.racecast.viewer.seek({target})")
+        wait_state(page, f"s.frame === {target}")
+        page.wait_for_timeout(250)  # the last animation frame is drawn
+        snap = page.evaluate(SNAPSHOT_JS)
+        check(snap)
+        for c, (px, py, fx, fy) in snap["drawn"].items():
+            assert (px, py) == pytest.approx((fx, fy), abs=0.5), f"{c} drawn away from its position at frame {target}"
+
+
+def test_chunk_mode_plays_at_about_real_time(new_page: Callable[..., Page], server: Server) -> None:
+    page = open_viewer(new_page, server, "&encoding=chunks&play=1")
+    wait_state(page, "s.playing && s.frame > 10")
+    rate = frames_per_second(page, 2.0)
+    assert 0.5 * FPS < rate < 2 * FPS, f"{rate:.1f} frames/s at 1x (the replay has {FPS})"
+    st = state(page)
+    assert st["encoding"] == "chunks" and not st["buffering"]
+    assert st["frames_received"] % CHUNK == 0  # whole chunks only
+
+
+def test_chunk_mode_ignores_chunks_from_before_a_seek(new_page: Callable[..., Page], server: Server) -> None:
+    """Chunks from the old position (arriving late, or while the seek awaits its reply) are never held or shown."""
+    page = open_viewer(new_page, server, "&encoding=chunks")
+    page.evaluate("() => window.racecast.viewer.seek(1500)")
+    wait_state(page, "s.frame === 1500 && !s.buffering")
+    page.evaluate(
+        """() => {
+            const v = window.racecast.viewer, ingest = v._ingest.bind(v);
+            window.old = v.buf.chunks.get(60);  // frames 1500-1524
+            window.shown = [];
+            v._ingest = (f) => { window.shown.push(f.frame_index); ingest(f); };
+            v.seek(300);
+            v._chunk(window.old);  // arrives before the seek's reply: from the old position
+        }"""
+    )
+    wait_state(page, "s.frame === 300 && !s.buffering")
+    held = page.evaluate("() => { const v = window.racecast.viewer; v._chunk(window.old); return v.buf.held(); }")  # late
+    assert 60 not in held and 12 in held, held
+    page.keyboard.press("Space")
+    wait_state(page, "s.playing && s.frame > 330")
+    shown = page.evaluate("() => window.shown")
+    assert shown[0] == 300 and shown == sorted(shown) and max(shown) < 1000, shown
+
+
+def test_chunk_mode_holds_the_last_frame_while_buffering_then_resumes_there(new_page: Callable[..., Page], server: Server) -> None:
+    """A chunk that does not come: the picture holds (no jump), a banner says so, the viewer asks
+    for it again (a seek to the playhead) and goes on from where it held."""
+    page = open_viewer(new_page, server, "&encoding=chunks")
+    page.evaluate(
+        """() => {
+            const v = window.racecast.viewer, chunk = v._chunk.bind(v), ingest = v._ingest.bind(v);
+            // Chunks from the fourth on are lost in transit until the viewer asks again.
+            v._chunk = (frames) => { if (frames[0].frame_index < 75 || v.state.resyncs > 0) chunk(frames); };
+            window.shown = [];
+            v._ingest = (f) => { window.shown.push(f.frame_index); ingest(f); };
+        }"""
+    )
+    page.keyboard.press("Space")
+    wait_state(page, "s.playing && s.buffering")
+    page.locator("#buffering").wait_for(state="visible", timeout=WAIT_MS)
+    held = state(page)["frame"]
+    assert 60 <= held <= 74, held  # a frame of the chunks received
+    wait_state(page, f"s.resyncs >= 1 && s.frame > {held + 25} && !s.buffering")
+    assert page.locator("#buffering").is_hidden()
+    shown = page.evaluate("() => window.shown")
+    assert shown == sorted(shown), shown
+    after = shown[shown.index(held) + 1]  # nothing was shown for the >= 1 s until the viewer asked again
+    assert held < after <= 80, f"resumed at {after} after holding {held}: {shown}"
+    assert state(page)["resyncs"] == 1
+
+
+def test_chunk_mode_buffer_is_bounded(new_page: Callable[..., Page], server: Server) -> None:
+    """At 16x the server pushes chunks fast; the viewer holds a few around the playhead, never more."""
+    page = open_viewer(new_page, server, "&encoding=chunks&speed=16&play=1")
+    wait_state(page, "s.playing && s.frame > 200")
+    most, behind, samples = page.evaluate(
+        """() => new Promise((done) => {
+            const v = window.racecast.viewer, t0 = performance.now();
+            let most = 0, behind = 0, samples = 0;
+            const sample = () => {
+                const held = v.buf.held(), k = Math.floor(v.state.frame / 25);
+                most = Math.max(most, held.length);
+                behind = Math.max(behind, held.filter((c) => c < k - 1).length);
+                samples += 1;
+                if (performance.now() - t0 < 1500 && v.state.playing) requestAnimationFrame(sample);
+                else done([most, behind, samples]);
+            };
+            requestAnimationFrame(sample);
+        })"""
+    )
+    assert samples > 10
+    assert 2 <= most <= 12, f"held up to {most} chunks"
+    assert behind == 0, "chunks behind the playhead were kept"
+
+
+def test_chunk_mode_receives_a_small_fraction_of_the_bytes_of_frame_modes(new_page: Callable[..., Page], server: Server) -> None:
+    """Bytes received per frame of replay played at 1x: chunks are far below msgpack frames (bandwidth, not timing)."""
+    pages = {e: open_viewer(new_page, server, f"&encoding={e}") for e in ENCODINGS}
+    start = {}
+    for e, page in pages.items():
+        wait_state(page, "s.frame === 0")
+        start[e] = state(page)
+        page.keyboard.press("Space")
+    rates = {}
+    for e, page in pages.items():
+        wait_state(page, "s.playing && s.frame >= 75")
+        page.keyboard.press("Space")
+        wait_state(page, "!s.playing")
+        page.wait_for_timeout(200)
+        end = state(page)
+        rates[e] = (end["bytes_received"] - start[e]["bytes_received"]) / (end["frame"] - start[e]["frame"])
+    print("bytes received per frame played at 1x:", {e: round(r) for e, r in rates.items()})
+    assert all(r > 0 for r in rates.values()), rates
+    assert rates["chunks"] < rates["msgpack"] / 5, rates
+    assert rates["compact"] < rates["msgpack"], rates
+
+
+def test_chunk_mode_plays_through_at_64x(new_page: Callable[..., Page], server: Server) -> None:
+    """Over 25x the server pushes one chunk per tick and skips the rest: the viewer goes on from the
+    chunks it gets (as frame modes skip frames) instead of waiting for chunks that never come."""
+    page = open_viewer(new_page, server, "&encoding=chunks")
+    page.evaluate(
+        """() => {
+            const v = window.racecast.viewer, ingest = v._ingest.bind(v);
+            window.shown = [];
+            v._ingest = (f) => { window.shown.push(f.frame_index); ingest(f); };
+        }"""
+    )
+    page.keyboard.press("4")
+    wait_state(page, "s.speed === 64")
+    page.keyboard.press("Space")
+    wait_state(page, f"!s.playing && s.frame === {N_FRAMES - 1}", timeout=20_000)
+    st = state(page)
+    shown = page.evaluate("() => window.shown")
+    assert shown == sorted(shown) and len(shown) >= 10, shown
+    assert st["resyncs"] == 0, st
+
+
+def test_chunk_mode_without_decompression_stream_asks_for_raw_chunks(browser: Browser, server: Server, console_errors: list[str]) -> None:
+    """A browser that cannot inflate gzip asks for identity chunks and plays them all the same."""
+    ctx = browser.new_context()
+    try:
+        ctx.add_init_script("delete globalThis.DecompressionStream;")
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+        page.goto(f"{server.url}/?replay=demo&play=1")
+        wait_state(page, "s.loaded && s.playing && s.frame > 50")
+        assert state(page)["encoding"] == "chunks"
+        assert "compression=identity" in page.evaluate("() => window.racecast.viewer.conn.url")
+        snap = page.evaluate(SNAPSHOT_JS)
+        with open_bundle(server.data / "demo") as b:
+            assert snap["board"]["D00"] == int(b.array("position")[snap["frame"], 0])
+    finally:
+        ctx.close()
+    assert console_errors == []

@@ -209,14 +209,14 @@ WorkersOpt = Annotated[int, typer.Option("--workers", help="Worker processes (th
 LogOpt = Annotated[str, typer.Option("--log-level", help="uvicorn log level (critical, error, warning, info, debug).")]
 
 
-def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str) -> None:
+def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str, ingest: bool = True) -> None:
     from .server.serve import display_url, serve
 
     def ready(h: str, p: int) -> None:
         out.print(f"{what}: [bold]{display_url(h, p, path)}[/]  (Ctrl+C to stop)", highlight=False, soft_wrap=True)
 
     try:
-        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready)
+        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}")
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; the shutdown was clean
@@ -230,11 +230,20 @@ def serve(
     port: PortOpt = 8000,
     workers: WorkersOpt = 1,
     log_level: LogOpt = "warning",
+    ingest: Annotated[
+        bool,
+        typer.Option(
+            "--ingest/--no-ingest",
+            help="Let POST /api/sessions ingest F1 sessions not yet on disk (FastF1, in a child process). "
+            "Turn off on public hosts: anyone could start CPU- and download-heavy work.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, /metrics."""
     store = DataDir(data)
     n = len(store.ids())
-    _serve(store, host, port, workers, log_level, "/", f"serving {n} replay{'s' if n != 1 else ''} from {store.root} at")
+    what = f"serving {n} replay{'s' if n != 1 else ''} from {store.root}{'' if ingest else ' (ingest disabled)'} at"
+    _serve(store, host, port, workers, log_level, "/", what, ingest)
 
 
 @app.command()

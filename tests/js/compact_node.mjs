@@ -14,7 +14,11 @@ import {
 const [mode, dir] = process.argv.slice(2);
 const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
 
-/** A stream's payloads as Uint8Array views (offsets from the .npy index, little-endian uint64). */
+/** Header length of a pre-framed item of `size` bytes (docs/architecture.md, "Bundle format"). */
+const wsHeader = (size) => (size < 128 ? 2 : size < 65540 ? 4 : 10);
+
+/** A stream's payloads as Uint8Array views (offsets from the .npy index, little-endian uint64;
+ *  pre-framed streams lose their WebSocket header, as a browser's WebSocket would strip it). */
 function stream(name) {
   const info = manifest.streams[name];
   const data = new Uint8Array(readFileSync(join(dir, info.data)));
@@ -24,7 +28,8 @@ function stream(name) {
   const start = (major === 1 ? 10 : 12) + hlen;
   const off = [];
   for (let i = 0; i <= info.count; i++) off.push(Number(npy.readBigUInt64LE(start + 8 * i)));
-  return Array.from({ length: info.count }, (_, i) => data.subarray(off[i], off[i + 1]));
+  const skip = info.framing === "websocket" ? (i) => wsHeader(off[i + 1] - off[i]) : () => 0;
+  return Array.from({ length: info.count }, (_, i) => data.subarray(off[i] + skip(i), off[i + 1]));
 }
 
 async function decodeAll() {

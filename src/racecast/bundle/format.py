@@ -7,6 +7,11 @@ A bundle is a directory::
     streams/<name>.bin       pre-encoded payloads (frames or chunks) back to back
     streams/<name>.idx.npy   uint64 offsets, count + 1 of them: item i is bin[idx[i]:idx[i+1]]
 
+A stream whose manifest entry says ``"framing": "websocket"`` (format version 2)
+stores each item as a complete WebSocket binary frame, header included, so the
+server writes frame i to a socket as one zero-copy slice; its payload is the
+item minus the 2-10 byte header (see :mod:`.wsframe`).
+
 The manifest is written last and the directory renamed into place, so a
 directory with a manifest is complete; the content hash covers the manifest
 (minus the hash) and every file.
@@ -24,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..race import Race
 
 FORMAT_NAME = "racecast-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: streams may be pre-framed for WebSocket; 1 is still read
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
@@ -56,6 +61,9 @@ class StreamEncoder:
     frames_per_item: int = 1
     media_type: str = "application/octet-stream"
     extra: Mapping[str, Any] | None = None  # stored in the manifest beside the stream
+    #: ``"websocket"``: store each item as a complete WebSocket binary frame (streams sent one
+    #: item per message); ``None``: raw payloads (streams served as byte ranges, e.g. chunks).
+    framing: str | None = None
 
 
 def item_count(n_frames: int, frames_per_item: int) -> int:

@@ -29,12 +29,18 @@ from ..race import (
     TrackStatusPeriod,
 )
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
+from .wsframe import binary_header, header_size
 
 
 class Stream:
-    """A sequence of pre-encoded payloads; ``stream[i]`` is a zero-copy memoryview."""
+    """A sequence of pre-encoded payloads; ``stream[i]`` is a zero-copy memoryview of payload i.
 
-    __slots__ = ("name", "count", "frames_per_item", "media_type", "info", "_mv", "_offsets", "_mmap")
+    A pre-framed stream (``framed``) stores each item as a complete WebSocket
+    binary frame: :meth:`message` returns it as one zero-copy slice, ready for a
+    socket, and ``stream[i]`` the payload inside it.
+    """
+
+    __slots__ = ("name", "count", "frames_per_item", "media_type", "info", "framed", "_mv", "_offsets", "_mmap")
 
     def __init__(self, name: str, info: dict[str, Any], root: Path, sizes: dict[str, int]) -> None:
         self.name = name
@@ -42,6 +48,10 @@ class Stream:
         self.count = int(info["count"])
         self.frames_per_item = int(info.get("frames_per_item", 1))
         self.media_type = str(info.get("media_type", "application/octet-stream"))
+        framing = info.get("framing")
+        if framing not in (None, "websocket"):
+            raise BundleError(f"stream {name!r}: unknown framing {framing!r} (from a newer racecast?)")
+        self.framed = framing == "websocket"
         data_size = sizes[info["data"]]
         try:
             offsets = np.load(root / info["index"], mmap_mode="r", allow_pickle=False)
@@ -53,6 +63,8 @@ class Stream:
             raise BundleError(f"stream {name!r}: offsets end at {int(offsets[-1])}, data file holds {data_size} bytes")
         if self.count and np.any(offsets[1:] < offsets[:-1]):
             raise BundleError(f"stream {name!r}: offset index is not monotonic")
+        if self.framed and self.count and int(np.min(offsets[1:] - offsets[:-1])) < 2:
+            raise BundleError(f"stream {name!r}: an item is too short to hold a WebSocket frame header")
         # Plain Python ints: the hot path indexes this list, not a numpy array.
         self._offsets: list[int] = offsets.tolist()
         if data_size:
@@ -70,14 +82,29 @@ class Stream:
         if not 0 <= i < self.count:
             raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
         o = self._offsets
-        return self._mv[o[i] : o[i + 1]]
+        a, b = o[i], o[i + 1]
+        if self.framed:
+            a += header_size(b - a)
+        return self._mv[a:b]
 
-    def span(self, start: int, stop: int) -> memoryview:
-        """Items ``start..stop`` as one contiguous zero-copy view (concatenated payloads)."""
+    def message(self, i: int) -> memoryview | bytes:
+        """Item ``i`` as a complete WebSocket binary frame: a zero-copy slice when pre-framed."""
+        if self.framed:
+            if not 0 <= i < self.count:
+                raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
+            o = self._offsets
+            return self._mv[o[i] : o[i + 1]]
+        payload = self[i]
+        return binary_header(len(payload)) + payload
+
+    def span(self, start: int, stop: int) -> memoryview | bytes:
+        """Payloads ``start..stop`` back to back: one zero-copy view, or a copy for a pre-framed stream."""
         start = max(0, start)
         stop = min(self.count, stop)
         if stop <= start:
             return memoryview(b"")
+        if self.framed:
+            return b"".join([self[i] for i in range(start, stop)])
         return self._mv[self._offsets[start] : self._offsets[stop]]
 
     def close(self) -> None:

@@ -59,6 +59,11 @@ class DataDir:
                 b = self._open[replay_id] = open_bundle(path)
             return b
 
+    def forget(self, replay_id: str) -> None:
+        """Drop the cached mapping of ``replay_id`` (it was replaced on disk); its users keep their map."""
+        with self._lock:
+            self._open.pop(replay_id, None)
+
     def summaries(self) -> list[dict[str, Any]]:
         """One summary per bundle; damaged bundles are listed with their error instead."""
         out = []

@@ -31,6 +31,7 @@ from .format import (
 from .chunks import chunk_encoders
 from .compact import COMPACT_MEDIA_TYPE, KEY_INTERVAL, iter_compact_frames
 from .msgpack_frames import iter_msgpack_frames
+from .wsframe import binary_header
 
 Progress = Callable[[float], None]
 
@@ -41,10 +42,14 @@ def default_encoders() -> list[StreamEncoder]:
     ``compact``: one compact payload per frame (a keyframe every ``keyframe_interval``
     frames); ``chunks``: one second per item, raw, plus ``chunks.gz`` / ``.br`` /
     ``.zst`` pre-compressed (br and zstd only when their packages are installed).
+    Frame streams are stored pre-framed for WebSocket (the server's send is one
+    slice); chunk streams raw (HTTP serves byte ranges of them).
     """
     return [
-        StreamEncoder("msgpack", iter_msgpack_frames, 1, "application/msgpack"),
-        StreamEncoder("compact", iter_compact_frames, 1, COMPACT_MEDIA_TYPE, {"keyframe_interval": KEY_INTERVAL}),
+        StreamEncoder("msgpack", iter_msgpack_frames, 1, "application/msgpack", framing="websocket"),
+        StreamEncoder(
+            "compact", iter_compact_frames, 1, COMPACT_MEDIA_TYPE, {"keyframe_interval": KEY_INTERVAL}, framing="websocket"
+        ),
         *chunk_encoders(),
     ]
 
@@ -98,9 +103,14 @@ def _write_stream(root: Path, enc: StreamEncoder, race: Race, progress: Progress
     pos = 0
     step = max(1, expected // 100)
     with open(root / data_name, "wb") as f:
+        framed = enc.framing == "websocket"
         for payload in enc.encode(race):
             if n >= expected:
                 raise BundleError(f"encoder {enc.name!r} produced more than {expected} items")
+            if framed:
+                header = binary_header(len(payload))
+                f.write(header)
+                pos += len(header)
             f.write(payload)
             pos += len(payload)
             n += 1
@@ -121,6 +131,8 @@ def _write_stream(root: Path, enc: StreamEncoder, race: Race, progress: Progress
         "media_type": enc.media_type,
         "bytes": pos,
     }
+    if enc.framing is not None:
+        info["framing"] = enc.framing
     if enc.extra:
         info.update(enc.extra)
     return info

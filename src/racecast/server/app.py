@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
@@ -29,6 +29,17 @@ from ..bundle import BundleError
 from ..playback import Clock
 from .chunks_http import add_chunk_routes
 from .engine import Engine
+from .ingest import (
+    DEFAULT_LOADER,
+    INGEST_TIMEOUT,
+    MAX_QUEUED_INGESTS,
+    IngestBusy,
+    IngestManager,
+    IngestRequest,
+    IngestUnavailable,
+    check_session,
+    session_code,
+)
 from .metrics import Metrics
 from .replays import InvalidId, Replay, Replays, UnknownReplay
 from .transport import DEFAULT_BUFFER_LIMIT
@@ -40,6 +51,8 @@ MAX_FRAMES_PER_REQUEST = 1500
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 CACHE_CONTROL = "public, max-age=300"
 _SESSION_TYPE = re.compile(r"^[A-Za-z0-9]{1,8}$")
+#: Largest request body accepted (bytes); only ``POST /api/sessions`` takes one, and it is tiny.
+MAX_BODY_BYTES = 4096
 
 
 @dataclass(eq=False)
@@ -55,6 +68,7 @@ class ServerState:
     command_burst: float
     buffer_limit: int
     socket_send_buffer: int | None
+    ingest: IngestManager | None = None  # None: server-side ingest disabled
     connections: set[Connection] = field(default_factory=set)
 
 
@@ -98,6 +112,10 @@ def create_app(
     ping_interval: float = 20.0,
     viewer_dir: str | os.PathLike[str] | None = None,
     clock: Clock | None = None,
+    ingest: bool = True,
+    ingest_loader: str = DEFAULT_LOADER,
+    max_queued_ingests: int = MAX_QUEUED_INGESTS,
+    ingest_timeout: float = INGEST_TIMEOUT,
 ) -> FastAPI:
     """Build the racecast app serving the bundles in ``data_dir``.
 
@@ -107,6 +125,9 @@ def create_app(
     viewer may have waiting in user space before its frames are skipped;
     ``socket_send_buffer``: SO_SNDBUF of each viewer's socket (direct path; None
     leaves the kernel's autotuning). ``fps``: the engine's tick rate.
+    ``ingest``: ``POST /api/sessions`` for a session not on disk ingests it in a
+    child process (False: 404 instead); ``ingest_loader`` (``"module:function"``)
+    turns ``(year, round, session, progress)`` into a Race there (default FastF1).
     """
     metrics = Metrics()
     engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
@@ -121,21 +142,35 @@ def create_app(
         buffer_limit=buffer_limit,
         socket_send_buffer=socket_send_buffer,
     )
+    replays = state.replays
+    if ingest:
+        state.ingest = IngestManager(
+            replays.data,
+            ingest_loader,
+            max_queued=max_queued_ingests,
+            timeout=ingest_timeout,
+            on_done=replays.forget,
+            on_outcome=lambda outcome: metrics.ingests.labels(outcome).inc(),
+        )
     metrics.bind(
         connections=lambda: len(state.connections),
         playing=lambda: engine.playing_count,
         replays=lambda: len(state.replays),
         buffers=lambda: [v.sink.buffered() for v in list(engine.viewers)],
+        ingests=lambda: state.ingest.active_count if state.ingest is not None else 0,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await close_all(state)
+        await close_all(state)  # waiting viewers too: 1001 like everyone, before their ingest is stopped
+        if state.ingest is not None:
+            await state.ingest.shutdown()
         await engine.stop()
 
     app = FastAPI(title="racecast", version=__version__, lifespan=lifespan, docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.state.racecast = state
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     def replay_or_error(replay_id: str) -> Replay:
         try:
@@ -197,26 +232,56 @@ def create_app(
 
     add_chunk_routes(app, replay_or_error)
 
-    @app.post("/api/sessions", summary="Seed-compatible: name a session's bundle")
-    def create_session(req: SessionRequest) -> dict[str, Any]:
-        if not _SESSION_TYPE.match(req.session_type):
+    @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
+    async def create_session(req: SessionRequest) -> Response:
+        st = session_code(req.session_type) or req.session_type
+        if not _SESSION_TYPE.match(st):
             raise HTTPException(422, f"session_type must be 1-8 letters or digits, got {req.session_type!r}")
-        sid = f"{req.year}_{req.round_num}_{req.session_type}"
-        try:
-            state.replays.get(sid)
-        except UnknownReplay:
+        sid = f"{req.year}_{req.round_num}_{st}"
+        mgr = state.ingest
+        job = mgr.job(sid) if mgr is not None else None
+        if job is not None and job.active:  # join the running ingest
+            return JSONResponse(job.status())
+        if not (req.refresh and mgr is not None):
+            try:
+                await state.replays.aget(sid)
+                return JSONResponse({"session_id": sid, "loading": False})
+            except UnknownReplay:
+                pass
+            except (InvalidId, BundleError) as e:
+                raise HTTPException(400, str(e)) from None
+        if mgr is None:
             raise HTTPException(
                 404,
-                f"no replay bundle {sid!r} on this server: real-data ingest is not available yet, "
-                "so only bundles already in the data directory can be played (see GET /api/replays)",
-            ) from None
-        except (InvalidId, BundleError) as e:
-            raise HTTPException(400, str(e)) from None
-        return {"session_id": sid, "loading": False}
+                f"no replay bundle {sid!r} on this server, and server-side ingest is disabled here "
+                "(racecast serve --no-ingest): only bundles already in the data directory can be played "
+                "(see GET /api/replays)",
+            )
+        if problem := check_session(req.year, req.round_num, st):
+            raise HTTPException(422, problem)
+        try:
+            job = mgr.submit(IngestRequest(sid, req.year, req.round_num, st, refresh=req.refresh))
+        except IngestUnavailable as e:
+            raise HTTPException(501, str(e)) from None
+        except IngestBusy as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": "60"}) from None
+        return JSONResponse(job.status())
 
-    @app.get("/api/sessions/{session_id}", summary="Seed-compatible: session status and metadata")
-    def get_session(session_id: str) -> Response:
-        r = replay_or_error(session_id)
+    @app.get("/api/sessions/{session_id}", summary="Seed-compatible: session status (ingest progress or error) and metadata")
+    async def get_session(session_id: str) -> Response:
+        job = state.ingest.job(session_id) if state.ingest is not None else None
+        if job is not None and job.active:
+            return JSONResponse(job.status())
+        try:
+            r = await state.replays.aget(session_id)
+        except UnknownReplay:
+            if job is not None:  # a remembered failure
+                return JSONResponse(job.status())
+            raise HTTPException(404, f"no session {session_id!r} on this server") from None
+        except InvalidId as e:
+            raise HTTPException(400, str(e)) from None
+        except BundleError as e:
+            raise HTTPException(500, f"replay {session_id!r} cannot be opened: {e}") from None
         body = '{"session_id":' + json.dumps(session_id) + ',"loading":false,"metadata":' + r.metadata_json + "}"
         return Response(body.encode(), media_type="application/json")
 
@@ -253,6 +318,48 @@ def create_app(
             )
 
     return app
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over ``limit`` bytes get 413 before the app reads them."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await too_big(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # read the (small) body here, counting, then hand it on
+            msg = await receive()
+            if msg["type"] != "http.request":  # the client left
+                return
+            size += len(msg.get("body", b""))
+            if size > self.limit:
+                await too_big(scope, receive, send)
+                return
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def app_from_env() -> FastAPI:

@@ -5,7 +5,7 @@ when the loop is late by a whole period it skips the missed ticks instead of
 bursting. Each tick asks every *playing* viewer's :class:`~racecast.playback.Playback`
 which frame is due at the tick's scheduled time and offers that frame's
 pre-encoded bytes (a zero-copy slice of the mapped bundle; on the direct path
-joined once per tick with its WebSocket header) to the viewer's sink. A sink
+the slice is a complete WebSocket frame, framed at ingest) to the viewer's sink. A sink
 that is backed up refuses (the frame is skipped: latest wins); nothing in the
 tick ever awaits a viewer. Paused and finished viewers are not in the playing
 set, so they cost nothing per tick. The pass yields to the event loop between
@@ -200,12 +200,11 @@ class Engine:
     # -- the tick ---------------------------------------------------------------------------
     def tick(self, now: float) -> int:
         """Serve every playing viewer that has something due for the tick scheduled at ``now``; return frames written."""
-        memo: dict[tuple[Stream, int], bytes] = {}
-        sent = self._serve(self._take_snapshot(), now, memo)
+        sent = self._serve(self._take_snapshot(), now)
         if self._wheel:
             due = self._due(now)
             if due:
-                sent += self._serve(due, now, memo)
+                sent += self._serve(due, now)
                 self._refile(due, now)
         self.ticks += 1
         return sent
@@ -264,9 +263,8 @@ class Engine:
             self._dirty = False
         return self._snapshot
 
-    def _serve(self, viewers: tuple[Viewer, ...], now: float, memo: dict[tuple[Stream, int], bytes]) -> int:
-        """Offer each viewer its due frame. ``memo`` holds the framed messages built this tick,
-        shared by every direct-path viewer on the same frame."""
+    def _serve(self, viewers: tuple[Viewer, ...], now: float) -> int:
+        """Offer each viewer its due frame; never waits for a viewer."""
         sent = skipped = nbytes = 0
         stopped: list[Viewer] | None = None
         self.visits += len(viewers)
@@ -279,12 +277,7 @@ class Engine:
             if i is None:
                 data = None
             elif v.framed and type(feed) is FrameFeed:
-                # Plain frames: build each framed message once per tick, share it.
-                key = (v.stream, i)
-                data = memo.get(key)
-                if data is None:
-                    payload = v.stream[i]
-                    data = memo[key] = binary_header(len(payload)) + payload
+                data = v.stream.message(i)  # pre-framed at ingest: a zero-copy slice of the bundle
             else:
                 data = feed.message(i, pb.last_sent)
                 if data is not None and v.framed:
@@ -384,7 +377,6 @@ class Engine:
                 # A command handled between slices is safe: a seek's viewer then has nothing due.
                 snap = self._take_snapshot()
                 due = self._due(target) if self._wheel else ()
-                memo: dict[tuple[Stream, int], bytes] = {}
                 step = self.slice_size
                 first = True
                 for group in (snap, due):
@@ -392,7 +384,7 @@ class Engine:
                         if not first:
                             await asyncio.sleep(0)
                         first = False
-                        self._serve(group[k : k + step], target, memo)
+                        self._serve(group[k : k + step], target)
                 if due:
                     self._refile(due, target)
                 self.ticks += 1

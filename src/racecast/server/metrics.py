@@ -26,7 +26,10 @@ ERROR_KINDS = (
     "origin",  # close 1008
     "capacity",  # close 1013
     "send_failed",  # a write to a viewer raised; the viewer is dropped
+    "ingest_failed",  # a viewer waited for a server-side ingest that failed (close 4500)
 )
+#: Outcomes counted by ``racecast_ingests_total{outcome=...}``.
+INGEST_OUTCOMES = ("started", "done", "failed", "busy")
 
 
 class Metrics:
@@ -60,12 +63,25 @@ class Metrics:
         self.errors = Counter("racecast_errors", "Errors by kind", ["kind"], registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
+        self.ingests = Counter("racecast_ingests", "Server-side ingests by outcome (busy: refused, queue full)", ["outcome"], registry=r)
+        for outcome in INGEST_OUTCOMES:
+            self.ingests.labels(outcome)
+        self.ingests_active = Gauge("racecast_ingests_active", "Server-side ingests running or queued", registry=r)
         self.replays_open = Gauge("racecast_replays_open", "Replay bundles opened (mapped) by this process", registry=r)
         self.buffer_max = Gauge("racecast_viewer_buffer_max_bytes", "Largest per-viewer send buffer right now", registry=r)
         self.buffer_total = Gauge("racecast_viewer_buffer_bytes", "Bytes buffered for all viewers right now", registry=r)
 
-    def bind(self, *, connections: Callable[[], int], playing: Callable[[], int], replays: Callable[[], int], buffers: Callable[[], list[int]]) -> None:
+    def bind(
+        self,
+        *,
+        connections: Callable[[], int],
+        playing: Callable[[], int],
+        replays: Callable[[], int],
+        buffers: Callable[[], list[int]],
+        ingests: Callable[[], int] = lambda: 0,
+    ) -> None:
         """Compute state gauges at scrape time from the live objects."""
+        self.ingests_active.set_function(lambda: float(ingests()))
         self.connections_open.set_function(lambda: float(connections()))
         self.viewers_playing.set_function(lambda: float(playing()))
         self.replays_open.set_function(lambda: float(replays()))

@@ -172,6 +172,12 @@ class Replays:
             return r
         return await asyncio.to_thread(self.get, replay_id)
 
+    def forget(self, replay_id: str) -> None:
+        """Open ``replay_id`` afresh next time (a re-ingest replaced it); viewers of the old one keep it."""
+        with self._lock:
+            self._open.pop(replay_id, None)
+        self.data.forget(replay_id)
+
     def summaries(self) -> list[dict[str, Any]]:
         out = []
         for rid in self.data.ids():

@@ -6,9 +6,8 @@ Two sinks, one interface (:class:`Sink`):
   :class:`RacecastWSProtocol` (its websockets-sansio protocol plus one line:
   the connection puts itself in the ASGI scope's ``extensions``), and the engine
   writes complete, unmasked WebSocket frames straight into the asyncio transport:
-  the pre-encoded payload joined once per tick with its header, the same bytes
-  for every viewer on that frame, one ``write()`` each (docs/architecture.md has
-  the measurements). Backpressure reads the transport's write buffer size;
+  frames are stored pre-framed in the bundle, so each send is one zero-copy
+  slice and one ``write()`` (docs/architecture.md has the measurements). Backpressure reads the transport's write buffer size;
   nothing is awaited, nothing is queued.
 * :class:`AsgiSink` - the fallback when the app runs under any other ASGI server:
   plain ``websocket.send`` messages from one small writer task per viewer, with at
@@ -21,53 +20,28 @@ than ``limit`` bytes wait in the transport; the ASGI sink holds one frame at mos
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections import deque
 from typing import Any, Awaitable, Callable, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from ..bundle.wsframe import OP_TEXT, binary_header, frame_header
 
 #: The ASGI scope extension under which :class:`RacecastWSProtocol` exposes itself.
 EXTENSION = "racecast.transport"
 #: Default per-viewer limit of bytes waiting in the socket's user-space buffer.
 DEFAULT_BUFFER_LIMIT = 32 * 1024
 
-_OP_TEXT = 0x81  # FIN + text
-_OP_BINARY = 0x82  # FIN + binary
-
-
 class SinkClosed(Exception):
     """The viewer's connection is gone; drop the viewer."""
-
-
-def frame_header(n: int, first_byte: int = _OP_BINARY) -> bytes:
-    """Header of an unmasked, unfragmented server frame carrying ``n`` payload bytes (RFC 6455 5.2)."""
-    if n < 126:
-        return bytes((first_byte, n))
-    if n < 65536:
-        return struct.pack("!BBH", first_byte, 126, n)
-    return struct.pack("!BBQ", first_byte, 127, n)
-
-
-_BINARY_HEADERS: dict[int, bytes] = {}
-
-
-def binary_header(n: int) -> bytes:
-    """Cached :func:`frame_header` for binary frames (frame sizes repeat a lot)."""
-    h = _BINARY_HEADERS.get(n)
-    if h is None:
-        h = frame_header(n)
-        if len(_BINARY_HEADERS) < 65536:
-            _BINARY_HEADERS[n] = h
-    return h
 
 
 class Sink(Protocol):
     """Where one viewer's messages go. ``offer`` may skip; ``push``/``post`` never do, and all keep order.
 
     A sink whose ``framed`` attribute is true is offered whole WebSocket frames
-    (header + payload, built once per tick and frame and shared by every viewer
-    on that frame); other sinks are offered the payload.
+    (header + payload: for frame streams a zero-copy slice of the bundle, which
+    stores them pre-framed); other sinks are offered the payload.
     """
 
     framed: bool
@@ -150,7 +124,7 @@ class DirectSink:
     def post(self, text: str) -> None:
         if self.alive:
             data = text.encode()
-            self._transport.write(frame_header(len(data), _OP_TEXT) + data)
+            self._transport.write(frame_header(len(data), OP_TEXT) + data)
 
     def buffered(self) -> int:
         try:

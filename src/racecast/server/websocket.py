@@ -32,6 +32,7 @@ from ..protocol import (
     parse_command,
 )
 from .engine import Viewer
+from .ingest import DONE, Job
 from .replays import InvalidId, Replay, UnknownReplay
 from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
 
@@ -48,6 +49,7 @@ CLOSE_INTERNAL = 1011  # the replay could not be opened
 CLOSE_TRY_LATER = 1013  # connection limit reached
 CLOSE_BAD_REQUEST = 4400  # invalid replay id or encoding
 CLOSE_NOT_FOUND = 4404  # no such replay
+CLOSE_INGEST_FAILED = 4500  # the replay's server-side ingest failed
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -146,9 +148,20 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             await _refuse(ws, CLOSE_BAD_REQUEST, "invalid replay id", str(e))
             return
         except UnknownReplay:
-            metrics.error("unknown_replay")
-            await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", f"no replay {replay_id!r} on this server")
-            return
+            job = state.ingest.job(replay_id) if state.ingest is not None else None
+            # (an ingest that ended while we looked leaves no job but a bundle)
+            if job is None and not (state.ingest is not None and state.replays.data.exists(replay_id)):
+                metrics.error("unknown_replay")
+                await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", f"no replay {replay_id!r} on this server")
+                return
+            if job is not None and not await _await_ingest(ws, state, job):
+                return
+            try:
+                replay = await state.replays.aget(replay_id)
+            except (UnknownReplay, BundleError) as e:
+                metrics.error("ingest_failed")
+                await _refuse(ws, CLOSE_INGEST_FAILED, "ingest failed", f"replay {replay_id!r} was ingested but cannot be opened: {e!r}")
+                return
         except BundleError as e:
             metrics.error("damaged_replay")
             log.warning("replay %s cannot be opened: %s", replay_id, e)
@@ -173,6 +186,56 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         if viewer is not None:
             _detach(state, viewer)
         state.connections.discard(conn)
+
+
+async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job) -> bool:
+    """Relay ``job``'s progress to a waiting viewer until it ends; True when the replay is ready.
+
+    The viewer sleeps on the job's change event and sends the newest progress when
+    woken (latest wins, nothing queues per viewer). It keeps reading meanwhile, only
+    to notice a disconnect: commands before ``loading_complete`` are dropped
+    (rate-limited like any other).
+    """
+    metrics = state.metrics
+    mono = state.engine.clock.monotonic
+    limiter = RateLimiter(state.command_rate, state.command_burst, mono())
+    recv: asyncio.Future = asyncio.ensure_future(ws.receive())
+    seen = -1
+    try:
+        while True:
+            if job.version != seen:
+                seen = job.version
+                if not job.active:
+                    break
+                await ws.send_text(loading_progress(round(job.progress, 4), job.message))
+            changed = asyncio.ensure_future(job.changed(seen))
+            try:
+                await asyncio.wait((recv, changed), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            if recv.done():
+                msg = recv.result()
+                if msg["type"] == "websocket.disconnect":
+                    return False
+                if len(msg.get("text") or msg.get("bytes") or b"") > MAX_COMMAND_BYTES:
+                    metrics.error("too_large")
+                    await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
+                    return False
+                wait = limiter.delay(mono())
+                if wait > 0:
+                    metrics.error("throttled")
+                    await asyncio.sleep(wait)
+                recv = asyncio.ensure_future(ws.receive())
+    finally:
+        if not recv.done():
+            recv.cancel()
+    if recv.done() and not recv.cancelled() and recv.result()["type"] == "websocket.disconnect":
+        return False
+    if job.state == DONE:
+        return True
+    metrics.error("ingest_failed")
+    await _refuse(ws, CLOSE_INGEST_FAILED, "ingest failed", job.error or "ingest failed")
+    return False
 
 
 async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, replay: Replay) -> None:

@@ -8,12 +8,12 @@ track geometry from a lap's trace.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from racecast.race import Status, TrackGeometry, rank_positions
-from racecast.sources import ProgressFn
+from racecast.race import Race, RaceError, Status, TrackGeometry, rank_positions
+from racecast.sources import IngestError, ProgressFn
 
 #: Samples further apart than this (s) are a gap: hold the last value, don't interpolate.
 MAX_GAP = 1.0
@@ -197,6 +197,37 @@ def running_order(progress: np.ndarray, status: np.ndarray, finish_order: np.nda
         fo = np.nan_to_num(np.asarray(finish_order, dtype=np.float64), nan=0.0)
         key = np.where(status == Status.FINISHED, key - 1e-6 * fo[None, :], key)
     return rank_positions(key, status)
+
+
+def fill_order(ch: Mapping[str, np.ndarray], positions: np.ndarray, status: np.ndarray, prog: np.ndarray) -> np.ndarray:
+    """Write the position, status and race_progress channels; return the fraction of the current lap.
+
+    The fraction is ``prog``'s decimal part, 0 before the first crossing (negative progress).
+    """
+    ch["position"][:] = positions
+    ch["status"][:] = status
+    ch["race_progress"][:] = np.maximum(prog, 0.0)
+    rel = prog - np.floor(prog)
+    rel[prog < 0] = 0.0
+    return rel
+
+
+def median_lap_length(values: Iterable[float], fallback: float) -> float:
+    """The median of the positive lap distances, unless it is implausible (off by 2x) or there are none."""
+    vals = [v for v in values if v > 0]
+    if not vals:
+        return float(fallback)
+    med = float(np.median(vals))
+    return med if 0.5 * fallback < med < 2.0 * fallback else float(fallback)
+
+
+def build_race(what: str, *, fps: int, channels: Mapping[str, np.ndarray], **fields: Any) -> Race:
+    """A :class:`Race` on the frame grid of ``channels``; a failed validation is an IngestError about ``what``."""
+    n = len(channels["x"])
+    try:
+        return Race(fps=fps, t=np.arange(n, dtype=np.float64) / fps, channels=channels, **fields)
+    except RaceError as exc:
+        raise IngestError(f"{what} did not make a valid race: {exc}") from exc
 
 
 def race_gaps(

@@ -51,7 +51,6 @@ from racecast.race import (
     PitStop,
     Race,
     RaceControlMessage,
-    RaceError,
     Status,
     TrackStatus,
     TrackStatusPeriod,
@@ -59,7 +58,10 @@ from racecast.race import (
 )
 from racecast.sources import IngestError, ProgressFn
 from racecast.sources._common import (
+    build_race,
     fallback_color,
+    fill_order,
+    median_lap_length,
     clean_samples,
     frame_grid,
     geometry_from_path,
@@ -144,6 +146,8 @@ def _import_fastf1() -> Any:
         import fastf1  # noqa: PLC0415 -- optional extra, imported only when used
     except ImportError as exc:
         raise IngestError(MISSING_FASTF1) from exc
+    if hasattr(fastf1, "set_log_level"):  # its INFO chatter would swamp progress bars and server logs
+        fastf1.set_log_level("WARNING")
     return fastf1
 
 
@@ -819,11 +823,7 @@ def race_from_fastf1_frames(
         positions = running_order(prog, status, finish_order)
     else:
         positions, best = _best_lap_order(grid, dlaps, drivers)
-    ch["position"][:] = positions
-    ch["status"][:] = status
-    ch["race_progress"][:] = np.maximum(prog, 0.0)
-    rel = prog - np.floor(prog)
-    rel[prog < 0] = 0.0
+    rel = fill_order(ch, positions, status, prog)
     rel[status == Status.FINISHED] = 1.0
     ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0)
     ch["dist"][:] = np.maximum(dist - dist[start_f][None, :], 0.0)
@@ -875,25 +875,22 @@ def race_from_fastf1_frames(
         "skipped_drivers": sorted(set(laps) - set(nums)),
     }
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
-    try:
-        return Race(
-            fps=fps,
-            t=np.arange(n, dtype=np.float64) / fps,
-            drivers=tuple(drivers),
-            channels=ch,
-            leader_lap=leader_lap,
-            total_laps=int(total),
-            geometry=geometry,
-            id=f"{frames.year}_{frames.round}_{frames.session}",
-            title=title,
-            event=event,
-            track_status=_track_status(frames.track_status, begin, grid[-1]),
-            messages=_messages(frames.race_control_messages, frames.t0_date, begin, grid[-1], code_of),
-            pit_stops=_pit_stops(dlaps, drivers, begin) if frames.race_like else (),
-            weather=_weather(frames.weather, begin, grid[-1]),
-        )
-    except RaceError as exc:
-        raise IngestError(f"the FastF1 data did not make a valid race: {exc}") from exc
+    return build_race(
+        "the FastF1 data",
+        fps=fps,
+        channels=ch,
+        drivers=tuple(drivers),
+        leader_lap=leader_lap,
+        total_laps=int(total),
+        geometry=geometry,
+        id=f"{frames.year}_{frames.round}_{frames.session}",
+        title=title,
+        event=event,
+        track_status=_track_status(frames.track_status, begin, grid[-1]),
+        messages=_messages(frames.race_control_messages, frames.t0_date, begin, grid[-1], code_of),
+        pit_stops=_pit_stops(dlaps, drivers, begin) if frames.race_like else (),
+        weather=_weather(frames.weather, begin, grid[-1]),
+    )
 
 
 def _lap_length(dlaps: list[_Laps], grid: np.ndarray, dist: np.ndarray, fallback: float) -> float:
@@ -908,11 +905,7 @@ def _lap_length(dlaps: list[_Laps], grid: np.ndarray, dist: np.ndarray, fallback
             k = int(dl.cross_k[a + 1])
             if k - int(dl.cross_k[a]) == 1 and k not in pit_laps and k != 1:
                 vals.append(dc[a + 1] - dc[a])
-    vals = [v for v in vals if v > 0]
-    if not vals:
-        return float(fallback)
-    med = float(np.median(vals))
-    return med if 0.5 * fallback < med < 2.0 * fallback else float(fallback)
+    return median_lap_length(vals, fallback)
 
 
 def _timing_channels(ch: dict[str, np.ndarray], j: int, dl: _Laps, grid: np.ndarray) -> None:

@@ -53,7 +53,6 @@ from racecast.race import (
     Compound,
     Driver,
     Race,
-    RaceError,
     Status,
     TrackGeometry,
     empty_channels,
@@ -62,6 +61,9 @@ from racecast.sources import IngestError, ProgressFn
 from racecast.sources._common import (
     HALF_WIDTH,
     MAX_GAP,
+    build_race,
+    fill_order,
+    median_lap_length,
     clean_samples,
     fallback_color,
     frame_grid,
@@ -177,7 +179,7 @@ def _import_pandas() -> Any:
     try:
         import pandas as pd  # noqa: PLC0415 -- optional: only tables need it
     except ImportError as exc:
-        raise IngestError("reading tables needs pandas: pip install pandas (and pyarrow for Parquet)") from exc
+        raise IngestError("reading tables needs pandas: pip install 'racecast[table]'") from exc
     return pd
 
 
@@ -195,7 +197,7 @@ def _read(path: Path) -> tuple[Any, bool]:
         try:
             return pd.read_parquet(path), False
         except ImportError as exc:
-            raise IngestError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+            raise IngestError("reading Parquet needs pyarrow: pip install 'racecast[table]'") from exc
         except Exception as exc:
             raise IngestError(f"{path.name}: not a readable Parquet file ({exc})") from exc
     csv_like = [".csv", ".tsv", ".txt"]
@@ -707,11 +709,7 @@ def race_from_samples(
     finish_order = np.full(nd, np.nan)
     finish_order[finished[np.argsort(finish_t[finished], kind="stable")]] = np.arange(1, finished.size + 1)
     positions = running_order(prog, status, finish_order)
-    ch["position"][:] = positions
-    ch["status"][:] = status
-    ch["race_progress"][:] = np.maximum(prog, 0.0)
-    rel = prog - np.floor(prog)
-    rel[prog < 0] = 0.0
+    rel = fill_order(ch, positions, status, prog)
     ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0) if closed else np.clip(prog, 0.0, 1.0)
     ch["dist"][:] = dist - dist[0][None, :]
     lap = np.clip(np.floor(prog).astype(np.int64) + 1, 0, None) if closed else np.ones((n, nd), dtype=np.int64)
@@ -746,21 +744,18 @@ def race_from_samples(
     total = max((int(ck.max()) for _, ck in crossings if ck.size), default=0) if closed else 1
     ev = dict(event or {})
     ev.update({"session_time_offset": round(t_begin, 3), "closed_track": closed})
-    try:
-        return Race(
-            fps=fps,
-            t=np.arange(n, dtype=np.float64) / fps,
-            drivers=tuple(drivers),
-            channels=ch,
-            leader_lap=leader_lap,
-            total_laps=max(int(total), 0),
-            geometry=geo,
-            id=race_id,
-            title=title,
-            event=ev,
-        )
-    except RaceError as exc:
-        raise IngestError(f"the table did not make a valid race: {exc}") from exc
+    return build_race(
+        "the table",
+        id=race_id,
+        title=title,
+        event=ev,
+        geometry=geo,
+        drivers=tuple(drivers),
+        fps=fps,
+        channels=ch,
+        leader_lap=leader_lap,
+        total_laps=max(int(total), 0),
+    )
 
 
 def _finite(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -786,9 +781,5 @@ def _lap_length(crossings: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray
         dc = np.interp(ct, grid, dist[:, j])
         one = np.diff(ck) == 1
         vals.extend(np.diff(dc)[one].tolist())
-    vals = [v for v in vals if v > 0]
-    if not vals:
-        return float(fallback)
-    med = float(np.median(vals))
-    return med if 0.5 * fallback < med < 2.0 * fallback else float(fallback)
+    return median_lap_length(vals, fallback)
 

@@ -6,6 +6,10 @@
 //   onFrames(frames)              decoded frames, in arrival order
 //   onDown({code, reason, retryIn, attempt})   connection lost; another try follows in retryIn ms
 //   onFatal({code, reason})       the server refused this replay for good (no retry)
+//
+// Encodings: "msgpack" and "compact" (one frame per message, `?encoding=`), "chunks" (chunk mode:
+// `?mode=chunks&compression=gzip`, one gzip-compressed one-second chunk per message; identity
+// where the browser has no DecompressionStream). `bytesReceived` counts every message's bytes.
 
 const RETRY_MS = [250, 500, 1000, 2000, 4000];
 const FATAL_CODES = new Set([4404, 4400, 1008]); // unknown replay, bad request, policy violation
@@ -16,6 +20,7 @@ export class ReplayConnection {
     this.base = base;
     this._setEncoding(encoding);
     this.attempt = 0;
+    this.bytesReceived = 0;
     this.open = false;
     this.stopped = false;
     this.timer = null;
@@ -31,7 +36,8 @@ export class ReplayConnection {
   _setEncoding(encoding) {
     this.encoding = encoding;
     const proto = this.base.protocol === "https:" ? "wss:" : "ws:";
-    const q = encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
+    const q = encoding === "chunks" ? `?mode=chunks&compression=${chunkCompression()}`
+      : encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
     this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}`;
   }
 
@@ -66,9 +72,12 @@ export class ReplayConnection {
         this.onOpen();
         break;
       case "json":
+        this.bytesReceived += m.bytes || 0;
         this.onMessage(m.msg);
         break;
       case "frames":
+        this.bytesReceived += m.bytes || 0;
+        if (m.encoding !== this.encoding) break; // posted by the socket before a switch of encoding
         this.onFrames(m.frames);
         break;
       case "fatal":
@@ -94,4 +103,9 @@ export class ReplayConnection {
       }
     }
   }
+}
+
+/** The chunk compression this browser can inflate: gzip through DecompressionStream, else none. */
+export function chunkCompression() {
+  return typeof DecompressionStream === "function" ? "gzip" : "identity";
 }

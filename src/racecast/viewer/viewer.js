@@ -1,13 +1,20 @@
 // The replay viewer: wires the connection, the playback state and the widgets together.
 //
-// Frames arrive at up to 25 per second; the map animates at the display's rate by moving each car
-// from where it is drawn now to its position in the newest frame over one frame period, so
-// motion never jumps at normal speed. Seeks (or any gap in the frame sequence) snap instead.
+// Frame modes (msgpack, compact): frames arrive at up to 25 per second; the map animates at the
+// display's rate by moving each car from where it is drawn now to its position in the newest
+// frame over one frame period, so motion never jumps at normal speed. Seeks (or any gap in the
+// frame sequence) snap instead.
+//
+// Chunk mode (the default where the replay has chunks): one-second chunks arrive ahead of the
+// playhead; the viewer paces playback itself (playhead.js): each animation frame it shows the
+// frame at the local playhead and draws cars interpolated between it and the next frame. A
+// playhead that reaches a chunk not yet received holds the last frame ("buffering") and waits.
 
-import { ReplayConnection } from "./connection.js";
+import { chunkCompression, ReplayConnection } from "./connection.js";
 import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
 import { Leaderboard } from "./leaderboard.js";
 import { messagesUntil, normalizeMeta, statusAt, weatherAt } from "./model.js";
+import { ChunkBuffer, Playhead } from "./playhead.js";
 import { History, Telemetry } from "./telemetry.js";
 import { Timeline } from "./timeline.js";
 import { TrackMap } from "./trackmap.js";
@@ -15,6 +22,10 @@ import { TrackMap } from "./trackmap.js";
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64];
 export const SPEED_KEYS = { 1: 1, 2: 4, 3: 16, 4: 64 };
 const FEED_MAX = 40;
+const CHUNKS_AHEAD = 10; // chunk mode: chunks kept beyond the playhead's (the server pushes at most 8 ahead)
+const BUFFERING_SHOWN_MS = 300; // a stall shorter than this shows no banner (a seek's chunk is on its way)
+const SHOW_MS = 30; // chunk mode: the page shows a new frame at most this often while playing
+const RESYNC_MS = 1000; // a stall this long asks the server for the chunk again (a seek to the playhead)
 const FINISHED = { key: "FINISHED", text: "Chequered flag", color: "#f4f4f4" };
 
 const $ = (sel) => document.querySelector(sel);
@@ -46,6 +57,12 @@ export class Viewer {
     this.everLoaded = false;
     this.failed = false;
     this.history = new History();
+    this.ph = null; // chunk mode: the local playhead (Playhead) and the chunks held (ChunkBuffer)
+    this.buf = null;
+    this.stallSince = null; // chunk mode: when the playhead started waiting for a chunk
+    this.stallAt = null; // ... and the position it waits at
+    this.live = false; // the connection has loaded the replay: commands are answered
+    this.resyncAt = 0;
     this.state = {
       replay: replayId,
       loaded: false,
@@ -62,6 +79,12 @@ export class Viewer {
       error: null,
       status: "GREEN",
       encoding: null,
+      frames_shown: 0,
+      bytes_received: 0,
+      buffering: false,
+      chunks_held: 0,
+      chunks_skipped: 0,
+      resyncs: 0,
     };
     window.racecast = { state: this.state, viewer: this };
   }
@@ -75,12 +98,17 @@ export class Viewer {
       // A new connection: nothing is awaiting a reply on it yet.
       this.sent = [];
       this.lastSeq = 0;
+      this.live = false; // until this connection's loading_complete
       this.state.connected = true;
       this._conn(true);
       if (!this.everLoaded) this._loading("Loading replay…");
     };
     conn.onMessage = (msg) => this._message(msg);
-    conn.onFrames = (frames) => { for (const f of frames) this._frame(f); };
+    conn.onFrames = (frames) => {
+      this.state.bytes_received = conn.bytesReceived;
+      if (conn.encoding === "chunks") this._chunk(frames);
+      else for (const f of frames) this._frame(f);
+    };
     conn.onDown = (info) => this._down(info);
     conn.onFatal = ({ code, reason }) => {
       this.state.connected = false;
@@ -96,6 +124,7 @@ export class Viewer {
   // -- server messages -----------------------------------------------------------------------------
 
   async _message(msg) {
+    this.state.bytes_received = this.conn.bytesReceived;
     switch (msg.type) {
       case "loading_progress": {
         const p = msg.progress ?? msg.fraction ?? (msg.percent != null ? msg.percent / 100 : null);
@@ -115,7 +144,7 @@ export class Viewer {
         // A reply to a command raises seq; the opening state and the end-of-replay one repeat it.
         const reply = msg.seq == null || msg.seq > this.lastSeq;
         if (msg.seq != null) this.lastSeq = Math.max(this.lastSeq, msg.seq);
-        if (reply) this._replied();
+        const kind = reply ? this._replied() : null;
         // Adopt the server's word when it answers our latest command (earlier answers would make
         // the controls flicker) or when the replay ended by itself.
         if ((reply && this.sent.length === 0) || msg.ended) {
@@ -125,6 +154,7 @@ export class Viewer {
           this.want.speed = this.state.speed;
           this._controls();
         }
+        if (this.ph) this._paceFrom(msg, kind);
         break;
       }
       case "error":
@@ -154,6 +184,8 @@ export class Viewer {
       return;
     }
     this.state.encoding = this.conn.encoding;
+    if (this.conn.encoding === "chunks" && !this.ph) this._chunkMode(raw);
+    this.live = true;
     this.state.loaded = true;
     this.state.error = null;
     $("#loading").hidden = true;
@@ -164,6 +196,7 @@ export class Viewer {
       const f = this.seekTarget ?? this.unackedSeek ?? this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
       this.seekTarget = null;
       this.unackedSeek = null;
+      if (this.ph) this._placePlayhead(f, false);
       this._send({ action: "seek", frame: f });
       if (this.want.playing) this._send({ action: "play", speed: this.want.speed });
       else this._send({ action: "speed", speed: this.want.speed });
@@ -185,10 +218,12 @@ export class Viewer {
   }
 
   _down({ retryIn, attempt, wasOpen }) {
+    this.live = false;
     this.state.connected = false;
     this._conn(false);
     if (this.failed) return;
     if (this.cur) this.resumeFrame = this.cur.frame_index;
+    if (this.ph) this._placePlayhead(this.ph.at(performance.now()), false); // no chunks come: stop here
     const secs = (retryIn / 1000).toFixed(retryIn < 1000 ? 2 : 0);
     if (!this.everLoaded) {
       this._loading(attempt > 2 ? `Cannot reach the server — retrying in ${secs} s (attempt ${attempt})` : "Connecting…");
@@ -210,10 +245,133 @@ export class Viewer {
     this._ingest(f);
   }
 
+  // -- chunk mode -----------------------------------------------------------------------------------
+
+  _chunkMode(raw) {
+    const streams = (raw && raw.streams) || {};
+    const s = streams[chunkCompression() === "gzip" ? "chunks.gz" : "chunks"] || streams.chunks || {};
+    const per = s.frames_per_item > 1 ? s.frames_per_item : 25;
+    this.ph = new Playhead(this.meta.nFrames, this.meta.fps);
+    this.buf = new ChunkBuffer(per, CHUNKS_AHEAD, this.meta.nFrames);
+    if (this.cur) this.ph.set(this.cur.frame_index, false, this.state.speed, performance.now());
+  }
+
+  /** One decoded chunk (its frames in order) into the buffer, unless it is from before a pending seek. */
+  _chunk(frames) {
+    if (!this.meta || !this.buf || !frames.length) return;
+    const f0 = frames[0];
+    if (!this.grid && f0.frame_index === 0) this.grid = gridOf(f0);
+    this.state.frames_received += frames.length;
+    // After a seek the server acknowledges first, then sends the target's chunk: chunks before the
+    // acknowledgement are from the old position (and one behind the playhead is dropped by the buffer).
+    if (this.sent.includes("seek")) return;
+    this.buf.add(frames, this.ph.at(performance.now()));
+    this.state.chunks_held = this.buf.size;
+    this.dirty = true;
+  }
+
+  /** Move the local playhead (a local seek or pause, a reconnect): the clock restarts from there. */
+  _placePlayhead(frame, playing) {
+    this.ph.set(frame, playing, null, performance.now());
+    this.stallAt = null;
+    this.dirty = true;
+  }
+
+  /** A `state` message in chunk mode: adopt the server's position, play state and speed. */
+  _paceFrom(msg, kind) {
+    if (this.sent.includes("seek")) return; // the pending seek's reply places the playhead
+    const now = performance.now();
+    const ph = this.ph;
+    const playing = !!msg.playing && !this.sent.includes("pause");
+    const speed = Number(msg.speed);
+    // A speed change keeps the picture where it is (the reply's frame is a tick old); the end of
+    // the replay (unsolicited) lets a playhead a little behind the server's play out to the end.
+    if (kind === "speed" && ph.playing && playing) ph.retime(speed, now);
+    else if (kind === null && msg.ended && ph.playing) return;
+    else ph.set(Number(msg.frame), playing, speed, now);
+    // After a seek, play or connect the server pushes chunks in order from its playhead again.
+    if (kind !== "speed" && kind !== "pause") this.buf.epoch += 1;
+    // The clock starts with the frame: until its chunk comes (right after this reply) hold here.
+    this.stallAt = this.buf.has(Math.floor(ph.frame)) ? null : ph.frame;
+    this.dirty = true;
+  }
+
+  /** Each animation frame in chunk mode: show the frame at the playhead, or wait for its chunk. */
+  _pace(now) {
+    const ph = this.ph;
+    if (!this.meta || !this.everLoaded) return;
+    // Waiting for a chunk (or for the first one after a reply): the clock starts when it is there.
+    if (this.stallAt != null && ph.playing) ph.set(this.stallAt, true, null, now);
+    let p = ph.at(now);
+    let i = Math.floor(p);
+    if (ph.playing && p >= ph.last && this.buf.has(ph.last)) this._placePlayhead(ph.last, false); // the end: stop here
+    this.buf.trim(p);
+    this.state.chunks_held = this.buf.size;
+    let f = this.buf.get(i);
+    if (!f && ph.playing) {
+      // The server sends chunks in order: one held after the missing one means the missing one was
+      // skipped (the server's playhead passed it: backpressure, or over 25x where it pushes one
+      // chunk per tick) and will not come. Go on from the next one, as frame modes skip frames.
+      const j = this.buf.nextAfter(i);
+      if (j !== undefined) {
+        this._placePlayhead(j, true);
+        this.state.chunks_skipped += 1;
+        p = i = j;
+        f = this.buf.get(j);
+      }
+    }
+    if (!f) {
+      this._stall(now, p, i);
+      return;
+    }
+    if (this.stallSince != null) this._stalled(false);
+    this.stallAt = null;
+    // The page (board, telemetry, clock) follows at most every SHOW_MS while playing, as in frame
+    // modes at 25 Hz; the map moves every animation frame (_positionsAt).
+    const cur = this.cur;
+    if (f !== cur && (!ph.playing || !cur || f.frame_index < cur.frame_index || now - this.arrival >= SHOW_MS)) this._ingest(f);
+  }
+
+  _stall(now, p, i) {
+    if (this.stallAt == null) this.stallAt = p; // the clock waits here: no jump when the chunk comes
+    if (this.stallSince == null) {
+      this.stallSince = now;
+      this.state.buffering = true;
+    }
+    const waited = now - this.stallSince;
+    if (waited >= BUFFERING_SHOWN_MS) this._stalled(true);
+    // Chunks the server skipped (backpressure) or a drifted clock: a seek to the playhead makes the
+    // server push its chunk at once and start again from there.
+    if (waited >= RESYNC_MS && now >= this.resyncAt && this.live && !this.sent.includes("seek")) {
+      this.resyncAt = now + RESYNC_MS;
+      this.state.resyncs += 1;
+      this.seek(i);
+    }
+  }
+
+  _stalled(on) {
+    const b = $("#buffering");
+    if (on) {
+      if (b.hidden && $("#reconnect").hidden) b.hidden = false;
+      return;
+    }
+    this.stallSince = null;
+    this.stallAt = null;
+    this.state.buffering = false;
+    b.hidden = true;
+  }
+
   _ingest(f) {
     const now = performance.now();
     const cur = this.cur;
     const step = cur ? f.frame_index - cur.frame_index : 0;
+    if (this.ph) {
+      // Chunk mode: the animation interpolates from the buffer; only a step back forgets laps.
+      this.from = null;
+      if (cur && step < 0) this._jumped(f, true);
+      this._showFrame(f, now);
+      return;
+    }
     // Largest step playback makes (a bit over one tick at the recent speed); anything else is a seek.
     const speed = Math.max(this.state.speed, now - this.speedChangedAt < 1000 ? this.prevSpeed : 0);
     const maxStep = Math.max(3, Math.ceil(speed * 2) + 2);
@@ -225,6 +383,11 @@ export class Viewer {
       this.from = null;
       if (cur && step !== 0 && !(step > 0 && step <= maxStep)) this._jumped(f, step < 0);
     }
+    this.state.frames_received += 1;
+    this._showFrame(f, now);
+  }
+
+  _showFrame(f, now) {
     this.cur = f;
     this.arrival = now;
     this.dirty = true;
@@ -234,7 +397,7 @@ export class Viewer {
     st.t = f.t;
     st.clock = f.t - this.meta.t0;
     st.lap = f.lap;
-    st.frames_received += 1;
+    st.frames_shown += 1;
     this._laps(f);
     if (f.weather) this.weather = f.weather;
     this.history.push(f);
@@ -274,6 +437,19 @@ export class Viewer {
     const cur = this.cur;
     const out = new Map();
     if (!cur) return out;
+    if (this.ph) {
+      // Chunk mode: between the two frames around the playhead, by its fraction.
+      const p = this.ph.at(now);
+      const i = Math.floor(p);
+      const f = this.buf.get(i) || cur;
+      const next = f.frame_index === i && p > i ? this.buf.get(i + 1) : null;
+      const a = p - i;
+      for (const [code, c] of Object.entries(f.drivers)) {
+        const n = next && next.drivers[code];
+        out.set(code, n ? { x: c.x + (n.x - c.x) * a, y: c.y + (n.y - c.y) * a } : { x: c.x, y: c.y });
+      }
+      return out;
+    }
     const a = this.from ? Math.min(1, Math.max(0, (now - this.arrival) / this.period)) : 1;
     for (const [code, c] of Object.entries(cur.drivers)) {
       const p = this.from && this.from.get(code);
@@ -284,8 +460,9 @@ export class Viewer {
 
   _tick(now) {
     requestAnimationFrame((t) => this._tick(t));
+    if (this.ph) this._pace(now);
     if (!this.cur || !this.map) return;
-    const moving = this.from && now - this.arrival < this.period + 20;
+    const moving = this.ph ? this.ph.playing && this.stallSince == null : this.from && now - this.arrival < this.period + 20;
     if (!moving && !this.dirty) return; // nothing changes on screen: draw nothing (paused costs nothing)
     this.dirty = false;
     const pos = this._positionsAt(now);
@@ -403,12 +580,14 @@ export class Viewer {
     this.conn.send(msg);
   }
 
+  /** A reply came: the command it answers leaves the queue (returned: "seek", "play", ...). */
   _replied() {
     const kind = this.sent.shift();
     if (kind === "seek" && !this.sent.includes("seek")) {
       this.unackedSeek = null;
       if (this.seekTarget != null) this._sendSeek();
     }
+    return kind ?? null;
   }
 
   play() {
@@ -420,6 +599,7 @@ export class Viewer {
 
   pause() {
     this.want.playing = this.state.playing = false;
+    if (this.ph) this._placePlayhead(this.ph.at(performance.now()), false); // stop now; the reply says where
     this._send({ action: "pause" });
     this._controls();
   }
@@ -449,6 +629,8 @@ export class Viewer {
   seek(frame) {
     if (!this.meta) return;
     this.seekTarget = Math.max(0, Math.min(this.meta.nFrames - 1, Math.round(frame)));
+    // Chunk mode: show the target at once if a held chunk has it; the reply starts the clock there.
+    if (this.ph) this._placePlayhead(this.seekTarget, false);
     if (!this.sent.includes("seek")) this._sendSeek(); // else: sent when the pending one is answered
   }
 
@@ -461,7 +643,9 @@ export class Viewer {
   step(seconds) {
     if (!this.cur) return;
     // Relative to the newest target: five quick presses of → go 5 s on, not 1 s five times.
-    const base = this.seekTarget ?? this.unackedSeek ?? this.cur.frame_index;
+    // (Chunk mode: the playhead is on a seek's target as soon as it is acknowledged.)
+    const here = this.ph ? Math.floor(this.ph.at(performance.now())) : this.cur.frame_index;
+    const base = this.seekTarget ?? this.unackedSeek ?? here;
     this.seek(base + seconds * this.meta.fps);
   }
 
@@ -472,6 +656,7 @@ export class Viewer {
   seekLap(n) {
     const last = this.meta.maxLap || n;
     this.seekTarget = null;
+    if (this.ph) this._placePlayhead(this.ph.at(performance.now()), false); // the reply says which frame
     this._send({ action: "seek", lap: Math.max(1, Math.min(last, n)) });
   }
 
@@ -617,9 +802,11 @@ function gridOf(frame) {
   return Object.fromEntries(Object.entries(frame.drivers).map(([c, d]) => [c, d.position]));
 }
 
-/** The smallest per-frame encoding this viewer can decode that the replay offers. */
+/** The fewest bytes this viewer can play that the replay offers: chunks, else compact frames, else msgpack. */
 function bestEncoding(raw) {
   const streams = (raw && raw.streams) || {};
+  const chunks = streams[chunkCompression() === "gzip" ? "chunks.gz" : "chunks"];
+  if (chunks && chunks.frames_per_item > 1) return "chunks";
   return streams.compact && streams.compact.frames_per_item === 1 ? "compact" : "msgpack";
 }
 
