@@ -93,6 +93,7 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
         s["seek_p99_ms_worst"] = max((p["seek_p99_ms"] for p in all_pts if p.get("seek_p99_ms") is not None), default=None)
         s["paused_cpu_pct"] = {str(p["n"]): p.get("server_cpu_pct") for p in d.get("paused", []) if "error" not in p}
         s["rss_mb_max"] = max((p["server_rss_mb"] for p in all_pts if p.get("server_rss_mb")), default=None)
+        s["viewers_per_core_1x"] = viewers_per_core(_points(doc, design, 1.0))
         out["designs"][design] = s
     one = {d: _points(doc, d, 1.0) for d in doc["designs"]}
     for other in ("seed", "floor"):
@@ -127,6 +128,18 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
             "stale_frames": {"target": 0, "measured": rc["stale_frames"], "met": rc["stale_frames"] == 0 and rc["seeks"] > 0},
         }  # fmt: skip
     return out
+
+
+def viewers_per_core(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Viewers one core would serve by CPU: N / (share of a core) at the largest N measured.
+
+    An estimate for when the load generator saturates first; it assumes CPU grows linearly
+    with viewers, which the points below it show (CPU µs per frame is flat from ~250 viewers)."""
+    ok = [p for p in points if "error" not in p and (p.get("server_cpu_pct") or 0) > 0]
+    if not ok:
+        return None
+    p = max(ok, key=lambda p: p["n"])
+    return {"viewers": round(p["n"] * 100 / p["server_cpu_pct"]), "at_n": p["n"], "cpu_pct": p["server_cpu_pct"]}
 
 
 def _viewers_met(doc: dict[str, Any], rc: dict[str, Any]) -> bool | None:
@@ -300,6 +313,9 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
             lambda d, v: _f(((_at(pts1[d], n_ref) or {}).get("bytes_per_viewer_s") or 0) / 1000 or None))  # fmt: skip
     for n in sorted({n for v in s["designs"].values() for n in v.get("paused_cpu_pct", {})}, key=int):
         row(f"server CPU % with {n} paused viewers", lambda d, v, n=n: _f(v.get("paused_cpu_pct", {}).get(n)))
+    row("viewers per core at 1x by CPU (N ÷ share of a core, largest N)",
+        lambda d, v: (f"{v['viewers_per_core_1x']['viewers']:,} ({v['viewers_per_core_1x']['at_n']:,} at "
+                      f"{v['viewers_per_core_1x']['cpu_pct']:.0f}%)") if v.get("viewers_per_core_1x") else "–")  # fmt: skip
     row("stale frames after seeks (all points)", lambda d, v: f"{v['stale_frames']} / {v['seeks']} seeks" if v["available"] else "–")
     row("worst seek→frame p99 ms", lambda d, v: _f(v.get("seek_p99_ms_worst")))
     row("peak server RSS MB", lambda d, v: _f(v.get("rss_mb_max"), 0))
@@ -330,6 +346,13 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
             f"×{_f(t['cpu_per_frame_vs_floor']['measured'], 2)}, {_yes(t['cpu_per_frame_vs_floor']['met'])}; "
             f"0 stale frames — measured {t['stale_frames']['measured']}, {_yes(t['stale_frames']['met'])}.",
         ]
+        est = {d: v.get("viewers_per_core_1x") for d, v in s["designs"].items() if v.get("viewers_per_core_1x")}
+        if t["viewers_1x_on_time"]["met"] is None and "racecast" in est:
+            out[-1] += (
+                f" By CPU, one core serves about {est['racecast']['viewers']:,} racecast viewers at 1x"
+                + "".join(f", {LABELS.get(d, d)} {e['viewers']:,}" for d, e in est.items() if d != "racecast")
+                + f" (N ÷ share of a core at the largest N; target {t['viewers_1x_on_time']['target']:,})."
+            )
     out += ["", f"![Server CPU vs viewers]({png_name})", ""]
     out += profile_markdown((doc["designs"].get("racecast") or {}).get("profile"))
     out += ["### All points", ""]
