@@ -431,3 +431,16 @@ def test_racecast_bench_command_finds_the_harness_and_refuses_unknown_designs():
     r = CliRunner().invoke(app, ["bench", "--designs", "racecast,nope"])
     assert r.exit_code == 2
     assert "unknown design" in (r.output + str(r.stderr_bytes or b""))
+
+
+def test_viewers_per_core_is_estimated_from_the_largest_point() -> None:
+    from benchmarks.streaming_report import viewers_per_core
+
+    pts = [
+        {"n": 100, "server_cpu_pct": 8.0},
+        {"n": 2000, "server_cpu_pct": 80.0},
+        {"n": 3000, "error": "connect failed"},
+        {"n": 500, "server_cpu_pct": 20.0},
+    ]
+    assert viewers_per_core(pts) == {"viewers": 2500, "at_n": 2000, "cpu_pct": 80.0}
+    assert viewers_per_core([{"n": 10, "error": "x"}]) is None
