@@ -369,6 +369,14 @@ def test_selecting_drivers_shows_telemetry(new_page: Callable[..., Page], server
     wait_state(page, f"s.frame === {N_FRAMES - 1}")
     assert card.locator('[data-field="lap_time"]').inner_text() == "0:52.300"  # tiny_race's lap time
     assert page.locator("#telemetry-chart").is_visible()
+    # A long lap line (real sector times) truncates inside the panel instead of widening the card.
+    overflow = page.evaluate("""() => {
+        const panel = document.querySelector('#telemetry').getBoundingClientRect();
+        document.querySelector('#telemetry .card .laps').textContent = 'Last lap 1:23.831 · S1 31.010 · S2 25.406 · S3 27.415'.repeat(3);
+        const card = document.querySelector('#telemetry .card').getBoundingClientRect();
+        return card.right - panel.right;
+    }""")
+    assert overflow <= 0.5, f"the telemetry card sticks out of its panel by {overflow:.0f} px"
     assert "selected" in (page.locator('#board-rows .row[data-code="D02"]').get_attribute("class") or "")
     page.click('#board-rows .row[data-code="D04"]', modifiers=["Shift"])
     wait_state(page, "s.selected.join() === 'D02,D04'")
