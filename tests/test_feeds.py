@@ -28,17 +28,21 @@ class BytesSink:
     def __init__(self) -> None:
         self.log: list[tuple[str, object]] = []
         self.refuse = False
+        self.writes = 0
 
     alive = True
 
     def offer(self, payload) -> bool:
         if self.refuse:
             return False
-        self.log.append(("bin", bytes(payload)))
+        self.push(payload)
         return True
 
     def push(self, payload) -> None:
-        self.log.append(("bin", bytes(payload)))
+        """One write: a payload, or a tuple of payloads (several messages written together)."""
+        self.writes += 1
+        for p in payload if type(payload) is tuple else (payload,):
+            self.log.append(("bin", bytes(p)))
 
     def post(self, text: str) -> None:
         self.log.append(("text", json.loads(text)))
@@ -140,16 +144,18 @@ def test_compact_backpressure_skips_frames_and_still_decodes(bundle):
     assert v.frames_skipped > 0
 
 
-def test_chunk_mode_pushes_ahead_one_message_per_second(bundle):
+def test_chunk_mode_pushes_ahead_one_message_per_chunk_one_write_per_two_seconds(bundle):
     v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks", "compression": "identity", "lookahead": "2"})
     first = [decode_chunk(p).first_frame for p in sink.binaries()]
-    assert first == [0]  # paused at connect: just the chunk to show
+    assert first == [0, 25]  # paused at connect: the chunk to show and the next (a pair, one write)
+    assert sink.writes == 1
     play(engine, v, clock, 10.0)
     chunks = [decode_chunk(p).first_frame // 25 for p in sink.binaries()]
-    assert chunks == list(range(len(chunks)))  # each once, in order
+    assert chunks == list(range(len(chunks)))  # each once, in order, one chunk per message
     pos = v.playback.frame // 25
-    assert pos + 2 <= chunks[-1] <= pos + 3  # bounded lookahead: 2 s ahead at 1x
-    assert 10 <= len(chunks) <= 14  # ~1 message per second (plus the lookahead), not 25
+    assert pos + 2 <= chunks[-1] <= pos + 4  # bounded lookahead: 2 s ahead at 1x, plus the pair's second
+    assert 10 <= len(chunks) <= 15  # ~1 chunk per second (plus the lookahead), not 25 frames
+    assert sink.writes <= len(chunks) // 2 + 2  # chunks go out in pairs: one write per two seconds
     engine.command(v, Pause(), clock.t)
     n = len(sink.binaries())
     for _ in range(50):
@@ -167,8 +173,8 @@ def test_chunk_mode_seek_sends_the_target_chunk_at_once_and_restarts_there(bundl
     play(engine, v, clock, 3.0)
     after = [decode_chunk(p).first_frame // 25 for p in sink.binaries()[-4:]]
     assert after == sorted(after) and all(c >= 16 for c in after)
-    engine.command(v, Seek(frame=30), clock.t)  # backwards: chunk 1 again
-    assert decode_chunk(sink.binaries()[-1]).first_frame == 25
+    engine.command(v, Seek(frame=30), clock.t)  # backwards: chunk 1 again (and 2 with it)
+    assert [decode_chunk(p).first_frame for p in sink.binaries()[-2:]] == [25, 50]
 
 
 def test_chunk_mode_retries_a_refused_chunk_and_skips_what_the_playhead_passed(bundle):
@@ -179,7 +185,7 @@ def test_chunk_mode_retries_a_refused_chunk_and_skips_what_the_playhead_passed(b
         engine.tick(clock.advance(DT))
     sink.refuse = False
     engine.tick(clock.advance(DT))
-    got = decode_chunk(sink.binaries()[-1]).first_frame // 25
+    got = decode_chunk(sink.binaries()[-2]).first_frame // 25  # the pair's first
     assert got == v.playback.frame // 25  # the chunk under the playhead, not the stale ones
     assert v.frames_skipped > 0
 
@@ -229,7 +235,7 @@ def test_chunk_pacer_plays_what_the_server_pushes_with_every_chunk_on_time(bundl
         f = pacer.frame_at(clock.t)
         assert f is not None, "stalled: the chunk under the playhead had not arrived"
         shown.append(f["frame_index"])
-    assert pacer.late == 0 and pacer.received <= 8 + 3
+    assert pacer.late == 0 and pacer.received <= 8 + 4
     assert shown == sorted(shown) and shown[-1] - shown[0] >= 190
     q = quantize(race)
     assert pacer.frame_at(clock.t)["drivers"][race.codes[0]]["x"] == q["x"][shown[-1], 0] / 100
@@ -268,13 +274,13 @@ def pacer_run(engine: Engine, v: Viewer, sink: BytesSink, clock: FakeClock, scri
     return pacer, shown
 
 
-def test_a_chunk_viewer_costs_about_one_visit_per_second_not_one_per_tick(bundle):
+def test_a_chunk_viewer_costs_one_visit_per_two_seconds_not_one_per_tick(bundle):
     v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})
     pacer, shown = pacer_run(engine, v, sink, clock, {0: Play(speed=1.0)}, round(12 / DT))
     assert None not in shown and pacer.late == 0  # every chunk before the playhead got there
     assert shown[-1] - shown[0] >= 12 * 25 - 2
-    # 300 ticks: 2 visits to fill the lookahead, then one per chunk (one a second), nothing in between.
-    assert engine.visits <= 12 + 4, engine.visits
+    # 300 ticks: a visit or two to fill the lookahead, then one per pair of chunks (every 2 s), nothing between.
+    assert engine.visits <= 6 + 3, engine.visits
     assert engine.ticks == 300
 
 
@@ -325,8 +331,8 @@ def test_a_refused_chunk_is_retried_at_the_next_tick(bundle):
     assert engine.visits == visits + 2 and v.frames_skipped == 2  # refused again: retried the very next tick
     sink.refuse = False
     engine.tick(clock.advance(DT))
-    assert len(sink.binaries()) == n + 1 and engine.visits == visits + 3
-    due = decode_chunk(sink.binaries()[-1]).first_frame // 25
+    assert len(sink.binaries()) == n + 2 and engine.visits == visits + 3  # the refused pair, at once
+    due = decode_chunk(sink.binaries()[-2]).first_frame // 25
     assert due * 25 <= v.playback.frame + 50  # the chunk the lookahead wanted, not a later one
 
 

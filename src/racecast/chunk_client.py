@@ -17,7 +17,7 @@ from typing import Any
 
 from .bundle.chunks import Chunk, decode_chunk
 
-#: Chunks kept for display (the lookahead is at most 8; a few behind for small seeks).
+#: Chunks kept for display (the lookahead is at most 8 chunks, plus one of a pushed pair; a few behind for small seeks).
 MAX_KEPT = 16
 
 
@@ -62,8 +62,9 @@ class ChunkPacer:
         if self.playing and p >= need + 1:
             self.late += 1
         self.chunks[c.first_frame] = c
-        while len(self.chunks) > MAX_KEPT:  # drop the chunk farthest from the playhead
-            del self.chunks[max(self.chunks, key=lambda f: abs(f - p))]
+        while len(self.chunks) > MAX_KEPT:  # drop what the playhead passed longest ago, else the farthest ahead
+            behind = [f for f, k in self.chunks.items() if f + k.n_frames <= p]
+            del self.chunks[min(behind) if behind else max(self.chunks)]
         return c
 
     def frame_at(self, now: float) -> dict[str, Any] | None:

@@ -280,8 +280,11 @@ class Engine:
                 data = v.stream.message(i)  # pre-framed at ingest: a zero-copy slice of the bundle
             else:
                 data = feed.message(i, pb.last_sent)
-                if data is not None and v.framed:
-                    data = binary_header(len(data)) + data
+                if v.framed and data is not None:
+                    if type(data) is tuple:  # several messages (chunk mode): one write
+                        data = b"".join([binary_header(len(d)) + d for d in data])
+                    else:
+                        data = binary_header(len(data)) + data
             if data is None:
                 if i is not None:  # nothing due at this position (chunk mode between chunks)
                     pb.last_sent = i
@@ -301,7 +304,7 @@ class Engine:
                     v.feed.delivered()
                     pb.last_sent = i
                     sent += 1
-                    nbytes += len(data)
+                    nbytes += sum(map(len, data)) if type(data) is tuple else len(data)
                 else:
                     skipped += 1
                     v.frames_skipped += 1

@@ -46,12 +46,13 @@ class Sink(Protocol):
 
     framed: bool
 
-    def offer(self, data: bytes | memoryview) -> bool:
-        """Write a binary frame unless the viewer is backed up; never blocks. Raises :class:`SinkClosed`."""
+    def offer(self, data: bytes | memoryview | tuple[memoryview, ...]) -> bool:
+        """Write a binary frame (or a tuple of payloads: several, together) unless the viewer is backed up;
+        never blocks. Raises :class:`SinkClosed`."""
         ...
 
-    def push(self, payload: memoryview) -> None:
-        """Write a binary frame whatever the buffer (once per command, so bounded)."""
+    def push(self, payload: memoryview | tuple[memoryview, ...]) -> None:
+        """Write a binary frame (or several, a tuple) whatever the buffer (once per command, so bounded)."""
         ...
 
     def post(self, text: str) -> None:
@@ -117,9 +118,10 @@ class DirectSink:
         t.write(data)
         return True
 
-    def push(self, payload: memoryview) -> None:
+    def push(self, payload: memoryview | tuple[memoryview, ...]) -> None:
         if self.alive:
-            self._transport.write(binary_header(len(payload)) + payload)
+            parts = payload if type(payload) is tuple else (payload,)
+            self._transport.write(b"".join([binary_header(len(p)) + p for p in parts]))
 
     def post(self, text: str) -> None:
         if self.alive:
@@ -164,16 +166,18 @@ class AsgiSink:
         self._idle.clear()
         self._wake.set()
 
-    def offer(self, payload: memoryview) -> bool:
+    def offer(self, payload: memoryview | tuple[memoryview, ...]) -> bool:
         if not self._alive:
             raise SinkClosed
         if self._queue:  # a send is in flight or waiting: skip this frame
             return False
-        self._put({"type": "websocket.send", "bytes": bytes(payload)}, len(payload))
+        for p in payload if type(payload) is tuple else (payload,):  # several messages offered together
+            self._put({"type": "websocket.send", "bytes": bytes(p)}, len(p))
         return True
 
-    def push(self, payload: memoryview) -> None:
-        self._put({"type": "websocket.send", "bytes": bytes(payload)}, len(payload))
+    def push(self, payload: memoryview | tuple[memoryview, ...]) -> None:
+        for p in payload if type(payload) is tuple else (payload,):
+            self._put({"type": "websocket.send", "bytes": bytes(p)}, len(p))
 
     def post(self, text: str) -> None:
         self._put({"type": "websocket.send", "text": text}, len(text))
