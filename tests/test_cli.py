@@ -106,3 +106,10 @@ def test_ingest_table_and_missing_fastf1(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastf1", None)  # import fastf1 -> ImportError
     r = run("ingest", "fastf1", "2023", "5", "--data", str(tmp_path / "d"))
     assert r.exit_code == 1 and "racecast[fastf1]" in r.output
+
+
+def test_help_names_the_fastf1_extra_literally():
+    # Rich markup would swallow "[fastf1]" and leave users with "pip install 'racecast'".
+    r = CliRunner().invoke(app, ["ingest", "fastf1", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    assert "racecast[fastf1]" in r.output

@@ -321,7 +321,7 @@ def ingest_fastf1(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
     data: DataOpt = None,
 ) -> None:
-    """Ingest an F1 session through FastF1 (pip install 'racecast[fastf1]')."""
+    r"""Ingest an F1 session through FastF1 (pip install 'racecast\[fastf1]')."""
     from .sources.fastf1 import load_fastf1_session
 
     ev: int | str = int(event) if event.isdigit() else event
