@@ -211,30 +211,9 @@ def test_msgpack_viewers_are_unchanged(bundle):
 
 
 def test_chunk_pacer_plays_what_the_server_pushes_with_every_chunk_on_time(bundle, race):
-    from racecast.chunk_client import ChunkPacer
-
     v, sink, engine, clock = viewer_for(bundle, {"mode": "chunks"})  # gzip, as browsers get it
-    pacer = ChunkPacer(fps=bundle.fps, last_frame=bundle.n_frames - 1)
-    seen = 0
-
-    def deliver() -> None:
-        nonlocal seen
-        for kind, m in sink.log[seen:]:
-            if kind == "text" and m.get("type") == "state":
-                pacer.on_state(m, clock.t)
-            elif kind == "bin":
-                pacer.on_chunk(m, clock.t)
-        seen = len(sink.log)
-
-    deliver()
-    engine.command(v, Play(speed=1.0), clock.t)
-    shown = []
-    for _ in range(round(8 / DT)):
-        engine.tick(clock.advance(DT))
-        deliver()
-        f = pacer.frame_at(clock.t)
-        assert f is not None, "stalled: the chunk under the playhead had not arrived"
-        shown.append(f["frame_index"])
+    pacer, shown = pacer_run(engine, v, sink, clock, {0: Play(speed=1.0)}, round(8 / DT))
+    assert None not in shown, "stalled: the chunk under the playhead had not arrived"
     assert pacer.late == 0 and pacer.received <= 8 + 4
     assert shown == sorted(shown) and shown[-1] - shown[0] >= 190
     q = quantize(race)
