@@ -166,16 +166,11 @@ class ChunkLoad:
 
     async def _one(self, i: int, timeout: float) -> None:
         c = ChunkClient(self, self.index0 + i)  # type: ignore[arg-type]
-        c.t_connect = clock()
-        try:
-            await asyncio.wait_for(c.connect(self.host, self.port), timeout)
-            await asyncio.wait_for(c.opened, timeout)
-        except Exception as e:  # noqa: BLE001 - every failure is counted
+        err = await c.open(self.host, self.port, timeout)
+        if err is not None:
             self.failed += 1
             if len(self.errors) < 5:
-                self.errors.append(f"{type(e).__name__}: {e}")
-            if c.transport is not None:
-                c.transport.abort()
+                self.errors.append(err)
             return
         self.clients.append(c)
 

@@ -157,6 +157,18 @@ class Client:
         self.ws.send_request(self.ws.connect())
         self.transport.write(b"".join(self.ws.data_to_send()))
 
+    async def open(self, host: str, port: int, timeout: float) -> str | None:
+        """Connect and complete the handshake within ``timeout`` each; on failure abort and say why."""
+        self.t_connect = clock()
+        try:
+            await asyncio.wait_for(self.connect(host, port), timeout)
+            await asyncio.wait_for(self.opened, timeout)
+        except Exception as e:  # noqa: BLE001 - every failure is counted by the caller
+            if self.transport is not None:
+                self.transport.abort()
+            return f"{type(e).__name__}: {e}"
+        return None
+
     def _readable(self) -> None:
         assert self.sock is not None
         try:
@@ -350,17 +362,12 @@ class LoadGen:
     async def _connect(self, i: int, sem: asyncio.Semaphore) -> None:
         c = Client(self, i)
         async with sem:
-            c.t_connect = clock()
-            try:
-                await asyncio.wait_for(c.connect(self.host, self.port), self.a.connect_timeout)
-                await asyncio.wait_for(c.opened, self.a.connect_timeout)
-            except (OSError, asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 - every failure is counted
-                self.failed += 1
-                if len(self.errors) < 5:
-                    self.errors.append(f"{type(e).__name__}: {e}")
-                if c.transport is not None:
-                    c.transport.abort()
-                return
+            err = await c.open(self.host, self.port, self.a.connect_timeout)
+        if err is not None:
+            self.failed += 1
+            if len(self.errors) < 5:
+                self.errors.append(err)
+            return
         self.clients.append(c)
 
     async def run(self) -> dict[str, Any]:
