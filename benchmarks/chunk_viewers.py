@@ -48,7 +48,7 @@ import numpy as np
 
 from . import procstat
 from .harness import ROOT, _env, _preexec, cpus, free_port, machine
-from .loadgen import Client, clock, raise_nofile
+from .loadgen import Client, admit, clock, raise_nofile
 from .race import BENCH_ID, write_bench_bundle
 from .report import machine_summary, replace_section
 
@@ -166,13 +166,7 @@ class ChunkLoad:
 
     async def _one(self, i: int, timeout: float) -> None:
         c = ChunkClient(self, self.index0 + i)  # type: ignore[arg-type]
-        err = await c.open(self.host, self.port, timeout)
-        if err is not None:
-            self.failed += 1
-            if len(self.errors) < 5:
-                self.errors.append(err)
-            return
-        self.clients.append(c)
+        admit(self, c, await c.open(self.host, self.port, timeout))
 
     async def connect(self, batch: int, pause: float, timeout: float) -> None:
         for b0 in range(0, self.n, batch):

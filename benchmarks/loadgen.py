@@ -112,6 +112,16 @@ class SockWriter:
             self.close()
 
 
+def admit(load: Any, client: "Client", err: str | None) -> None:
+    """Keep an opened client in ``load.clients``, or count the failure (the first five errors kept)."""
+    if err is None:
+        load.clients.append(client)
+        return
+    load.failed += 1
+    if len(load.errors) < 5:
+        load.errors.append(err)
+
+
 class Client:
     """One viewer. Hot path: :meth:`feed` (header, frame index, three appends)."""
 
@@ -363,12 +373,7 @@ class LoadGen:
         c = Client(self, i)
         async with sem:
             err = await c.open(self.host, self.port, self.a.connect_timeout)
-        if err is not None:
-            self.failed += 1
-            if len(self.errors) < 5:
-                self.errors.append(err)
-            return
-        self.clients.append(c)
+        admit(self, c, err)
 
     async def run(self) -> dict[str, Any]:
         a = self.a
