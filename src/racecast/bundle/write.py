@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .. import __version__
+from ..analysis.store import write_analysis
 from ..race import CHANNELS, Race
 from .format import (
     FORMAT_NAME,
@@ -179,6 +180,7 @@ def write_bundle(
             base = done
             streams[enc.name] = _write_stream(tmp, enc, race, lambda f, base=base, w=w: report((base + f * w) / n_steps))
             done += w
+        analysis = write_analysis(tmp, race)  # events + lap data, computed once here
         files = {
             str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
         }
@@ -188,6 +190,7 @@ def write_bundle(
             **race_metadata(race),
             "arrays": arrays,
             "streams": streams,
+            "analysis": analysis,
             "files": files,
             "created_by": f"racecast {__version__}",
         }

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 from .. import __version__
 from ..bundle import BundleError
 from ..playback import Clock
+from .analysis_http import add_analysis_routes
 from .chunks_http import add_chunk_routes
 from .engine import Engine
 from .ingest import (
@@ -231,6 +232,7 @@ def create_app(
         return Response(body, media_type="application/msgpack", headers=headers)
 
     add_chunk_routes(app, replay_or_error)
+    add_analysis_routes(app, replay_or_error)
 
     @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
     async def create_session(req: SessionRequest) -> Response:
