@@ -180,6 +180,39 @@ def verify(
     out.print(f"ok: {b.id} ({b.n_frames} frames, {b.manifest['content_hash']})")
 
 
+@app.command()
+def chart(
+    target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
+    kind: Annotated[str, typer.Option("--kind", help="gaps | positions | strategy | laptimes")] = "gaps",
+    drivers: Annotated[Optional[str], typer.Option("--drivers", help="Comma-separated codes to highlight, e.g. VER,NOR.")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="Output image: FILE.png or FILE.svg.")] = Path("chart.png"),
+    data: DataOpt = None,
+) -> None:
+    """Draw a race chart from a bundle's lap data: race trace, lap chart, tyre strategy or lap times."""
+    from .analysis.charts import ChartError, chart_spec
+    from .analysis.plot import FORMATS, PlotUnavailable, draw
+    from .analysis.store import AnalysisError, analysis_of_bundle
+
+    if out_file.suffix.lower() not in FORMATS:
+        fail(f"--out must end in {' or '.join(FORMATS)}, got {out_file.name!r}", 2)
+    b = _open(target, data)
+    try:
+        doc, _derived = analysis_of_bundle(b)
+        selected = [c.strip() for c in (drivers or "").split(",") if c.strip()]
+        spec = chart_spec(doc["laps"], b.drivers, kind, selected)
+    except ChartError as e:
+        fail(str(e), 2)
+    except AnalysisError as e:
+        fail(str(e))
+    try:
+        draw(spec, out_file, title=b.title)
+    except PlotUnavailable as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot write {out_file}: {e}")
+    out.print(f"wrote {spec['title'].lower()} of [bold]{escape(b.id)}[/] ({len(spec['series']) or len(spec.get('rows', []))} drivers) -> {escape(str(out_file))}")
+
+
 @app.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
