@@ -1,6 +1,7 @@
 // Timeline scrubber: the whole replay as a bar coloured by track status, with pit stops (below)
 // and race-control messages (above) marked; drag or click to seek (dragging seeks live).
 
+import { KIND_COLORS, describe } from "./events.js";
 import { TRACK_STATUS, clock, esc } from "./format.js";
 
 export class Timeline {
@@ -15,6 +16,7 @@ export class Timeline {
     this.tip = root.querySelector(".scrub-tip");
     this.frame = 0;
     this.dragging = false;
+    this.events = []; // race events (events.js), marked along the top edge
     root.setAttribute("aria-valuemin", "0");
     root.setAttribute("aria-valuemax", String(meta.nFrames - 1));
     new ResizeObserver(() => this.draw()).observe(root);
@@ -66,8 +68,9 @@ export class Timeline {
   _tipAt(frame) {
     const m = this.meta;
     const t = m.t0 + this._tAt(frame);
-    const near = m.messages.filter((x) => Math.abs(x.t - t) < m.duration / 200).slice(0, 2);
-    this.tip.innerHTML = `<b>${clock(this._tAt(frame))}</b>${near.map((x) => `<span>${esc(x.message)}</span>`).join("")}`;
+    const near = m.messages.filter((x) => Math.abs(x.t - t) < m.duration / 200).slice(0, 2).map((x) => x.message);
+    const evs = this.events.filter((e) => e.kind !== "overtake" && Math.abs(e.t - t) < m.duration / 200).slice(0, 2).map(describe);
+    this.tip.innerHTML = `<b>${clock(this._tAt(frame))}</b>${[...evs, ...near].map((x) => `<span>${esc(x)}</span>`).join("")}`;
     this.tip.style.left = `${(100 * frame) / Math.max(1, m.nFrames - 1)}%`;
     this.tip.hidden = false;
   }
@@ -76,6 +79,13 @@ export class Timeline {
     const pct = (100 * frame) / Math.max(1, this.meta.nFrames - 1);
     this.head.style.left = `${pct}%`;
     this.played.style.width = `${pct}%`;
+  }
+
+  /** Mark the race's events (overtakes, pit stops, ...) on the bar. */
+  setEvents(events) {
+    this.events = events;
+    this.root.dataset.events = String(events.length);
+    this.draw();
   }
 
   /** Move the playhead to `frame` (ignored while the user drags). */
@@ -117,6 +127,13 @@ export class Timeline {
     for (const msg of m.messages) {
       ctx.fillStyle = msg.category === "Flag" || msg.category === "SafetyCar" ? "#ffd12e" : "#c9cfdb";
       ctx.fillRect(xOf(msg.t) - 1, 0, 2, barY - 1);
+    }
+    const xF = (f) => (f / Math.max(1, m.nFrames - 1)) * W;
+    for (const e of this.events) {
+      if (e.kind === "pit_stop" || e.kind === "safety_car" || e.kind === "vsc" || e.kind === "red_flag") continue; // drawn already
+      ctx.fillStyle = KIND_COLORS[e.kind] || "#ccc";
+      const big = e.kind === "leader" || e.kind === "retirement" || e.kind === "chequered_flag" || e.kind === "start";
+      ctx.fillRect(xF(e.frame) - (big ? 1 : 0.5), big ? barY : barY + barH / 2, big ? 2 : 1, big ? barH : barH / 2);
     }
     for (const p of m.pitStops) {
       const d = m.byCode.get(p.driver);

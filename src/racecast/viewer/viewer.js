@@ -12,6 +12,8 @@
 
 import { chunkCompression, ReplayConnection } from "./connection.js";
 import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
+import { ChartsPanel } from "./charts.js";
+import { EventsPanel } from "./events.js";
 import { Leaderboard } from "./leaderboard.js";
 import { messagesUntil, normalizeMeta, statusAt, weatherAt } from "./model.js";
 import { ChunkBuffer, Playhead } from "./playhead.js";
@@ -409,6 +411,8 @@ export class Viewer {
     this.board.update(f, this.grid, this.fastest, this.selected);
     this.telemetry.update(f);
     this.timeline.set(f.frame_index);
+    this.events.update(f.frame_index);
+    this.charts.update(f.t);
     this._feed(f.t);
   }
 
@@ -497,6 +501,12 @@ export class Viewer {
     this.telemetry = new Telemetry($("#telemetry"), m, this.history);
     this.timeline = new Timeline($("#scrubber"), m, { onSeek: (f) => this.seek(f), onScrub: (f) => this.seek(f) });
     this.timeline.draw();
+    const selected = () => [...this.selected];
+    this.events = new EventsPanel($("#events"), m, { onSeek: (f) => this.seek(f), selected });
+    this.events.onLoad = (list) => this.timeline.setEvents(list);
+    this.events.load(this.replayId);
+    this.charts = new ChartsPanel($("#charts"), m, { onSeek: (f) => this.seek(f), onSelect: (c, add) => this.select(c, add), selected });
+    this.charts.load(this.replayId);
     this._bindControls();
     const sel = (this.params.get("select") || "").split(",").filter((c) => m.byCode.has(c));
     sel.forEach((c) => this.select(c, true));
@@ -516,6 +526,7 @@ export class Viewer {
     click("#fwd10", () => this.step(10));
     click("#help-btn", () => this.help());
     click("#labels-toggle", () => this.toggleLabels());
+    click("#charts-toggle", () => this.toggleCharts());
     $("#help-close").addEventListener("click", () => this.help(false));
     $("#help").addEventListener("click", (ev) => { if (ev.target.id === "help") this.help(false); });
     const sp = $("#speed");
@@ -560,6 +571,11 @@ export class Viewer {
       case "1": case "2": case "3": case "4": this.setSpeed(SPEED_KEYS[ev.key]); break;
       case "?": this.help(); break;
       case "l": case "L": this.toggleLabels(); break;
+      case "c": case "C": this.toggleCharts(); break;
+      case "]": this.events.jump(1, false); break;
+      case "[": this.events.jump(-1, false); break;
+      case ".": this.events.jump(1, true); break;
+      case ",": this.events.jump(-1, true); break;
       case "g": case "G": this.board.setMode(this.board.mode === "gap" ? "interval" : "gap"); break;
       default: handled = false;
     }
@@ -680,11 +696,20 @@ export class Viewer {
     this.state.selected = [...this.selected];
     if (!this.telemetry) return;
     this.telemetry.setSelection(this.state.selected);
+    if (this.events.mine.checked) this.events.render();
+    this.charts.draw();
     if (this.cur) {
       this.board.update(this.cur, this.grid, this.fastest, this.selected);
       this.telemetry.update(this.cur);
     }
     this.dirty = true;
+  }
+
+  toggleCharts(show) {
+    const c = $("#charts");
+    c.hidden = show === undefined ? !c.hidden : !show;
+    $("#charts-toggle").setAttribute("aria-pressed", String(!c.hidden));
+    this.charts.draw();
   }
 
   toggleLabels() {

@@ -1,0 +1,155 @@
+"""The viewer's event list, event jumps, timeline markers and charts panel in real Chromium.
+
+One ``racecast serve`` on a short simulated race (its pit stops, safety car, retirement and
+overtakes are events) and one browser for the module; pages must log no console error
+(the fixtures come from tests/test_viewer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Page
+
+from racecast.bundle import write_bundle
+from racecast.sources.simulate import simulate_race
+from tests.test_viewer import Server, browser, console_errors, new_page, open_viewer, state, wait_state  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("viewer-analysis")
+    write_bundle(simulate_race(laps=4, n_drivers=8, seed=3, id="demo"), data / "demo")
+    srv = Server(data)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def events(server: Server) -> list[dict]:
+    with urllib.request.urlopen(server.url + "/api/replays/demo/events") as r:
+        return json.loads(r.read())["events"]
+
+
+@pytest.fixture(scope="module")
+def laps(server: Server) -> dict:
+    with urllib.request.urlopen(server.url + "/api/replays/demo/laps") as r:
+        return json.loads(r.read())
+
+
+def ready(new_page: Callable[..., Page], server: Server) -> Page:
+    page = open_viewer(new_page, server)
+    wait_state(page, "s.frame === 0")
+    page.wait_for_function("() => document.querySelector('#events').dataset.shown !== undefined")
+    return page
+
+
+def test_event_list_shows_every_event_and_seeks_on_click(new_page: Callable[..., Page], server: Server, events: list[dict]) -> None:
+    assert {"pit_stop", "overtake", "safety_car", "retirement"} <= {e["kind"] for e in events}
+    page = ready(new_page, server)
+    rows = page.locator("#event-list li[data-frame]")
+    assert rows.count() == len(events) == int(page.locator("#events").get_attribute("data-count"))
+    assert int(page.locator("#scrubber").get_attribute("data-events")) == len(events)  # marked on the timeline
+    stop = next(e for e in events if e["kind"] == "pit_stop")
+    row = page.locator(f"#event-list li[data-kind=pit_stop][data-frame='{stop['frame']}']")
+    assert stop["drivers"][0] in row.inner_text() and "pits" in row.inner_text()
+    row.click()
+    wait_state(page, f"s.frame === {stop['frame']}")
+    # once there, the events up to now are marked as past
+    page.wait_for_function(f"() => document.querySelector(\"#event-list li[data-frame='{stop['frame']}']\").classList.contains('past')")
+    # filter by kind: only that kind is listed
+    page.select_option("#event-kind", "overtake")
+    assert page.locator("#event-list li[data-frame]").count() == sum(e["kind"] == "overtake" for e in events)
+    assert set(page.eval_on_selector_all("#event-list li[data-frame]", "els => els.map(e => e.dataset.kind)")) == {"overtake"}
+
+
+def test_keys_jump_to_the_next_and_previous_event(new_page: Callable[..., Page], server: Server, events: list[dict]) -> None:
+    page = ready(new_page, server)
+    frames = sorted({e["frame"] for e in events if e["frame"] > 0})
+    kb = page.keyboard
+    kb.press("]")
+    wait_state(page, f"s.frame === {frames[0]}")
+    kb.press("]")
+    wait_state(page, f"s.frame === {frames[1]}")
+    kb.press("[")
+    wait_state(page, f"s.frame === {frames[0]}")
+    # of a kind: the list's filter
+    page.select_option("#event-kind", "pit_stop")
+    stops = [e["frame"] for e in events if e["kind"] == "pit_stop"]
+    kb.press("]")
+    wait_state(page, f"s.frame === {stops[0]}")
+    kb.press("]")
+    wait_state(page, f"s.frame === {stops[1]}")
+    kb.press("[")
+    wait_state(page, f"s.frame === {stops[0]}")
+
+
+def test_keys_jump_between_the_selected_drivers_events(new_page: Callable[..., Page], server: Server, events: list[dict]) -> None:
+    page = ready(new_page, server)
+    counts: dict[str, int] = {}
+    for e in events:
+        for c in e["drivers"]:
+            counts[c] = counts.get(c, 0) + 1
+    code = max(counts, key=lambda c: counts[c])
+    mine = [e["frame"] for e in events if code in e["drivers"] and e["frame"] > 0]
+    assert len(mine) >= 2
+    page.locator(f"#board-rows .row[data-code={code}]").click()
+    wait_state(page, f"s.selected.length === 1 && s.selected[0] === '{code}'")
+    page.keyboard.press(".")
+    wait_state(page, f"s.frame === {mine[0]}")
+    page.keyboard.press(".")
+    wait_state(page, f"s.frame === {mine[1]}")
+    page.keyboard.press(",")
+    wait_state(page, f"s.frame === {mine[0]}")
+    # "selected only" narrows the list to that driver's events
+    page.check("#event-mine")
+    assert page.locator("#event-list li[data-frame]").count() == sum(code in e["drivers"] for e in events)
+
+
+def test_charts_panel_is_linked_to_the_replay(new_page: Callable[..., Page], server: Server, laps: dict) -> None:
+    page = ready(new_page, server)
+    charts = page.locator("#charts")
+    assert charts.is_hidden()
+    page.keyboard.press("c")
+    assert charts.is_visible()
+    page.wait_for_function("() => document.querySelector('#charts').dataset.series !== undefined")
+    assert charts.get_attribute("data-kind") == "gaps"
+    assert int(charts.get_attribute("data-series")) == len(laps["drivers"])
+    assert float(charts.get_attribute("data-marker-lap")) == 0.0
+    # click the middle of the plot: the replay goes to a lap crossing (a driver's, or the leader's)
+    box = page.locator("#chart").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.5)
+    crossings = {f for code in laps["drivers"] for f in laps["crossing_frame"][code] if f is not None}
+    wait_state(page, f"[{','.join(map(str, sorted(crossings)))}].includes(s.frame)")
+    frame = state(page)["frame"]
+    # the current-time marker followed the seek (to the lap the clicked crossing ends)
+    lap = next(k + 1 for code in laps["drivers"] for k, f in enumerate(laps["crossing_frame"][code]) if f == frame)
+    page.wait_for_function(f"() => Math.abs(Number(document.querySelector('#charts').dataset.markerLap) - {lap}) < 1.0")
+    # selecting a driver highlights it in the chart
+    code = laps["drivers"][2]
+    page.locator(f"#board-rows .row[data-code={code}]").click()
+    page.wait_for_function(f"() => document.querySelector('#charts').dataset.highlight === '{code}'")
+    # every chart kind draws
+    for kind, n in (("positions", len(laps["drivers"])), ("laptimes", len(laps["drivers"])), ("strategy", len(laps["drivers"]))):
+        page.select_option("#chart-kind", kind)
+        assert charts.get_attribute("data-kind") == kind and int(charts.get_attribute("data-series")) == n
+    page.keyboard.press("c")
+    assert charts.is_hidden()
+
+
+def test_chart_click_on_the_start_of_the_lap_chart_seeks_to_lights_out(new_page: Callable[..., Page], server: Server, laps: dict) -> None:
+    page = ready(new_page, server)
+    page.keyboard.press("]")  # somewhere else first
+    wait_state(page, "s.frame > 0")
+    page.click("#charts-toggle")
+    page.select_option("#chart-kind", "positions")
+    box = page.locator("#chart").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 41, box["y"] + 4)  # lap 0, above every line
+    wait_state(page, f"s.frame === {laps['start_frame']}")
