@@ -16,34 +16,19 @@ import pytest
 from racecast.analysis.events import compute_events, crossings
 from racecast.analysis.laps import lap_data
 from racecast.race import Race
-from tests.realdata_frames import RACES, fastf1_frames, pack_dir, truth
+from tests.realdata import RACES, real_race, truth
 
 SOURCES = ("fastf1", "table")
-
-
-@pytest.fixture(scope="session")
-def real_races() -> dict[tuple[str, str], Race]:
-    return {}
+_EVENTS: dict[tuple[str, str], list[dict]] = {}
 
 
 @pytest.fixture(params=[(s, src) for s in RACES for src in SOURCES], ids=lambda p: f"{p[0]}-{p[1]}")
-def case(request: pytest.FixtureRequest, real_races: dict) -> tuple[str, str, Race, list[dict], dict]:
+def case(request: pytest.FixtureRequest) -> tuple[str, str, Race, list[dict], dict]:
     session, source = request.param
-    pytest.importorskip("pandas")
-    key = (session, source)
-    if key not in real_races:
-        if source == "fastf1":
-            from racecast.sources.fastf1 import race_from_fastf1_frames
-
-            race = race_from_fastf1_frames(fastf1_frames(session))
-        else:
-            from racecast.sources.table import load_table
-
-            race = load_table(pack_dir(session) / "table.parquet")
-        events = [e.to_dict() for e in compute_events(race)]
-        real_races[key] = (race, events)
-    race, events = real_races[key]
-    return session, source, race, events, truth(session)
+    race = real_race(session, source)  # ingested once per test run, shared with the accuracy tests
+    if (session, source) not in _EVENTS:
+        _EVENTS[(session, source)] = [e.to_dict() for e in compute_events(race)]
+    return session, source, race, _EVENTS[(session, source)], truth(session)
 
 
 def _t0(race: Race, events: list[dict]) -> float:
