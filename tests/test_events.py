@@ -215,3 +215,18 @@ def test_degenerate_races_analyse_without_error() -> None:
     json.dumps(doc, allow_nan=False)
     assert [e["drivers"] for e in of(doc["events"], "retirement")] == [["D00"]]
     assert HOLD_S > 0
+
+
+def test_each_stop_has_its_measured_time_loss(sim: Race, sim_events: list[dict]) -> None:
+    stops = of(sim_events, "pit_stop")
+    losses = [e["loss_s"] for e in stops]
+    assert all(v is not None for v in losses)
+    green = sorted(e["loss_s"] for e in stops if not e["laps_neutralised"])
+    lane = sorted(e["pit_lane_s"] for e in stops)
+    # a stop costs about its pit-lane time plus the stationary time (less the track it skips)
+    assert 0.6 * lane[len(lane) // 2] < green[len(green) // 2] < 1.5 * lane[len(lane) // 2]
+    # the slow stops (4.5-8 s stationary in the simulator) cost more than the quick ones
+    slow = [e["loss_s"] for e in stops if e["stationary_s"] > 4.5 and not e["laps_neutralised"]]
+    quick = [e["loss_s"] for e in stops if e["stationary_s"] < 3.0 and not e["laps_neutralised"]]
+    if slow and quick:
+        assert min(slow) > float(np.median(quick))

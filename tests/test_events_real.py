@@ -179,3 +179,15 @@ def test_lap_chart_leader_matches_the_timing(case: Any) -> None:
     right = sum(laps["positions"][row["driver"]][row["lap"]] == 1 for row in tr["leader_by_lap"] if row["lap"] < len(laps["positions"][row["driver"]]))
     assert right >= 0.95 * len(tr["leader_by_lap"]), right
     assert len(crossings(race)) == race.n_drivers
+
+
+def test_pit_loss_is_measured_and_smaller_under_a_safety_car(case: Any) -> None:
+    session, source, race, events, tr = case
+    stops = [e for e in events if e["kind"] == "pit_stop"]
+    green = [e["loss_s"] for e in stops if e["loss_s"] is not None and not e["laps_neutralised"]]
+    assert len(green) >= 5
+    lane = float(np.median([e["pit_lane_s"] for e in stops]))
+    assert 0.6 * lane < float(np.median(green)) < 1.5 * lane, (np.median(green), lane)
+    sc = [e["loss_s"] for e in stops if e["loss_s"] is not None and e["laps_neutralised"] == "SC"]
+    if race.track_status and any(p["status"] == "4" for p in tr["track_status"]):
+        assert len(sc) >= 5 and float(np.median(sc)) < float(np.median(green)) - 3.0, (sorted(sc), sorted(green))

@@ -153,3 +153,38 @@ def test_chart_click_on_the_start_of_the_lap_chart_seeks_to_lights_out(new_page:
     assert box is not None
     page.mouse.click(box["x"] + 41, box["y"] + 4)  # lap 0, above every line
     wait_state(page, f"s.frame === {laps['start_frame']}")
+
+
+def test_pit_rejoin_prediction_for_the_selected_driver(new_page: Callable[..., Page], server: Server, events: list[dict]) -> None:
+    import statistics
+
+    page = ready(new_page, server)
+    stops = [e for e in events if e["kind"] == "pit_stop"]
+    last = max(stops, key=lambda e: e["exit_frame"])
+    frame = last["exit_frame"] + 250  # ten seconds after the last stop: every loss is known
+    page.evaluate(f"() => window.racecast.viewer.seek({frame})")
+    wait_state(page, f"s.frame === {frame}")
+    panel = page.locator("#pit-predict")
+    assert panel.is_hidden()
+    page.keyboard.press("p")
+    assert panel.is_visible() and "Select a driver" in panel.inner_text()
+    cur = page.evaluate("() => window.racecast.viewer.cur")
+    running = sorted((d for d in cur["drivers"].items() if d[1]["status"] == "running"), key=lambda d: d[1]["position"])
+    code = running[1][0]  # second on the road: a stop drops it some places
+    page.locator(f"#board-rows .row[data-code={code}]").click()
+    page.wait_for_function(f"() => document.querySelector('#pit-predict').dataset.driver === '{code}' && document.querySelector('#pit-predict').dataset.position !== ''")
+    t = cur["t"]
+    assert state(page)["status"] == "GREEN"
+    green = [e["loss_s"] for e in stops if e["loss_s"] is not None and not e["laps_neutralised"] and e["t_out"] <= t]
+    loss = statistics.median(green)
+    assert float(panel.get_attribute("data-loss")) == pytest.approx(loss, abs=0.01)
+
+    def gap(d: dict) -> float:
+        return 0.0 if d["position"] == 1 else d["gap"]
+
+    mine = gap(cur["drivers"][code]) + loss
+    others = [c for c, d in cur["drivers"].items() if c != code and d["status"] in ("running", "pit") and gap(d) <= mine]
+    assert int(panel.get_attribute("data-position")) == len(others) + 1
+    assert f"P{len(others) + 1}" in panel.inner_text() and "pit loss" in panel.inner_text()
+    page.keyboard.press("p")
+    assert panel.is_hidden()

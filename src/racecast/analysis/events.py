@@ -285,6 +285,49 @@ def _pit_stops(race: Race, start: int) -> tuple[list[Event], dict[int, list[tupl
     return events, visits
 
 
+def _lap_neutralised(race: Race, t_a: float, t_b: float) -> str | None:
+    """The neutralisation (``SC``, ``VSC``, ``RED``) in force at any time in ``[t_a, t_b]``, if any."""
+    found = None
+    for p in race.track_status:
+        if p.status in NEUTRALISED and p.start < t_b and p.end > t_a:
+            found = "VSC" if p.status == TrackStatus.VSC_ENDING else p.status.name
+            if found == "SC" or found == "RED":
+                return found
+    return found
+
+
+def _pit_losses(race: Race, pits: list[Event], cross: Sequence[np.ndarray], times: Sequence[np.ndarray]) -> list[Event]:
+    """Each stop's time loss: its in-lap + out-lap against the same two laps of the cars that
+    did not stop on them and ran them at about the same time (median), so a stop under a safety
+    car is measured against safety-car laps. ``loss_s`` is None when no such reference exists."""
+    t = race.t
+    stop_laps = {(e.drivers[0], e.lap) for e in pits} | {(e.drivers[0], e.lap + 1) for e in pits}
+    out = []
+    for e in pits:
+        d = race.codes.index(e.drivers[0])
+        k = e.lap - 1  # index of the in-lap
+        loss = None
+        neutral = None
+        if k + 1 < times[d].size and cross[d][k + 1] >= 0 and math.isfinite(times[d][k] + times[d][k + 1]):
+            mine = times[d][k] + times[d][k + 1]
+            t_end = float(t[cross[d][k + 1]])
+            neutral = _lap_neutralised(race, t_end - mine, t_end)
+            ref = []
+            for o in range(race.n_drivers):
+                c = race.codes[o]
+                if o == d or k + 1 >= times[o].size or cross[o][k + 1] < 0:
+                    continue
+                if (c, k + 1) in stop_laps or (c, k + 2) in stop_laps:
+                    continue
+                if abs(float(t[cross[o][k + 1]]) - t_end) > 60.0 or not math.isfinite(times[o][k] + times[o][k + 1]):
+                    continue
+                ref.append(times[o][k] + times[o][k + 1])
+            if ref:
+                loss = round(float(mine - np.median(ref)), 2)
+        out.append(Event(e.kind, e.t, e.frame, e.lap, e.drivers, dict(e.data, loss_s=loss, laps_neutralised=neutral)))
+    return out
+
+
 def _retirements(race: Race, start: int, cross: Sequence[np.ndarray]) -> list[Event]:
     status = race.channels["status"]
     n = race.n_frames
@@ -365,7 +408,7 @@ def compute_events(race: Race, hold: float = HOLD_S) -> list[Event]:
     times = lap_times(race, cross)
     events: list[Event] = []
     pits, visits = _pit_stops(race, start)
-    events += pits
+    events += _pit_losses(race, pits, cross, times)
     events += _track_periods(race)
     events += _fastest_laps(race, cross, times)
     if racing:

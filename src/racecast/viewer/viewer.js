@@ -15,6 +15,7 @@ import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
 import { ChartsPanel } from "./charts.js";
 import { EventsPanel } from "./events.js";
 import { Leaderboard } from "./leaderboard.js";
+import { PitPredictPanel } from "./pitpredict.js";
 import { messagesUntil, normalizeMeta, statusAt, weatherAt } from "./model.js";
 import { ChunkBuffer, Playhead } from "./playhead.js";
 import { History, Telemetry } from "./telemetry.js";
@@ -413,6 +414,7 @@ export class Viewer {
     this.timeline.set(f.frame_index);
     this.events.update(f.frame_index);
     this.charts.update(f.t);
+    this.pitPredict.update(f, this.state.status);
     this._feed(f.t);
   }
 
@@ -507,6 +509,7 @@ export class Viewer {
     this.events.load(this.replayId);
     this.charts = new ChartsPanel($("#charts"), m, { onSeek: (f) => this.seek(f), onSelect: (c, add) => this.select(c, add), selected });
     this.charts.load(this.replayId);
+    this.pitPredict = new PitPredictPanel($("#pit-predict"), { events: () => this.events.events, selected });
     this._bindControls();
     const sel = (this.params.get("select") || "").split(",").filter((c) => m.byCode.has(c));
     sel.forEach((c) => this.select(c, true));
@@ -572,6 +575,7 @@ export class Viewer {
       case "?": this.help(); break;
       case "l": case "L": this.toggleLabels(); break;
       case "c": case "C": this.toggleCharts(); break;
+      case "p": case "P": this.pitPredict.toggle(); this.pitPredict.update(this.cur, this.state.status); break;
       case "]": this.events.jump(1, false); break;
       case "[": this.events.jump(-1, false); break;
       case ".": this.events.jump(1, true); break;
@@ -698,6 +702,7 @@ export class Viewer {
     this.telemetry.setSelection(this.state.selected);
     if (this.events.mine.checked) this.events.render();
     this.charts.draw();
+    this.pitPredict.update(this.cur, this.state.status);
     if (this.cur) {
       this.board.update(this.cur, this.grid, this.fastest, this.selected);
       this.telemetry.update(this.cur);
