@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ class ServerState:
     socket_send_buffer: int | None
     ingest: IngestManager | None = None  # None: server-side ingest disabled
     connections: set[Connection] = field(default_factory=set)
+    #: Why ``POST /api/sessions`` could not provide a session (id -> message), so the seed's
+    #: client, which ignores the POST's answer, hears it as ``loading_error`` on the WebSocket.
+    session_errors: "BoundedDict" = field(default_factory=lambda: BoundedDict(64))
 
 
 class SessionRequest(BaseModel):
@@ -104,8 +108,8 @@ def create_app(
     *,
     max_connections: int = 10_000,
     allowed_origins: Sequence[str] | None = None,
-    command_rate: float = 20.0,
-    command_burst: float = 20.0,
+    command_rate: float = 120.0,
+    command_burst: float = 600.0,
     buffer_limit: int = DEFAULT_BUFFER_LIMIT,
     socket_send_buffer: int | None = 64 * 1024,
     fps: float = 25.0,
@@ -121,7 +125,8 @@ def create_app(
 
     ``allowed_origins``: browser origins allowed on the WebSocket besides the
     page's own (None: any localhost origin; ``["*"]``: any). ``command_rate`` /
-    ``command_burst``: per-connection command budget. ``buffer_limit``: bytes a
+    ``command_burst``: per-connection command budget (a connection over it is closed
+    with 1008; the seed's client sends up to ~60 a second). ``buffer_limit``: bytes a
     viewer may have waiting in user space before its frames are skipped;
     ``socket_send_buffer``: SO_SNDBUF of each viewer's socket (direct path; None
     leaves the kernel's autotuning). ``fps``: the engine's tick rate.
@@ -232,6 +237,12 @@ def create_app(
 
     add_chunk_routes(app, replay_or_error)
 
+    def session_failed(sid: str, message: str, headers: dict[str, str] | None = None) -> Response:
+        """The seed's answer shape even for a failure: 200 with the id; the reason goes out again as
+        ``loading_error`` when its client opens the WebSocket (it ignores this answer)."""
+        state.session_errors[sid] = message
+        return JSONResponse({"session_id": sid, "loading": False, "error": message}, headers=headers)
+
     @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
     async def create_session(req: SessionRequest) -> Response:
         st = session_code(req.session_type) or req.session_type
@@ -245,27 +256,41 @@ def create_app(
         if not (req.refresh and mgr is not None):
             try:
                 await state.replays.aget(sid)
+                state.session_errors.pop(sid, None)
                 return JSONResponse({"session_id": sid, "loading": False})
             except UnknownReplay:
                 pass
             except (InvalidId, BundleError) as e:
-                raise HTTPException(400, str(e)) from None
+                return session_failed(sid, f"replay {sid!r} cannot be opened: {e}")
         if mgr is None:
-            raise HTTPException(
-                404,
+            return session_failed(
+                sid,
                 f"no replay bundle {sid!r} on this server, and server-side ingest is disabled here "
                 "(racecast serve --no-ingest): only bundles already in the data directory can be played "
                 "(see GET /api/replays)",
             )
         if problem := check_session(req.year, req.round_num, st):
-            raise HTTPException(422, problem)
+            return session_failed(sid, problem)
         try:
             job = mgr.submit(IngestRequest(sid, req.year, req.round_num, st, refresh=req.refresh))
         except IngestUnavailable as e:
-            raise HTTPException(501, str(e)) from None
+            return session_failed(sid, str(e))
         except IngestBusy as e:
-            raise HTTPException(503, str(e), headers={"Retry-After": "60"}) from None
+            return session_failed(sid, str(e), headers={"Retry-After": "60"})
+        state.session_errors.pop(sid, None)
         return JSONResponse(job.status())
+
+    @app.delete("/api/sessions/cache", summary="Seed-compatible: drop this process's caches (bundles stay)")
+    async def clear_cache() -> dict[str, str]:
+        """The seed's "Refresh Data" calls this before re-requesting its session with ``refresh``.
+
+        racecast's bundles are its computed data and are never deleted over HTTP: this only
+        forgets the opened replays (re-opened from disk on next use) and remembered failures."""
+        n = len(state.replays)
+        for rid in [r for r in list(state.replays.open_ids())]:
+            state.replays.forget(rid)
+        state.session_errors.clear()
+        return {"status": "success", "message": f"cleared this server's caches ({n} open replays); bundles on disk are kept"}
 
     @app.get("/api/sessions/{session_id}", summary="Seed-compatible: session status (ingest progress or error) and metadata")
     async def get_session(session_id: str) -> Response:
@@ -277,6 +302,8 @@ def create_app(
         except UnknownReplay:
             if job is not None:  # a remembered failure
                 return JSONResponse(job.status())
+            if (why := state.session_errors.get(session_id)) is not None:
+                return JSONResponse({"session_id": session_id, "loading": False, "status": "failed", "error": why})
             raise HTTPException(404, f"no session {session_id!r} on this server") from None
         except InvalidId as e:
             raise HTTPException(400, str(e)) from None
@@ -318,6 +345,20 @@ def create_app(
             )
 
     return app
+
+
+class BoundedDict(OrderedDict):  # type: ignore[type-arg]
+    """A dict that keeps only its ``size`` most recently set keys."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
 class BodyLimit:

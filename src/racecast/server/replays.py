@@ -140,6 +140,10 @@ class Replays:
     def __len__(self) -> int:
         return len(self._open)
 
+    def open_ids(self) -> list[str]:
+        """Ids of the replays this process has opened."""
+        return list(self._open)
+
     def cached(self, replay_id: str) -> Replay | None:
         return self._open.get(replay_id)
 
