@@ -9,6 +9,7 @@ direct send path; under any other ASGI server it falls back to plain ASGI sends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,16 +17,17 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Annotated, Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from .. import __version__
+from ..analysis.compare import CompareError, compare_laps, lap_trace, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..playback import Clock
 from .chunks_http import add_chunk_routes
@@ -83,6 +85,33 @@ class SessionRequest(BaseModel):
     round_num: int = Field(ge=0, le=99)
     session_type: str = Field(min_length=1, max_length=8)
     refresh: bool = False
+
+
+#: Most (driver, lap) pairs one telemetry request may ask for.
+MAX_TELEMETRY_PAIRS = 20
+
+
+class LapTelemetryRequest(BaseModel):
+    """The seed's telemetry request: ``driver_codes[i]``'s lap ``lap_numbers[i]`` for each i."""
+
+    year: int = Field(ge=1950, le=2100)
+    round_num: int = Field(ge=0, le=99)
+    session_type: str = Field("R", min_length=1, max_length=8)
+    driver_codes: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(min_length=1, max_length=MAX_TELEMETRY_PAIRS)
+    lap_numbers: list[Annotated[int, Field(ge=1, le=999)]] = Field(min_length=1, max_length=MAX_TELEMETRY_PAIRS)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "LapTelemetryRequest":
+        if len(self.driver_codes) != len(self.lap_numbers):
+            raise ValueError(f"driver_codes ({len(self.driver_codes)}) and lap_numbers ({len(self.lap_numbers)}) must pair up one to one")
+        return self
+
+
+def _lap_ref(v: str) -> tuple[str, int]:
+    code, sep, lap = v.partition(":")
+    if not sep or not code or not lap.isdigit() or len(lap) > 4:
+        raise HTTPException(422, f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}")
+    return code, int(lap)
 
 
 def _msgpack_array_header(n: int) -> bytes:
@@ -311,6 +340,50 @@ def create_app(
             raise HTTPException(500, f"replay {session_id!r} cannot be opened: {e}") from None
         body = '{"session_id":' + json.dumps(session_id) + ',"loading":false,"metadata":' + r.metadata_json + "}"
         return Response(body.encode(), media_type="application/json")
+
+    async def session_replay(year: int, round_num: int, session_type: str) -> Replay:
+        st = session_code(session_type) or session_type
+        sid = f"{year}_{round_num}_{st}"
+        try:
+            return await state.replays.aget(sid)
+        except UnknownReplay:
+            raise HTTPException(404, f"no session {sid!r} on this server (POST /api/sessions loads it)") from None
+        except InvalidId as e:
+            raise HTTPException(422, str(e)) from None
+        except BundleError as e:
+            raise HTTPException(500, f"replay {sid!r} cannot be opened: {e}") from None
+
+    async def traces(r: Replay, pairs: list[tuple[str, int]], render: Any) -> list[Any]:
+        codes = [d["code"] for d in r.bundle.manifest["drivers"]]
+
+        def work() -> list[Any]:  # milliseconds of numpy and list building per lap: off the event loop
+            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in pairs]
+
+        try:
+            return await asyncio.to_thread(work)
+        except CompareError as e:
+            raise HTTPException(404, str(e)) from None
+
+    @app.post("/api/telemetry/laps", summary="Seed-compatible: telemetry of drivers' laps (distance, speed, throttle, brake, gear, x, y)")
+    async def telemetry_laps(req: LapTelemetryRequest) -> dict[str, Any]:
+        r = await session_replay(req.year, req.round_num, req.session_type)
+        return {"laps": await traces(r, list(zip(req.driver_codes, req.lap_numbers)), seed_lap_telemetry)}
+
+    @app.post("/api/telemetry/sectors", summary="Seed-compatible: sector and lap times of drivers' laps")
+    async def telemetry_sectors(req: LapTelemetryRequest) -> dict[str, Any]:
+        r = await session_replay(req.year, req.round_num, req.session_type)
+        return {"sectors": await traces(r, list(zip(req.driver_codes, req.lap_numbers)), seed_sector_times)}
+
+    @app.get("/api/replays/{replay_id}/compare", summary="Two laps aligned by distance (speed, throttle, brake, gear, time delta)")
+    async def replay_compare(
+        replay_id: str,
+        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12"),
+        b: str = Query(..., max_length=20, description="CODE:LAP"),
+        step: float = Query(5.0, ge=1.0, le=100.0, description="distance step (m)"),
+    ) -> dict[str, Any]:
+        r = replay_or_error(replay_id)
+        ta, tb = await traces(r, [_lap_ref(a), _lap_ref(b)], lambda tr: tr)
+        return await asyncio.to_thread(compare_laps, ta, tb, step)
 
     @app.get("/healthz", summary="Liveness")
     def healthz() -> dict[str, Any]:
