@@ -7,7 +7,7 @@ the chosen moment, fast-forwards so the telemetry chart has laps to show, select
 leaders and saves the picture. Run it again (``make screenshot``) whenever the viewer changes.
 
     python scripts/screenshot.py [--data DIR] [--replay demo] [--at 0.45] [--out docs/screenshot.png]
-                                 [--charts gaps|positions|laptimes|strategy]   (open the charts panel)
+                                 [--charts gaps|positions|laptimes|strategy|compare]   (open the charts panel)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--at", type=float, default=0.45, help="moment of the shot as a fraction of the race (default: 0.45)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--size", default="1280x720", help="viewport WxH (default: 1280x720)")
-    ap.add_argument("--charts", choices=("gaps", "positions", "laptimes", "strategy"), help="open the charts panel on this chart")
+    ap.add_argument("--charts", choices=("gaps", "positions", "laptimes", "strategy", "compare"), help="open the charts panel on this chart")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="racecast-shot-") as tmp:
@@ -116,7 +116,8 @@ def main() -> None:
                 if args.charts:
                     page.keyboard.press("c")
                     page.select_option("#chart-kind", args.charts)
-                    page.wait_for_function("() => document.querySelector('#charts').dataset.series !== undefined")
+                    done = "dataset.compare" if args.charts == "compare" else "dataset.series"
+                    page.wait_for_function(f"() => document.querySelector('#charts').{done} !== undefined")
                 page.mouse.move(w / 2, 5)  # no hover effects in the picture
                 page.wait_for_timeout(1500)
                 args.out.parent.mkdir(parents=True, exist_ok=True)

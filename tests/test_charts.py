@@ -124,3 +124,47 @@ def test_cli_bad_input(bundle: Path, tmp_path: Path, args: list[str], code: int,
 def test_cli_unknown_replay(bundle: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["chart", "nope", "--out", str(tmp_path / "x.png"), "--data", str(bundle)])
     assert r.exit_code != 0 and "nope" in r.output
+
+
+def test_cli_compare_draws_five_panels_from_the_telemetry_comparison(bundle: Path, doc: dict, drivers: list[dict], tmp_path: Path) -> None:
+    from racecast.analysis.charts import compare_spec, fastest_lap_of
+    from racecast.analysis.compare import compare_laps, lap_trace, source_of
+    from racecast.bundle import open_bundle
+
+    a, b = doc["laps"]["drivers"][:2]
+    out = tmp_path / "cmp.svg"
+    r = CliRunner().invoke(app, ["chart", "c", "--kind", "compare", "--drivers", f"{a},{b}", "--laps", "3,3", "--out", str(out), "--data", str(bundle)])
+    assert r.exit_code == 0, r.output
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = [g.get("id", "") for g in ET.parse(out).getroot().iter(f"{ns}g")]
+    assert sum(1 for g in groups if g.startswith("axes_")) == 5  # speed, throttle, brake, gear, delta
+    with open_bundle(bundle / "c") as bd:
+        codes = [d["code"] for d in bd.drivers]
+        cmp = compare_laps(lap_trace(source_of(bd), codes, a, 3), lap_trace(source_of(bd), codes, b, 3))
+    spec = compare_spec(cmp, drivers)
+    assert [len(p["series"]) for p in spec["panels"]] == [2, 2, 2, 2, 1]
+    assert spec["panels"][-1]["series"][0]["y"] == cmp["delta"] and len(cmp["delta"]) == len(cmp["distance"]) > 100
+    # default laps: each driver's fastest (from the stored lap data)
+    r = CliRunner().invoke(app, ["chart", "c", "--kind", "compare", "--drivers", f"{a},{b}", "--out", str(tmp_path / "f.png"), "--data", str(bundle)])
+    assert r.exit_code == 0, r.output
+    assert f"{a} lap {fastest_lap_of(doc['laps'], a)}" in r.output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--kind", "compare", "--drivers", "X"], "two drivers"),
+        (["--kind", "compare", "--drivers", "A,B,C"], "two drivers"),
+        (["--kind", "compare", "--laps", "3,x"], "--laps must be two lap numbers"),
+        (["--kind", "compare", "--laps", "3"], "--laps must be two lap numbers"),
+        (["--kind", "compare", "--laps", "3,99"], "no lap 99"),
+        (["--kind", "compare", "--laps", "0,1"], "no lap 0"),
+        (["--kind", "gaps", "--laps", "3,3"], "--laps is for --kind compare"),
+    ],
+)
+def test_cli_compare_bad_input(bundle: Path, doc: dict, tmp_path: Path, args: list[str], words: str) -> None:
+    a, b = doc["laps"]["drivers"][:2]
+    if "--drivers" not in args:
+        args = args + ["--drivers", f"{a},{b}"]
+    r = CliRunner().invoke(app, ["chart", "c", "--data", str(bundle), "--out", str(tmp_path / "x.png"), *args])
+    assert r.exit_code == 2 and words in r.output.replace("\n", ""), r.output

@@ -188,3 +188,23 @@ def test_pit_rejoin_prediction_for_the_selected_driver(new_page: Callable[..., P
     assert f"P{len(others) + 1}" in panel.inner_text() and "pit loss" in panel.inner_text()
     page.keyboard.press("p")
     assert panel.is_hidden()
+
+
+def test_charts_panel_compares_the_two_selected_drivers_fastest_laps(new_page: Callable[..., Page], server: Server, laps: dict) -> None:
+    page = ready(new_page, server)
+    page.keyboard.press("c")
+    page.select_option("#chart-kind", "compare")
+    charts = page.locator("#charts")
+    page.wait_for_function("() => document.querySelector('#charts').dataset.kind === 'compare'")
+    assert charts.get_attribute("data-series") == "0"  # nobody selected: a hint, no lines
+    timed = [c for c in laps["drivers"] if sum(v is not None for v in laps["lap_times"][c][1:]) >= 2]
+    a, b = timed[:2]
+    page.locator(f"#board-rows .row[data-code={a}]").click()
+    page.locator(f"#board-rows .row[data-code={b}]").click(modifiers=["Shift"])
+
+    def fastest(code: str) -> int:
+        times = laps["lap_times"][code]
+        return min((v, k + 1) for k, v in enumerate(times) if k > 0 and v is not None)[1]
+
+    key = f"{a}:{fastest(a)}|{b}:{fastest(b)}"
+    page.wait_for_function(f"() => document.querySelector('#charts').dataset.compare === '{key}' && document.querySelector('#charts').dataset.series === '2'")

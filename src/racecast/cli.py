@@ -183,13 +183,15 @@ def verify(
 @app.command()
 def chart(
     target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
-    kind: Annotated[str, typer.Option("--kind", help="gaps | positions | strategy | laptimes")] = "gaps",
-    drivers: Annotated[Optional[str], typer.Option("--drivers", help="Comma-separated codes to highlight, e.g. VER,NOR.")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="gaps | positions | strategy | laptimes | compare")] = "gaps",
+    drivers: Annotated[Optional[str], typer.Option("--drivers", help="Comma-separated codes to highlight, e.g. VER,NOR (compare: exactly two).")] = None,
+    laps: Annotated[Optional[str], typer.Option("--laps", help="compare: the two laps, e.g. 12,12 [default: each driver's fastest].")] = None,
     out_file: Annotated[Path, typer.Option("--out", help="Output image: FILE.png or FILE.svg.")] = Path("chart.png"),
     data: DataOpt = None,
 ) -> None:
-    """Draw a race chart from a bundle's lap data: race trace, lap chart, tyre strategy or lap times."""
-    from .analysis.charts import ChartError, chart_spec
+    """Draw a race chart: race trace, lap chart, tyre strategy, lap times, or two laps compared."""
+    from .analysis.charts import ChartError, chart_spec, compare_spec, fastest_lap_of
+    from .analysis.compare import CompareError, compare_laps, lap_trace, source_of
     from .analysis.plot import FORMATS, PlotUnavailable, draw
     from .analysis.store import AnalysisError, analysis_of_bundle
 
@@ -199,8 +201,27 @@ def chart(
     try:
         doc, _derived = analysis_of_bundle(b)
         selected = [c.strip() for c in (drivers or "").split(",") if c.strip()]
-        spec = chart_spec(doc["laps"], b.drivers, kind, selected)
-    except ChartError as e:
+        if kind == "compare":
+            if len(selected) != 2:
+                raise ChartError("--kind compare needs --drivers A,B (two drivers)")
+            if laps:
+                try:
+                    lap_nums = [int(v) for v in laps.split(",")]
+                except ValueError:
+                    raise ChartError(f"--laps must be two lap numbers like 12,12, got {laps!r}") from None
+                if len(lap_nums) != 2:
+                    raise ChartError(f"--laps must be two lap numbers like 12,12, got {laps!r}")
+            else:
+                lap_nums = [fastest_lap_of(doc["laps"], c) for c in selected]
+            codes = [d["code"] for d in b.drivers]
+            src = source_of(b)
+            traces = [lap_trace(src, codes, c, n) for c, n in zip(selected, lap_nums)]
+            spec = compare_spec(compare_laps(*traces), b.drivers)
+        else:
+            if laps:
+                raise ChartError("--laps is for --kind compare")
+            spec = chart_spec(doc["laps"], b.drivers, kind, selected)
+    except (ChartError, CompareError) as e:
         fail(str(e), 2)
     except AnalysisError as e:
         fail(str(e))
@@ -210,7 +231,8 @@ def chart(
         fail(str(e))
     except OSError as e:
         fail(f"cannot write {out_file}: {e}")
-    out.print(f"wrote {spec['title'].lower()} of [bold]{escape(b.id)}[/] ({len(spec['series']) or len(spec.get('rows', []))} drivers) -> {escape(str(out_file))}")
+    what = spec["title"] if kind == "compare" else f"{spec['title'].lower()} ({len(spec['series']) or len(spec.get('rows', []))} drivers)"
+    out.print(f"wrote {escape(what)} of [bold]{escape(b.id)}[/] -> {escape(str(out_file))}")
 
 
 @app.command("list")

@@ -11,8 +11,10 @@ import math
 import statistics
 from typing import Any, Mapping, Sequence
 
-#: The charts ``racecast chart`` draws (``compare`` comes from telemetry, not lap data).
+#: The charts drawn from lap data; ``compare`` (two laps' telemetry) is :func:`compare_spec`.
 CHART_KINDS = ("gaps", "positions", "strategy", "laptimes")
+#: Panels of a lap comparison: channel, axis label (top to bottom), then the running time delta.
+COMPARE_PANELS = (("speed", "speed (km/h)"), ("throttle", "throttle (%)"), ("brake", "brake (%)"), ("gear", "gear"))
 #: Tyre colours as the broadcasts draw them.
 COMPOUND_COLORS = {
     "SOFT": "#DA291C",
@@ -118,3 +120,40 @@ def _robust_max(values: Sequence[float]) -> float:
     if not v:
         return 1.0
     return max(1.0, v[min(len(v) - 1, int(len(v) * 0.95))] * 1.05)
+
+
+def fastest_lap_of(laps: Mapping[str, Any], code: str) -> int:
+    """The driver's fastest timed lap (not lap 1), from the lap data; ChartError when it has none."""
+    times = laps["lap_times"].get(code)
+    if times is None:
+        raise ChartError(f"unknown driver {code!r}; drivers are {list(laps['drivers'])}")
+    best = [(v, k + 1) for k, v in enumerate(times) if v is not None and k > 0]
+    if not best:
+        raise ChartError(f"{code} has no timed lap to compare")
+    return min(best)[1]
+
+
+def compare_spec(comparison: Mapping[str, Any], drivers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Panels for a two-lap comparison (:func:`racecast.analysis.compare.compare_laps`'s result):
+    speed, throttle, brake and gear along the lap distance, then b's time minus a's."""
+    meta = {d["code"]: d for d in drivers}
+    a, b = comparison["a"], comparison["b"]
+    colors = [meta.get(a["driver"], {}).get("color", "#3671C6"), meta.get(b["driver"], {}).get("color", "#E8002D")]
+    if colors[0].lower() == colors[1].lower():  # team-mates: keep them apart
+        colors[1] = "#FFFFFF" if colors[0].lower() != "#ffffff" else "#FF8000"
+    x = comparison["distance"]
+
+    def label(side: Mapping[str, Any]) -> str:
+        lt = side.get("lap_time")
+        return f"{side['driver']} lap {side['lap']}" + (f" ({lt:.3f} s)" if lt else "")
+
+    panels = []
+    for ch, y_label in COMPARE_PANELS:
+        panels.append({"y_label": y_label, "series": [
+            {"driver": a["driver"], "label": label(a), "color": colors[0], "x": x, "y": a[ch]},
+            {"driver": b["driver"], "label": label(b), "color": colors[1], "x": x, "y": b[ch]},
+        ]})
+    panels.append({"y_label": f"Δ {b['driver']} − {a['driver']} (s)", "series": [
+        {"driver": b["driver"], "label": "time delta", "color": colors[1], "x": x, "y": comparison["delta"]},
+    ]})
+    return {"kind": "compare", "title": f"{label(a)} vs {label(b)}", "x_label": "distance (m)", "panels": panels}

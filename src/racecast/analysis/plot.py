@@ -37,6 +37,8 @@ def draw(spec: Mapping[str, Any], out: str | Path, title: str = "") -> Any:
             "axes.labelcolor": "#ddd", "xtick.color": "#bbb", "ytick.color": "#bbb", "text.color": "#eee",
             "grid.color": "#333"}
     with plt.rc_context(dark):
+        if spec["kind"] == "compare":
+            return _compare(plt, spec, out, title)
         fig, ax = plt.subplots(figsize=(11, 6.2), dpi=100)
         try:
             if spec["kind"] == "strategy":
@@ -93,3 +95,25 @@ def _strategy(ax: Any, spec: Mapping[str, Any]) -> None:
 
     ax.legend(handles=[mpatches.Patch(color=c, label=k.lower()) for k, c in seen.items()], loc="lower right",
               fontsize=8, facecolor="#222", edgecolor="#444")
+
+
+def _compare(plt: Any, spec: Mapping[str, Any], out: Path, title: str) -> Any:
+    panels = spec["panels"]
+    heights = [3, 1.4, 1.4, 1.4, 2][: len(panels)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 8), dpi=100, sharex=True, gridspec_kw={"height_ratios": heights})
+    try:
+        for ax, p in zip(axes, panels):
+            for s in p["series"]:
+                ax.plot(s["x"], s["y"], color=s["color"], linewidth=1.3, label=s["label"],
+                        drawstyle="steps-post" if p["y_label"] == "gear" else "default")
+            ax.set_ylabel(p["y_label"], fontsize=8)
+            ax.grid(True, linewidth=0.5)
+        axes[-1].axhline(0.0, color="#888", linewidth=0.8)
+        axes[0].legend(loc="lower right", fontsize=8, facecolor="#222", edgecolor="#444")
+        axes[-1].set_xlabel(spec["x_label"])
+        axes[0].set_title(f"{title} — {spec['title']}" if title else spec["title"])
+        fig.tight_layout()
+        fig.savefig(out, format=out.suffix.lower()[1:], facecolor=fig.get_facecolor())
+    finally:
+        plt.close(fig)
+    return fig

@@ -5,7 +5,7 @@
 
 import { compound, lapTime } from "./format.js";
 
-export const CHARTS = { gaps: "Gap to leader", positions: "Lap chart", laptimes: "Lap times", strategy: "Tyre strategy" };
+export const CHARTS = { gaps: "Gap to leader", positions: "Lap chart", laptimes: "Lap times", strategy: "Tyre strategy", compare: "Compare fastest laps" };
 const PAD = { l: 40, r: 36, t: 10, b: 20 };
 
 /** The leader's crossing time of each lap (first car to complete it): lead[k-1] for lap k. */
@@ -17,6 +17,15 @@ export function leaderCrossings(laps) {
     });
   }
   return lead;
+}
+
+/** A driver's fastest timed lap (not lap 1) from the lap data, or null. */
+export function fastestLap(laps, code) {
+  let best = null;
+  (laps.lap_times[code] || []).forEach((v, k) => {
+    if (k > 0 && v != null && (!best || v < best.time)) best = { lap: k + 1, time: v };
+  });
+  return best && best.lap;
 }
 
 /** Race time `t` as a fractional lap of the leader (0 at lights out). */
@@ -46,12 +55,14 @@ export class ChartsPanel {
     this.laps = null;
     this.t = meta.t0;
     this.pts = []; // hit targets of the last draw: {x, y, code, frame}
+    this.cmp = null; // the last lap comparison fetched: {key, data}
     this.kindSel.addEventListener("change", () => { this.kind = this.kindSel.value; this.kindSel.blur(); this.draw(); });
     this.canvas.addEventListener("click", (ev) => this._click(ev));
     new ResizeObserver(() => this.draw()).observe(this.canvas);
   }
 
   async load(replayId) {
+    this.replayId = replayId;
     try {
       const r = await fetch(`/api/replays/${encodeURIComponent(replayId)}/laps`);
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
@@ -122,6 +133,10 @@ export class ChartsPanel {
     ctx.font = "10px system-ui, sans-serif";
     const sel = this.selected();
     this.pts = [];
+    if (this.kind === "compare") {
+      this._compare(ctx, W, H, sel);
+      return;
+    }
     // lap grid
     ctx.fillStyle = "#8b93a7";
     ctx.strokeStyle = "#262b36";
@@ -180,6 +195,66 @@ export class ChartsPanel {
     return series.length;
   }
 
+  /** Two selected drivers' fastest laps (GET /api/replays/{id}/compare): speed above, time delta below. */
+  _compare(ctx, W, H, sel) {
+    const ds = this.root.dataset;
+    const say = (text) => {
+      ctx.fillStyle = "#8b93a7";
+      ctx.fillText(text, PAD.l, H / 2);
+      Object.assign(ds, { kind: "compare", series: "0", highlight: sel.join(",") });
+    };
+    if (sel.length !== 2) return say("Select two drivers (click, then shift-click) to compare their fastest laps.");
+    const laps = sel.map((c) => fastestLap(this.laps, c));
+    if (laps.some((l) => l == null)) return say("A selected driver has no timed lap yet.");
+    const key = `${sel[0]}:${laps[0]}|${sel[1]}:${laps[1]}`;
+    if (!this.cmp || this.cmp.key !== key) {
+      if (this.pending !== key) {
+        this.pending = key;
+        const q = `a=${encodeURIComponent(`${sel[0]}:${laps[0]}`)}&b=${encodeURIComponent(`${sel[1]}:${laps[1]}`)}`;
+        fetch(`/api/replays/${encodeURIComponent(this.replayId)}/compare?${q}`)
+          .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
+          .then((data) => { this.cmp = { key, data }; })
+          .catch((err) => { this.cmp = { key, error: String(err.message || err) }; })
+          .finally(() => { this.pending = null; this.draw(); });
+      }
+      return say("Loading the comparison…");
+    }
+    if (this.cmp.error) return say(`Comparison unavailable (${this.cmp.error}).`);
+    const c = this.cmp.data, dist = c.distance, end = dist[dist.length - 1] || 1;
+    const xOf = (d) => PAD.l + (d / end) * (W - PAD.l - PAD.r);
+    const split = PAD.t + (H - PAD.t - PAD.b) * 0.68;
+    const vmax = Math.max(...c.a.speed, ...c.b.speed, 1);
+    const dmax = Math.max(0.1, ...c.delta.map(Math.abs));
+    const ySpeed = (v) => split - 4 - (v / vmax) * (split - 4 - PAD.t);
+    const yDelta = (v) => (split + H - PAD.b) / 2 - (v / dmax) * ((H - PAD.b - split) / 2 - 2);
+    const line = (ys, yOf, color) => {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 1.4;
+      ctx.beginPath();
+      ys.forEach((v, i) => (i ? ctx.lineTo(xOf(dist[i]), yOf(v)) : ctx.moveTo(xOf(dist[i]), yOf(v))));
+      ctx.stroke();
+    };
+    const color = (code, other) => {
+      const d = this.meta.byCode.get(code);
+      return d && d.color !== other ? d.color : other === "#ffffff" ? "#ff8000" : "#ffffff";
+    };
+    const ca = color(sel[0], null), cb = color(sel[1], ca);
+    ctx.fillStyle = "#8b93a7";
+    ctx.fillText(String(Math.round(vmax)), 2, ySpeed(vmax) + 8);
+    ctx.fillText("km/h", 2, ySpeed(vmax) + 20);
+    ctx.fillText(`Δ ±${dmax.toFixed(1)}`, 2, yDelta(0) + 3);
+    ctx.strokeStyle = "#262b36";
+    ctx.beginPath(); ctx.moveTo(PAD.l, yDelta(0)); ctx.lineTo(W - PAD.r, yDelta(0)); ctx.stroke();
+    line(c.a.speed, ySpeed, ca);
+    line(c.b.speed, ySpeed, cb);
+    line(c.delta, yDelta, cb);
+    ctx.fillStyle = ca;
+    ctx.fillText(`${c.a.driver} L${c.a.lap} ${c.a.lap_time != null ? lapTime(c.a.lap_time) : ""}`, PAD.l + 4, PAD.t + 10);
+    ctx.fillStyle = cb;
+    ctx.fillText(`${c.b.driver} L${c.b.lap} ${c.b.lap_time != null ? lapTime(c.b.lap_time) : ""} (Δ below: + = slower)`, PAD.l + 150, PAD.t + 10);
+    Object.assign(ds, { kind: "compare", series: "2", highlight: sel.join(","), compare: key });
+  }
+
   _strategy(ctx, xOf, W, H, sel) {
     const L = this.laps;
     const rows = L.drivers;
@@ -204,7 +279,7 @@ export class ChartsPanel {
   }
 
   _click(ev) {
-    if (!this.laps) return;
+    if (!this.laps || this.kind === "compare") return;
     const r = this.canvas.getBoundingClientRect();
     const px = ev.clientX - r.left, py = ev.clientY - r.top;
     let best = null, bd = 14 * 14;
