@@ -58,6 +58,7 @@ from racecast.race import (
     empty_channels,
 )
 from racecast.sources import IngestError, ProgressFn
+from racecast.sources.officials import KNOCKOUT_SESSIONS, attach_officials
 from racecast.sources._common import (
     HALF_WIDTH,
     MAX_GAP,
@@ -558,12 +559,15 @@ def load_table(
     fps: int = DEFAULT_FPS,
     progress: ProgressFn | None = None,
     geometry: TrackGeometry | None = None,
+    session: str = "R",
 ) -> Race:
     """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
 
     ``id`` defaults to the file name without extension; ``geometry`` (in the table's
-    metres) replaces the track derived from the traces. Raises :class:`IngestError`
-    naming the column, row or driver at fault for a file that can't be used.
+    metres) replaces the track derived from the traces. ``session``: "R" (a race, the
+    default) or "Q" (knockout qualifying: segments and order inferred from the data,
+    see :mod:`.qualifying`). Raises :class:`IngestError` naming the column, row or
+    driver at fault for a file that can't be used.
     """
     p = Path(path)
     report(progress, "read", 0.0)
@@ -574,7 +578,7 @@ def load_table(
         raise IngestError(f"{p.name} has no rows (only a header)")
     samples = _samples(df, cols, csv)
     report(progress, "read", 1.0)
-    return race_from_samples(
+    race = race_from_samples(
         samples,
         race_id=id or _default_id(p),
         title=p.stem,
@@ -583,6 +587,8 @@ def load_table(
         geometry=geometry,
         event={"source": "table", "file": p.name, "columns": cols.role, "ignored_columns": cols.ignored},
     )
+    quali = session.strip().upper() in KNOCKOUT_SESSIONS
+    return attach_officials(race, session=session.strip().upper(), race_like=not quali)
 
 
 def _default_id(p: Path) -> str:
