@@ -7,49 +7,18 @@ pack fails the test. Test data only: nothing of it is copied into the project.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _main_checkout() -> Path | None:
-    """For a git worktree, the main checkout (whose .. holds the pack beside the clone)."""
-    dotgit = ROOT / ".git"
-    if not dotgit.is_file():
-        return None
-    text = dotgit.read_text().strip()
-    if not text.startswith("gitdir:"):
-        return None
-    gitdir = (ROOT / text.split(":", 1)[1].strip()).resolve()
-    common = gitdir / "commondir"
-    base = (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir
-    return base.parent
-
-
-def pack_dir() -> Path:
-    env = os.environ.get("RACECAST_REALDATA")
-    if env:
-        return Path(env)
-    for root in (ROOT, _main_checkout()):
-        if root is not None and (root.parent / "shared" / "realdata").is_dir():
-            return (root.parent / "shared" / "realdata").resolve()
-    return (ROOT.parent / "shared" / "realdata").resolve()
+from tests.realdata import require_pack
 
 
 def session_dir(name: str) -> Path:
-    """The pack's session folder; skip (fail under CI=true) when it is missing."""
-    d = pack_dir() / name
-    if not (d / "truth.json").is_file():
-        msg = f"real-data pack missing: {d} (expected ../shared/realdata beside the clone)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
+    """The pack's session folder; skip (fail under CI=true) when it is missing (tests/realdata.py)."""
+    return require_pack(name)
 
 
 def truth(d: Path) -> dict[str, Any]:
