@@ -300,3 +300,36 @@ def test_a_qualifying_without_breaks_is_one_segment_in_best_lap_order() -> None:
     new, warnings = knockout(race)
     assert [s["name"] for s in new.event["qualifying"]["segments"]] == ["Q1"]
     assert any("one segment" in w for w in warnings)
+
+
+def test_qualifying_results_that_disagree_with_the_data_are_a_warning() -> None:
+    """Results say three segments, the data shows one (no breaks): the data's segments, and a warning."""
+    race = tiny_race()
+    q = lambda s: pd.Timedelta(seconds=s)  # noqa: E731
+    res = _results(race.codes, [1.0, 2.0, 3.0], Q1=[q(80), q(81), q(82)], Q2=[q(79), q(80), pd.NaT], Q3=[q(78), pd.NaT, pd.NaT])
+    new = attach_officials(race, results=res, session="Q", race_like=False)
+    assert new.event["qualifying"]["source"] == "data"
+    assert any("the official results have 3 segments, the data shows 1" in w for w in new.event["warnings"])
+    rows = new.event["results"]["rows"]
+    assert rows[0]["segment_times"] == {"Q1": 80.0, "Q2": 79.0, "Q3": 78.0} and rows[2]["segment_times"] == {"Q1": 82.0}
+    # positions stay a valid running order on every frame (the Race validated them)
+    assert (np.sort(new["position"], axis=1) == np.arange(1, race.n_drivers + 1)).all()
+
+
+def test_results_with_lap_counts_that_disagree_are_a_warning() -> None:
+    race = finished_tiny()
+    laps = [int(race["lap"][-1, j]) for j in np.argsort(race["position"][-1])]
+    codes = [race.codes[j] for j in np.argsort(race["position"][-1])]
+    res = _results(codes, [1.0, 2.0, 3.0], Laps=[laps[0], laps[1] + 3, laps[2]])
+    doc, warnings = official_results(race, res)
+    assert doc["official"] is True
+    assert warnings == [f"the official results give {codes[1]} {laps[1] + 3} laps, the data {laps[1]}"]
+
+
+def finished_tiny() -> Any:
+    from racecast.race import Status
+
+    race = tiny_race()
+    ch = {k: v.copy() for k, v in race.channels.items()}
+    ch["status"][-10:, :] = Status.FINISHED
+    return dataclasses.replace(race, channels=ch)
