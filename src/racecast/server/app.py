@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 from .. import __version__
 from ..bundle import BundleError
 from ..playback import Clock
+from ..rooms import MAX_ROOM_MEMBERS, MAX_ROOMS, ROOM_GRACE_S
 from .chunks_http import add_chunk_routes
 from .engine import Engine
 from .ingest import (
@@ -42,6 +43,8 @@ from .ingest import (
 )
 from .metrics import Metrics
 from .replays import InvalidId, Replay, Replays, UnknownReplay
+from .rooms import RoomHub
+from .rooms_http import add_room_routes
 from .transport import DEFAULT_BUFFER_LIMIT
 from .websocket import Connection, close_all, replay_socket
 
@@ -69,6 +72,7 @@ class ServerState:
     buffer_limit: int
     socket_send_buffer: int | None
     ingest: IngestManager | None = None  # None: server-side ingest disabled
+    rooms: RoomHub | None = None
     connections: set[Connection] = field(default_factory=set)
 
 
@@ -116,6 +120,11 @@ def create_app(
     ingest_loader: str = DEFAULT_LOADER,
     max_queued_ingests: int = MAX_QUEUED_INGESTS,
     ingest_timeout: float = INGEST_TIMEOUT,
+    redis: str | None = None,
+    rooms_unavailable: str | None = None,
+    max_rooms: int = MAX_ROOMS,
+    max_room_members: int = MAX_ROOM_MEMBERS,
+    room_grace: float = ROOM_GRACE_S,
 ) -> FastAPI:
     """Build the racecast app serving the bundles in ``data_dir``.
 
@@ -128,6 +137,9 @@ def create_app(
     ``ingest``: ``POST /api/sessions`` for a session not on disk ingests it in a
     child process (False: 404 instead); ``ingest_loader`` (``"module:function"``)
     turns ``(year, round, session, progress)`` into a Race there (default FastF1).
+    ``redis``: a ``redis://`` URL sharing rooms with every process using it (None: rooms live
+    in this process); ``rooms_unavailable``: turn rooms off with this reason (several workers
+    without Redis); ``max_rooms`` / ``max_room_members`` / ``room_grace``: room limits.
     """
     metrics = Metrics()
     engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
@@ -143,6 +155,13 @@ def create_app(
         socket_send_buffer=socket_send_buffer,
     )
     replays = state.replays
+    backend = None
+    if redis is not None and rooms_unavailable is None:
+        from .rooms_redis import RedisRooms
+
+        backend = RedisRooms(redis)
+    state.rooms = RoomHub(engine, max_rooms=max_rooms, max_members=max_room_members, grace=room_grace, backend=backend,
+                          metrics=metrics, unavailable=rooms_unavailable)  # fmt: skip
     if ingest:
         state.ingest = IngestManager(
             replays.data,
@@ -162,7 +181,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if backend is not None:  # connect now: a join for a room made by another process needs it
+            state.rooms.ensure_running()
         yield
+        await state.rooms.stop()
         await close_all(state)  # waiting viewers too: 1001 like everyone, before their ingest is stopped
         if state.ingest is not None:
             await state.ingest.shutdown()
@@ -231,6 +253,7 @@ def create_app(
         return Response(body, media_type="application/msgpack", headers=headers)
 
     add_chunk_routes(app, replay_or_error)
+    add_room_routes(app, state.rooms, replay_or_error)
 
     @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
     async def create_session(req: SessionRequest) -> Response:
