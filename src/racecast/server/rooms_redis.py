@@ -151,6 +151,7 @@ class RedisRooms:
                 first = False
                 pubsub = self.client.pubsub()
                 await asyncio.wait_for(pubsub.subscribe(self.channel), CALL_TIMEOUT * 4)
+                await asyncio.wait_for(self.client.script_load(_COMMIT), CALL_TIMEOUT * 4)  # a restarted Redis forgot it
                 self.connected = True
                 self._tried.set()
                 await self.sync()
@@ -270,7 +271,7 @@ class RedisRooms:
             rid = room.state.room
             mk = members_key(rid)
             first = len(pipe)
-            self._script(keys=[state_key(rid)], args=[room.state.to_json(), ttl, self.channel], client=pipe)
+            pipe.evalsha(self._script.sha, 1, state_key(rid), room.state.to_json(), ttl, self.channel)
             pipe.hset(mk, hub.origin, f"{len(room.members)} {expire_ms}")
             if room.members:
                 pipe.pexpire(state_key(rid), ttl)
