@@ -37,9 +37,10 @@ export class ReplayConnection {
   _setEncoding(encoding) {
     this.encoding = encoding;
     const proto = this.base.protocol === "https:" ? "wss:" : "ws:";
+    // Always a query: a connection that asks for nothing speaks the seed's protocol (no state replies).
     const q = encoding === "chunks" ? `?mode=chunks&compression=${chunkCompression()}`
-      : encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
-    const more = this.extra ? (q ? "&" : "?") + this.extra : "";
+      : `?encoding=${encodeURIComponent(encoding)}`;
+    const more = this.extra ? "&" + this.extra : "";
     this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}${more}`;
   }
 
