@@ -123,7 +123,7 @@ def test_the_websocket_goes_through_the_proxy(stack: tuple[CountingApp, int]) ->
     _, port = stack
 
     async def go() -> None:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race", origin=f"http://127.0.0.1:{port}")
+        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack", origin=f"http://127.0.0.1:{port}")
         await v.ready()
         await v.command(action="play", speed=2)
         got = frames_only(await v.collect(1.0))
