@@ -47,6 +47,8 @@ SYNC_INTERVAL = 1.0
 OFFSET_INTERVAL = 30.0
 #: Longest wait on one Redis call before it counts as unreachable (a command then applies locally).
 CALL_TIMEOUT = 0.5
+#: Longest wait between two connection attempts while Redis is away (s).
+RETRY_MAX = 1.0
 #: Samples per clock-offset estimate.
 OFFSET_SAMPLES = 5
 
@@ -178,7 +180,7 @@ class RedisRooms:
                     except BaseException:
                         pass
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, RETRY_MAX)
 
     async def _listen(self, pubsub: Any) -> None:
         hub = self.hub
