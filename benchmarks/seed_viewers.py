@@ -197,13 +197,13 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"**Speeds** ({doc['seconds']:g} s of play each, then 5 scrubs while paused):",
         "",
-        "| speed | connected throughout | frames | commands sent | behind the client p50 / p99 / max (race s) | slowest scrub answer | unknown text messages |",
-        "|---:|---|---:|---:|---|---:|---:|",
+        "| speed | connected throughout | frames | commands sent | behind the client p50 / p99 / max (race s) | max behind (wall s) | slowest scrub answer | unknown text messages |",
+        "|---:|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in doc["speeds"]:
         lines.append(
             f"| {r['speed']:g}x | {'yes' if r['connected_throughout'] else 'NO'} | {r['frames']} | {r['commands']} | "
-            f"{r['lag_p50_s']} / {r['lag_p99_s']} / {r['lag_max_s']} | {r['seek_wait_max_ms']} ms | {r['unknown_text']} |"
+            f"{r['lag_p50_s']} / {r['lag_p99_s']} / {r['lag_max_s']} | {r['lag_wall_max_s']} | {r['seek_wait_max_ms']} ms | {r['unknown_text']} |"
         )
     c = doc["cpu"]
     s, r = c["seed"], c["racecast"]
