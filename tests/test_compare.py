@@ -71,3 +71,24 @@ def test_seed_shapes(race) -> None:
     s = seed_sector_times(tr)
     assert s == {"driver_code": race.codes[1], "lap_number": 2, "sector_1": tr.sectors[0], "sector_2": tr.sectors[1],
                  "sector_3": tr.sectors[2], "lap_time": tr.lap_time}  # fmt: skip
+
+
+def test_quali_segments_hold_every_drivers_fastest_lap(race) -> None:
+    from racecast.analysis.compare import fastest_lap, seed_quali_segments
+
+    src = source_of(race)
+    q = seed_quali_segments(src, race.codes, hz=5)
+    assert set(q) == {"Q1", "Q2", "Q3"} and q["Q2"]["drivers"] == {} and q["Q3"]["drivers"] == {}
+    q1 = q["Q1"]
+    assert set(q1["drivers"]) == set(race.codes)
+    for code, d in q1["drivers"].items():
+        lap, best = fastest_lap(src, race.codes, code)
+        tr = lap_trace(src, race.codes, code, lap)
+        times = [lap_trace(src, race.codes, code, k).lap_time for k in driver_laps(src, race.codes, code)]
+        assert d["lap_time"] == best == min(t for t in times if t)  # (a retired car has a lap without a time)
+        assert tr.lap_time == pytest.approx(best, abs=1e-3)
+        f = d["frames"]
+        assert set(f[0]) == {"t", "x", "y", "dist", "speed", "gear", "throttle", "brake", "drs"}
+        assert f[0]["t"] == 0 and f[1]["t"] == pytest.approx(0.2, abs=1e-6)  # 5 Hz
+        assert f[-1]["t"] == pytest.approx(best, abs=0.25) and all(0 <= x["brake"] <= 100 for x in f)
+    assert q1["duration"] == max(d["lap_time"] for d in q1["drivers"].values())

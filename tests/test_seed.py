@@ -11,6 +11,7 @@ plays at every speed the issue names for a few seconds each (the 60 s runs are t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def race():
 def srv(race, tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("data")
     write_bundle(race, data / SID)
+    write_bundle(dataclasses.replace(race, event={**race.event, "session_type": "Q"}), data / "2026_0_Q")
     with running(create_app(data, ingest=False)) as s:
         yield s
 
@@ -147,6 +149,22 @@ def test_safety_car_periods_show_as_the_seed_checks_them(srv: Running, race) -> 
     assert len(seed_sc) == len(sc)
     for p, s in zip(sc, seed_sc):
         assert s["start_time"] == pytest.approx(p.start) and s["end_time"] == pytest.approx(p.end)
+
+
+def test_a_qualifying_session_has_the_quali_views_segments(srv: Running, race) -> None:
+    """QualiDashboard.tsx waits for ``metadata.quali_segments`` {Q1, Q2, Q3: {duration, drivers: {code:
+    {frames: [{t, x, y, dist, speed, gear, throttle, brake, drs}], lap_time}}}}."""
+    with srv.http() as c:
+        assert c.post("/api/sessions", json={**BODY, "session_type": "Q"}).json() == {"session_id": "2026_0_Q", "loading": False}
+        md = c.get("/api/sessions/2026_0_Q").json()["metadata"]
+        race_md = c.get(f"/api/replays/{SID}").json()
+    assert "quali_segments" not in race_md
+    q = md["quali_segments"]
+    assert set(q) == {"Q1", "Q2", "Q3"} and set(q["Q1"]["drivers"]) == set(race.codes)
+    d = q["Q1"]["drivers"][race.codes[0]]
+    assert d["lap_time"] > 60 and set(d["frames"][0]) == {"t", "x", "y", "dist", "speed", "gear", "throttle", "brake", "drs"}
+    g = md["track_geometry"]
+    assert all(g["x_min"] - 50 <= f["x"] <= g["x_max"] + 50 for f in d["frames"])  # the frames' units
 
 
 # -- sessions ---------------------------------------------------------------------------------------
