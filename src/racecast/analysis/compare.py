@@ -195,46 +195,62 @@ def seed_sector_times(tr: LapTrace) -> dict[str, Any]:
     return {"driver_code": tr.driver, "lap_number": tr.lap, "sector_1": s1, "sector_2": s2, "sector_3": s3, "lap_time": tr.lap_time}
 
 
-def fastest_lap(src: ChannelSource, codes: Sequence[str], driver: str) -> tuple[int, float] | None:
-    """``driver``'s fastest completed lap (number, time s), from when the ``lap_time`` channel changes."""
+def fastest_lap(src: ChannelSource, codes: Sequence[str], driver: str, within: tuple[float, float] | None = None) -> tuple[int, float] | None:
+    """``driver``'s fastest completed lap (number, time s), from when the ``lap_time`` channel changes;
+    ``within``: only laps completed in that span of ``t`` (s)."""
     d = _driver_index(codes, driver)
     lt = np.asarray(src.array("lap_time")[:, d], dtype=np.float64)
     lap_col = np.asarray(src.array("lap")[:, d])
     prev = np.concatenate([[np.nan], lt[:-1]])
-    new = np.flatnonzero(np.isfinite(lt) & ~(np.isfinite(prev) & (prev == lt)))
+    changed = np.isfinite(lt) & ~(np.isfinite(prev) & (prev == lt))
+    if within is not None:
+        t = np.asarray(src.t)
+        changed &= (t >= within[0]) & (t <= within[1])
+    new = np.flatnonzero(changed)
     if new.size == 0:
         return None
     k = int(new[np.argmin(lt[new])])
     return int(lap_col[max(k - 1, 0)]), round(float(lt[k]), 3)  # the lap it was on until that frame
 
 
-def seed_quali_segments(src: ChannelSource, codes: Sequence[str], hz: float = 10.0) -> dict[str, Any]:
-    """The seed's ``quali_segments`` from what the race model holds: every driver's fastest lap of the
-    session in ``Q1`` (frames at ``hz``: t s from the lap's start, x/y 1/10 m, dist m, speed, gear,
-    throttle and brake 0-100, FastF1 DRS codes); ``Q2``/``Q3`` empty until bundles carry the
-    session's knockout segments."""
+def seed_quali_segments(src: ChannelSource, codes: Sequence[str], segments: Sequence[Mapping[str, Any]] | None = None,
+                        hz: float = 10.0) -> dict[str, Any]:  # fmt: skip
+    """The seed's ``quali_segments``: per knockout segment (``segments``: ``[{"name": "Q1", "start": s,
+    "end": s}, ...]`` on the frames' ``t`` axis, as the bundle's ``qualifying`` holds them), every driver
+    who set a lap time in it, with that segment's fastest lap as frames at ``hz`` (t s from the lap's
+    start, x/y 1/10 m, dist m, speed, gear, throttle and brake 0-100, FastF1 DRS codes). Without
+    segments, every driver's fastest lap of the session goes in ``Q1`` and ``Q2``/``Q3`` are empty."""
     fps = 1.0 / float(np.median(np.diff(np.asarray(src.t[:50])))) if len(src.t) > 1 else 25.0
     step = max(1, round(fps / hz))
-    drivers: dict[str, Any] = {}
-    for code in codes:
-        best = fastest_lap(src, codes, code)
-        if best is None:
-            continue
-        try:
-            tr = lap_trace(src, codes, code, best[0])
-        except CompareError:
-            continue
-        c = tr.channels
-        idx = np.arange(0, len(tr.t), step)
-        drs = np.asarray(c.get("drs", np.zeros(len(tr.t))))[idx] if "drs" in c else np.zeros(len(idx))
-        frames = [
-            {"t": round(float(tr.t[i]), 3), "x": round(float(c["x"][i]) * _SEED_XY, 1), "y": round(float(c["y"][i]) * _SEED_XY, 1),
-             "dist": round(float(tr.distance[i]), 1), "speed": round(float(c["speed"][i]), 1), "gear": int(c["gear"][i]),
-             "throttle": round(float(c["throttle"][i]), 1), "brake": round(float(c["brake"][i]), 1),
-             "drs": {0: 0, 1: 8, 2: 12}.get(int(v), 0)}
-            for i, v in zip(idx.tolist(), drs)
-        ]  # fmt: skip
-        drivers[code] = {"frames": frames, "lap_time": best[1]}
-    duration = max((v["lap_time"] for v in drivers.values()), default=0.0)
-    empty = {"duration": 0.0, "drivers": {}}
-    return {"Q1": {"duration": duration, "drivers": drivers}, "Q2": dict(empty), "Q3": dict(empty)}
+
+    def segment(within: tuple[float, float] | None) -> dict[str, Any]:
+        drivers: dict[str, Any] = {}
+        for code in codes:
+            best = fastest_lap(src, codes, code, within)
+            if best is None:
+                continue
+            try:
+                tr = lap_trace(src, codes, code, best[0])
+            except CompareError:
+                continue
+            c = tr.channels
+            idx = np.arange(0, len(tr.t), step).tolist()
+            frames = [
+                {"t": round(float(tr.t[i]), 3), "x": round(float(c["x"][i]) * _SEED_XY, 1), "y": round(float(c["y"][i]) * _SEED_XY, 1),
+                 "dist": round(float(tr.distance[i]), 1), "speed": round(float(c["speed"][i]), 1), "gear": int(c["gear"][i]),
+                 "throttle": round(float(c["throttle"][i]), 1), "brake": round(float(c["brake"][i]), 1),
+                 "drs": {0: 0, 1: 8, 2: 12}.get(int(c["drs"][i]), 0)}
+                for i in idx
+            ]  # fmt: skip
+            drivers[code] = {"frames": frames, "lap_time": best[1]}
+        return {"duration": max((v["lap_time"] for v in drivers.values()), default=0.0), "drivers": drivers}
+
+    out = {name: {"duration": 0.0, "drivers": {}} for name in ("Q1", "Q2", "Q3")}
+    if not segments:
+        out["Q1"] = segment(None)
+        return out
+    for sg in segments:
+        name = str(sg.get("name", ""))
+        if name in out and sg.get("start") is not None and sg.get("end") is not None:
+            out[name] = segment((float(sg["start"]), float(sg["end"])))
+    return out

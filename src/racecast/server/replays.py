@@ -91,7 +91,8 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if str(ev.get("session_type", "")).upper() in ("Q", "SQ"):
         # The seed's QUALI view waits for these; built from the race model (docs/protocol.md).
-        extra["quali_segments"] = seed_quali_segments(b, [d["code"] for d in drivers])
+        segments = (ev.get("qualifying") or {}).get("segments")
+        extra["quali_segments"] = seed_quali_segments(b, [d["code"] for d in drivers], segments)
     return {
         "id": b.id,
         "title": b.title,
