@@ -109,7 +109,7 @@ def test_loading_progress_is_a_percentage_for_the_seed(tmp_path: Path) -> None:
     with running(create_app(tmp_path, ingest=False)) as s:
         seed = asyncio.run(go(s.ws_url("nope", "")))
     assert seed["type"] == "loading_progress" and seed["progress"] == 0.0
-    # (a real ingest's progress runs 0-100 for the seed: tests/test_server_ingest.py)
+    # (an ingest's progress runs 0-100 for the seed: tests/test_server_ingest.py)
 
 
 # -- metadata and frames: the fields the seed reads -------------------------------------------------
