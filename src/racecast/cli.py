@@ -348,6 +348,18 @@ def bench(
     raise typer.Exit(bench_main(args))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def accuracy(ctx: typer.Context) -> None:
+    """Score replays of the real sessions (../shared/realdata) against their truth; write docs/accuracy.md.
+
+    Every session is ingested every way (table, table without status, FastF1 frames), each in a
+    child process; options: --sessions A,B --paths table,fastf1 --pack DIR --out FILE --no-bundle --json FILE.
+    """
+    from .accuracy.run import main as accuracy_main
+
+    raise typer.Exit(accuracy_main(list(ctx.args)))
+
+
 ingest_app = typer.Typer(help="Turn real telemetry into replay bundles.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 

@@ -568,21 +568,37 @@ def load_table(
     p = Path(path)
     report(progress, "read", 0.0)
     df, csv = _read(p)
+    return race_from_dataframe(
+        df, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
+        csv=csv, what=p.name, event={"file": p.name},
+    )
+
+
+def race_from_dataframe(
+    df: Any,
+    *,
+    race_id: str,
+    title: str,
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+    csv: bool = False,
+    what: str = "the table",
+    event: dict[str, Any] | None = None,
+) -> Race:
+    """A :class:`Race` from a long-form table already read into a pandas DataFrame.
+
+    ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
+    """
     df.columns = [str(c) for c in df.columns]
     cols = _map_columns(list(df.columns))
     if len(df) == 0:
-        raise IngestError(f"{p.name} has no rows (only a header)")
+        raise IngestError(f"{what} has no rows (only a header)")
     samples = _samples(df, cols, csv)
     report(progress, "read", 1.0)
-    return race_from_samples(
-        samples,
-        race_id=id or _default_id(p),
-        title=p.stem,
-        fps=fps,
-        progress=progress,
-        geometry=geometry,
-        event={"source": "table", "file": p.name, "columns": cols.role, "ignored_columns": cols.ignored},
-    )
+    ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored}
+    ev.update(event or {})
+    return race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
 
 
 def _default_id(p: Path) -> str:
