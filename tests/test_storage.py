@@ -33,7 +33,7 @@ from tests.factories import tiny_race
 from tests.serverutil import Viewer, frames_only, running
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 1000  # 40 chunks, 4 blocks of 250 frames
+N = 1000  # 40 chunks, 10 blocks of 100 frames
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +154,21 @@ def test_derived_blocks_are_shared_not_rebuilt(v3):
     first = s.message(10)
     again = b.streams["msgpack"].message(20)
     assert first.obj is again.obj  # one block, sliced by every send
+
+
+def test_the_next_block_is_built_ahead_in_the_background(v3):
+    from racecast.bundle.blocks import CACHE
+
+    b = open_bundle(v3)
+    s = b.streams["msgpack"]
+    s.message(0)
+    assert CACHE.holds((b, "msgpack", 1), wait=30)  # built by the worker thread, not by this call
+    before = CACHE.misses
+    s.message(s.block_items)  # block 1: a hit
+    assert CACHE.misses == before
+    last = s.count - 1
+    s.message(last)
+    assert not CACHE.holds((b, "msgpack", last // s.block_items + 1), wait=1)  # nothing past the end
 
 
 # -- format 3 content ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .format import BundleError
@@ -27,6 +28,9 @@ from .wsframe import binary_header, header_size
 
 #: Default bound of the shared block cache (bytes); ``RACECAST_BLOCK_CACHE_MB`` overrides it.
 DEFAULT_CACHE_BYTES = 96 << 20
+#: Blocks queued for the background builder at most, and how long a reader waits for one in progress.
+MAX_PREFETCH = 8
+PREFETCH_WAIT_S = 5.0
 
 
 class BlockError(BundleError):
@@ -71,34 +75,84 @@ class BlockCache:
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self.prefetched = 0
         self._d: OrderedDict[tuple[Any, ...], Block | _Failed] = OrderedDict()
+        self._pending: dict[tuple[Any, ...], threading.Event] = {}
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...], build: Callable[[], Block]) -> Block:
-        """The block under ``key``, built by ``build()`` on a miss (outside the lock)."""
+        """The block under ``key``, built by ``build()`` on a miss (outside the lock); a block the
+        prefetcher is building is waited for rather than built twice."""
         with self._lock:
             b = self._d.get(key)
             if b is not None:
                 self._d.move_to_end(key)
                 self.hits += 1
+            pending = self._pending.get(key) if b is None else None
+        if pending is not None:
+            pending.wait(PREFETCH_WAIT_S)
+            with self._lock:
+                b = self._d.get(key)
         if b is None:
             self.misses += 1
             try:
                 b = build()
             except BlockError as e:
                 b = _Failed(e)
-            with self._lock:
-                old = self._d.pop(key, None)
-                if old is not None:
-                    self.nbytes -= old.nbytes
-                self._d[key] = b
-                self.nbytes += b.nbytes
-                while self.nbytes > self.max_bytes and len(self._d) > 1:
-                    _, gone = self._d.popitem(last=False)
-                    self.nbytes -= gone.nbytes
+            self._insert(key, b)
         if type(b) is _Failed:
             raise b.error
         return b  # type: ignore[return-value]
+
+    def _insert(self, key: tuple[Any, ...], b: "Block | _Failed") -> None:
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            self._d[key] = b
+            self.nbytes += b.nbytes
+            while self.nbytes > self.max_bytes and len(self._d) > 1:
+                _, gone = self._d.popitem(last=False)
+                self.nbytes -= gone.nbytes
+
+    def prefetch(self, key: tuple[Any, ...], build: Callable[[], Block]) -> None:
+        """Build ``key`` in the background (one worker thread) unless cached, pending or too many are queued.
+
+        Playback moves forward: building the next block before a viewer needs it keeps its cost
+        off the ticker (the CPU is the same, the tick does not wait for it).
+        """
+        with self._lock:
+            if key in self._d or key in self._pending or len(self._pending) >= MAX_PREFETCH:
+                return
+            ev = self._pending[key] = threading.Event()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="racecast-blocks")
+            executor = self._executor
+        executor.submit(self._fill, key, build, ev)
+
+    def _fill(self, key: tuple[Any, ...], build: Callable[[], Block], ev: threading.Event) -> None:
+        try:
+            try:
+                self._insert(key, build())
+                self.prefetched += 1
+            except BlockError as e:
+                self._insert(key, _Failed(e))
+            except Exception:  # never kill the worker; the block is built (and fails) on demand instead
+                pass
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            ev.set()
+
+    def holds(self, key: tuple[Any, ...], wait: float = 0.0) -> bool:
+        """Whether ``key`` is cached, after waiting up to ``wait`` s for a background build of it."""
+        with self._lock:
+            pending = self._pending.get(key)
+        if pending is not None and wait > 0:
+            pending.wait(wait)
+        with self._lock:
+            return key in self._d
 
     def drop(self, owner: Any) -> None:
         """Forget every block of ``owner`` (a closed bundle)."""
@@ -161,6 +215,9 @@ class Stream:
             return blk  # type: ignore[return-value]
         blk = self._cache.get((self._owner, self.name, b), lambda: self._load(b))
         self._last = (b, blk)
+        if self.derived and (b + 1) * self.block_items < self.count:  # the next block, built ahead
+            nb = b + 1
+            self._cache.prefetch((self._owner, self.name, nb), lambda: self._load(nb))
         return blk
 
     def load_block(self, b: int) -> Block:

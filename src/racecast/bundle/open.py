@@ -173,9 +173,9 @@ class Bundle:
         for b in range(-(-chunks.count // chunks.block_items)):
             f0, q, _ = self._deriver.decoded(b)  # type: ignore[union-attr]
             dequantize_columns(q, out, f0)
-        for n in names:
-            out[n].setflags(write=False)
-            self._arrays[n] = out[n]
+        for n, a in out.items():  # keep them all: analysis asks for one channel after another
+            a.setflags(write=False)
+            self._arrays[n] = a
         return {n: out[n] for n in names}
 
     @cached_property
