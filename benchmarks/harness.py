@@ -435,9 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", default=None, help="re-render the report from a results file instead of running")
     a = p.parse_args(argv)
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
-    bad = [d for d in designs if d not in DESIGNS]
+    bad = [d for d in designs if d not in DESIGNS + EXTRA_DESIGNS]
     if bad or not designs:
-        p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS)}")
+        p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS + EXTRA_DESIGNS)}")
+    if "racecast-before" in designs and not os.environ.get("RACECAST_BEFORE_SRC"):
+        p.error("racecast-before needs RACECAST_BEFORE_SRC: the src directory of the racecast to compare with")
     if a.from_json:
         json_path = Path(a.from_json).resolve()
         doc = json.loads(json_path.read_text())

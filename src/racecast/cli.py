@@ -264,7 +264,8 @@ def list_(
         if "error" in r:
             t.add_row(r["id"], f"[red]damaged: {r['error']}[/]", "", "", "", "")
         else:
-            t.add_row(r["id"], r["title"], str(r["laps"]), str(r["frames"]), f"{r['duration']:.0f} s", str(r["drivers"]))
+            title = r["title"] + (f" [yellow](old format: run `{r['upgrade']}`)[/]" if "upgrade" in r else "")
+            t.add_row(r["id"], title, str(r["laps"]), str(r["frames"]), f"{r['duration']:.0f} s", str(r["drivers"]))
     out.print(t)
 
 
@@ -347,7 +348,7 @@ def bench(
     out_md: Annotated[
         Optional[Path], typer.Option("--out", help="Markdown file whose 'Streaming benchmark' section is replaced [default: docs/performance.md of the checkout].")
     ] = None,
-    designs: Annotated[str, typer.Option(help="Comma-separated subset of racecast,seed,floor.")] = "racecast,seed,floor",
+    designs: Annotated[str, typer.Option(help="Comma-separated subset of racecast,seed,floor (also racecast-v2, racecast-before: see benchmarks/harness.py).")] = "racecast,seed,floor",
 ) -> None:
     """Benchmark streaming: racecast, the seed's design and the floor, side by side (source checkout only)."""
     root = Path(__file__).resolve().parents[2]
