@@ -326,7 +326,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--laps", type=int, default=57)
     p.add_argument("--real", type=Path, default=None, help="real-data pack [default: ../shared/realdata, found from a worktree too]")
-    p.add_argument("--viewers", default="10,100,1000")
+    p.add_argument("--viewers", default="10,100")
+    p.add_argument("--sessions", default="", help="comma-separated session names to ingest (default: every one with a table)")
     p.add_argument("--ticks", type=int, default=250)
     p.add_argument("--out", type=Path, default=None, help="markdown file whose Storage section is replaced")
     p.add_argument("--json", type=Path, default=None)
@@ -342,10 +343,15 @@ def main() -> None:
         r["sim_name"] = sim
         print(f"[storage] {sim}...", file=sys.stderr, flush=True)
         r["races"][sim] = compare_ingest(f"sim:{a.laps}", tmp, "sim")
+        wanted = {x for x in a.sessions.split(",") if x}
         for table in sorted(a.real.glob("*/table.parquet")) if a.real.is_dir() else []:
             name = table.parent.name
+            if wanted and name not in wanted:
+                continue
             print(f"[storage] {name}...", file=sys.stderr, flush=True)
             r["races"][name] = compare_ingest(str(table), tmp, name)
+            if a.json:  # partial results survive an interrupted run
+                a.json.write_text(json.dumps(r, indent=1))
         v2, v3 = tmp / "sim-v2", tmp / "sim-v3"
         print("[storage] derivation, serving, alternatives...", file=sys.stderr, flush=True)
         r["derive"] = derive_costs(v3)

@@ -27,7 +27,9 @@ from .format import BundleError
 from .wsframe import binary_header, header_size
 
 #: Default bound of the shared block cache (bytes); ``RACECAST_BLOCK_CACHE_MB`` overrides it.
-DEFAULT_CACHE_BYTES = 96 << 20
+#: It must hold the blocks in use: viewers spread over a whole 57-lap race in msgpack mode use
+#: ~1,230 blocks of ~0.45 MB (all of it); a block evicted while still in use is rebuilt.
+DEFAULT_CACHE_BYTES = 384 << 20
 #: Blocks queued for the background builder at most, and how long a reader waits for one in progress.
 MAX_PREFETCH = 8
 PREFETCH_WAIT_S = 5.0
