@@ -90,7 +90,8 @@ def v2_path(tmp_path, race):
 def test_version_3_stores_only_the_gzip_chunks(race, bundle_path):
     m = json.loads((bundle_path / "manifest.json").read_text())
     assert m["format_version"] == FORMAT_VERSION == 3
-    assert sorted(m["files"]) == ["arrays/leader_lap.npy", "arrays/t.npy", "streams/chunks.gz.bin", "streams/chunks.gz.idx.npy"]
+    # the frames as gzip chunks, plus the analysis (events, lap data) computed at ingest
+    assert sorted(m["files"]) == ["analysis.json", "arrays/leader_lap.npy", "arrays/t.npy", "streams/chunks.gz.bin", "streams/chunks.gz.idx.npy"]
     b = open_bundle(bundle_path)
     assert {n for n, s in b.streams.items() if not s.derived} == {"chunks.gz"}
     assert {"msgpack", "compact", "chunks", "chunks.br", "chunks.zst"} <= set(b.streams)
