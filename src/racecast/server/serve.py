@@ -66,6 +66,7 @@ def serve(
         config = uvicorn_config(create_app(data_dir, **app_options), host, port, log_level=log_level)
         server = uvicorn.Server(config)
         sock = config.bind_socket()
+        sock.listen(config.backlog)  # connections wait in the backlog from the moment the URL is printed
         if on_ready:
             on_ready(host, sock.getsockname()[1])
         server.run(sockets=[sock])
@@ -77,6 +78,7 @@ def serve(
     os.environ["RACECAST_SERVER_OPTIONS"] = json.dumps(app_options)
     config = uvicorn_config("racecast.server.app:app_from_env", host, port, workers=workers, log_level=log_level, factory=True)
     sock = config.bind_socket()
+    sock.listen(config.backlog)
     if on_ready:
         on_ready(host, sock.getsockname()[1])
     if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.5x
