@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench bench-quick bench-chunks chromium node install clean screenshot
+.PHONY: demo test accuracy bench bench-quick bench-chunks chromium node install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-quick: $(VENV)/.installed-test
 # Chunk-mode viewers per core (docs/performance.md, "Chunk-mode viewers per core"): ~10 minutes.
 bench-chunks: $(VENV)/.installed-test
 	$(PY) -m benchmarks.chunk_viewers
+
+# Replays of the real sessions in ../shared/realdata scored against their truth -> docs/accuracy.md (~10 minutes).
+accuracy: $(VENV)/.installed-test
+	nice -n 10 $(VENV)/bin/racecast accuracy
 
 # Refresh docs/screenshot.png (the viewer mid-race in Chromium at 1280x720).
 screenshot: $(VENV)/.installed-test chromium
