@@ -22,7 +22,7 @@ from benchmarks.seed_client import SeedClient, run_one
 from racecast.bundle import write_bundle
 from racecast.server import create_app
 from racecast.sources.simulate import simulate_race
-from tests.serverutil import Running, Viewer, running
+from tests.serverutil import Running, T, Viewer, running
 
 SID = "2026_0_R"  # the simulated race's event: year 2026, round 0, race
 BODY = {"year": 2026, "round_num": 0, "session_type": "R"}
@@ -84,13 +84,15 @@ def test_a_racecast_command_switches_the_connection_to_racecasts_protocol(srv: R
 @pytest.mark.parametrize("speed", [0.5, 1.0, 2.0, 4.0, 16.0])
 def test_the_seed_client_plays_at_every_speed(srv: Running, speed: float) -> None:
     """60 Hz seek-per-frame, as the seed does: never disconnected, frames never behind the client's
-    own position by more than 0.5 s of race, scrubs answered within 100 ms (generous bounds: shared box)."""
+    own position by more than 1 s of race, scrubs answered within 250 ms (generous bounds: shared box)."""
     r = asyncio.run(run_one(srv.ws_url(SID, ""), speed, 2.5))
     assert r["connected_throughout"] and r["closed"] is None, r
     assert r["unknown_text"] == 0, r
     assert r["frames"] >= 25, r
-    assert r["lag_max_s"] is not None and r["lag_max_s"] <= 0.5, r
-    assert r["seeks_timed"] == 5 and r["seek_wait_max_ms"] <= 100, r
+    # Real-time bounds (what the seed's client sees): generous for a shared machine and scaled by
+    # RACECAST_TEST_TIME_SCALE; a server that queued seeks would be seconds behind.
+    assert r["lag_max_s"] is not None and r["lag_max_s"] <= T(1.0), r
+    assert r["seeks_timed"] == 5 and r["seek_wait_max_ms"] <= T(250), r
     assert srv.metric('racecast_errors_total{kind="flood"}') == 0
 
 
