@@ -111,9 +111,9 @@ class Running:
 
 
 @contextmanager
-def running(app: Any, ws: str = DIRECT) -> Iterator[Running]:
-    """Serve ``app`` on 127.0.0.1:<free port> until the block ends."""
-    config = uvicorn_config(app, "127.0.0.1", 0, log_level="error")
+def running(app: Any, ws: str = DIRECT, limits: Any = None) -> Iterator[Running]:
+    """Serve ``app`` on 127.0.0.1:<free port> until the block ends (``limits``: a ConnectionLimits)."""
+    config = uvicorn_config(app, "127.0.0.1", 0, log_level="error", limits=limits)
     config.ws = ws
     server = uvicorn.Server(config)
     sock = config.bind_socket()

@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -21,15 +22,26 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
+from ..errors import BadRequest, NotFound
 from ..protocol import Bounds
 
+log = logging.getLogger("racecast.server")
 
-class InvalidId(ValueError):
+
+class InvalidId(BadRequest, ValueError):
     """An id that could not name a bundle (looks like a path, bad characters...)."""
 
+    kind = "invalid_id"
 
-class UnknownReplay(KeyError):
+
+class UnknownReplay(NotFound, KeyError):
     """No bundle with that id in the data directory."""
+
+    kind = "unknown_replay"
+
+    def __init__(self, replay_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"no replay {replay_id!r} on this server")
+        self.replay_id = replay_id
 
 
 def sector_of_points(geometry: dict[str, Any]) -> list[int]:
@@ -169,6 +181,8 @@ class Replays:
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data = DataDir(data_dir)
+        for p in self.data.clean_orphans():  # a writer killed mid-write while no server ran
+            log.warning("removed a killed writer's temporary directory %s", p.name)
         self._open: dict[str, Replay] = {}
         self._lock = threading.Lock()
 
@@ -200,10 +214,16 @@ class Replays:
             bundle = self.data.open(replay_id)
         except KeyError:
             raise UnknownReplay(replay_id) from None
+        except BundleError as e:  # the client learns why, not where the data directory is
+            raise BundleError(f"replay {replay_id!r} cannot be opened: {str(e).replace(str(self.root), '<data>')}") from e
         with self._lock:
             r = self._open.get(replay_id)
             if r is None:
-                r = Replay.open(replay_id, bundle)
+                try:
+                    r = Replay.open(replay_id, bundle)
+                except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, RecursionError) as e:
+                    # validate_manifest should have caught it: still one replay's problem, never the server's
+                    raise BundleError(f"replay {replay_id!r} cannot be described: {type(e).__name__}: {str(e)[:200]}") from e
                 r = dataclasses.replace(r, load_time=time.perf_counter() - t0)
                 self._open[replay_id] = r
         return r
@@ -227,7 +247,7 @@ class Replays:
             try:
                 out.append(summary(self.get(rid).bundle))
             except (BundleError, InvalidId, UnknownReplay) as e:
-                out.append({"id": rid, "error": str(e)})
+                out.append({"id": rid, "status": "damaged", "error": str(e)})
         return out
 
     def close(self) -> None:
