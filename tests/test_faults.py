@@ -25,7 +25,7 @@ from racecast.race import RaceError
 from racecast.server import create_app
 from racecast.server.serve import ConnectionLimits, default_allowed_hosts, raise_file_limit
 from tests.factories import tiny_race
-from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, T, Viewer, running, wait_until, write_race
+from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, T, Viewer, async_wait_until, running, wait_until, write_race
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -374,3 +374,44 @@ def _rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+# -- bundles replaced under a running server ---------------------------------------------------------
+
+
+def test_a_bundle_replaced_under_the_server_is_reopened_for_new_viewers(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    write_race(tmp_path, "good", 100)
+    write_race(tmp_path, "r", 100)
+    app = create_app(tmp_path)
+    replays = app.state.racecast.replays
+    with running(app) as srv:
+
+        async def go() -> None:
+            old = await Viewer.open(srv.ws_url("r"))
+            assert (await old.ready())["frames"] == 100
+            old_bundle = weakref.ref(replays.cached("r").bundle)
+            # Replaced atomically (a new directory renamed into place; the old one deleted).
+            write_bundle(tiny_race(n_frames=300, n_drivers=4, race_id="r"), tmp_path / "r", overwrite=True)
+            new = await Viewer.open(srv.ws_url("r"))
+            assert (await new.ready())["frames"] == 300
+            with srv.http() as c:
+                assert c.get("/api/replays/r").json()["total_frames"] == 300
+            assert (await old.command(action="seek", frame=99))["frame"] == 99  # the old viewer plays on
+            assert await old.next_frame() == 99
+            await old.close()
+            await async_wait_until(lambda: srv.metric("racecast_connections_open") == 1, what="the old viewer gone")
+            gc.collect()
+            assert old_bundle() is None, "the deleted bundle's mapping outlived its last viewer"
+            # Overwritten in place (files copied over the directory): seen too.
+            other = tmp_path / "other"
+            write_bundle(tiny_race(n_frames=150, n_drivers=2, race_id="r"), other)
+            shutil.copytree(other, tmp_path / "r", dirs_exist_ok=True)
+            third = await Viewer.open(srv.ws_url("r"))
+            assert (await third.ready())["frames"] == 150
+            await asyncio.gather(new.close(), third.close())
+
+        asyncio.run(go())
+        healthy_plays(srv)
