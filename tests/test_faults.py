@@ -415,3 +415,27 @@ def test_a_bundle_replaced_under_the_server_is_reopened_for_new_viewers(tmp_path
 
         asyncio.run(go())
         healthy_plays(srv)
+
+
+def test_fault_log_writes_one_line_per_fault_up_to_its_budget_then_a_count() -> None:
+    from racecast.playback import FakeClock
+    from racecast.server.errors import FaultLog
+
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("racecast.test-faults")
+    logger.addHandler(Capture())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    clock = FakeClock()
+    log = FaultLog(logger, per_minute=3, clock=clock.monotonic)
+    for i in range(100):
+        log.note("bad_command", f"junk {i}\nwith a newline")
+    assert lines == [f"client fault (bad_command): junk {i} with a newline" for i in range(3)]
+    clock.advance(61)
+    log.note("bad_command", "later")
+    assert lines[3:] == ["97 more client faults of kind bad_command in the last minute were not logged", "client fault (bad_command): later"]

@@ -453,7 +453,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes", "error": "too_large"}, status_code=413)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await too_big(scope, receive, send)
