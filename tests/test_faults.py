@@ -439,3 +439,19 @@ def test_fault_log_writes_one_line_per_fault_up_to_its_budget_then_a_count() -> 
     clock.advance(61)
     log.note("bad_command", "later")
     assert lines[3:] == ["97 more client faults of kind bad_command in the last minute were not logged", "client fault (bad_command): later"]
+
+
+def test_an_http_client_that_never_reads_its_response_is_dropped(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import racecast.server.http as http
+
+    monkeypatch.setattr(http, "SEND_TIMEOUT", 0.5)
+    write_race(data, "wide-frames", 1500, n_drivers=20)  # ~4 KB frames: a 6 MB answer
+    with running(create_app(data)) as srv:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /api/replays/wide-frames/frames?count=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        wait_until(lambda: len(srv.server.server_state.connections) == 1, what="the request taken")
+        wait_until(lambda: len(srv.server.server_state.connections) == 0, timeout=10, what="the stalled reader dropped")
+        s.close()
+        healthy_plays(srv)

@@ -26,6 +26,8 @@ from .errors import FaultLog
 DEFAULT_HEADER_TIMEOUT = 10.0
 #: Largest request head (request line + headers), bytes.
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+#: Seconds an HTTP client may leave a response unread (its send buffer full) before it is dropped.
+SEND_TIMEOUT = 60.0
 
 __all__ = ["RacecastH11Protocol", "DEFAULT_HEADER_TIMEOUT", "DEFAULT_MAX_HEADER_BYTES", "FAULTS"]
 
@@ -119,8 +121,31 @@ class RacecastH11Protocol(H11Protocol):
             self._cancel_header_timer()
             self._arm_header_timer()  # the next request's headers are due within the timeout too
 
+    _stall_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        # The client stopped reading a response (its buffer is over the high-water mark): it has
+        # SEND_TIMEOUT seconds to take some of it, else the connection goes (slot, buffer and task).
+        super().pause_writing()
+        if self._stall_timer is None:
+            self._stall_timer = self.loop.call_later(SEND_TIMEOUT, self._stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        FAULTS.note("stalled_reader", f"HTTP client {self.client} read nothing for {SEND_TIMEOUT:g} s; connection aborted")
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         super().connection_lost(exc)
 
 
