@@ -12,7 +12,9 @@ Close codes (documented in docs/protocol.md and docs/security.md)::
 
     1001 going away (shutdown)          4400 bad request (id, encoding, options)
     1007 invalid UTF-8 in a text frame  4404 unknown replay
-    1008 policy (Origin/Host, flood)    4500 server-side ingest failed
+    1008 policy (Origin/Host, flood)    4403 room token refused
+                                        4500 server-side ingest failed
+                                        4501 rooms off on this server
     1009 message too big                1011 replay damaged / internal error
     1013 try again later (server full)
 """
@@ -39,6 +41,8 @@ __all__ = [
     "CLOSE_BAD_REQUEST",
     "CLOSE_NOT_FOUND",
     "CLOSE_INGEST_FAILED",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_UNAVAILABLE",
 ]
 
 CLOSE_GOING_AWAY = 1001
@@ -48,8 +52,10 @@ CLOSE_TOO_BIG = 1009  # message over the size limit
 CLOSE_INTERNAL = 1011  # the replay could not be opened (damaged), or an unexpected error
 CLOSE_TRY_LATER = 1013  # connection limit reached, server busy
 CLOSE_BAD_REQUEST = 4400  # invalid replay id, encoding or option
+CLOSE_FORBIDDEN = 4403  # a room's host token that does not match
 CLOSE_NOT_FOUND = 4404  # no such replay
 CLOSE_INGEST_FAILED = 4500  # the replay's server-side ingest failed
+CLOSE_UNAVAILABLE = 4501  # rooms are off on this server (several workers without Redis)
 
 
 class RacecastError(Exception):

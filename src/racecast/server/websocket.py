@@ -19,14 +19,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..bundle import BundleError
 from ..errors import (
-    CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,
     CLOSE_INGEST_FAILED,
-    CLOSE_INTERNAL,
-    CLOSE_NOT_FOUND,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
-    CLOSE_TRY_LATER,
     Busy,
     Forbidden,
     RacecastError,
@@ -51,7 +47,8 @@ from ..protocol import (
 from .engine import Viewer
 from .hosts import origin_allowed
 from .ingest import DONE, Job
-from .replays import InvalidId, Replay, UnknownReplay
+from .replays import Replay, UnknownReplay
+from .rooms import Admission, RoomsUnavailable
 from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
 
 if TYPE_CHECKING:
@@ -70,7 +67,7 @@ class ServerFull(Busy):
 
 
 #: Query parameters only racecast's clients send; a connection without any speaks the seed protocol.
-RACECAST_QUERY = frozenset({"encoding", "mode", "compression", "lookahead"})
+RACECAST_QUERY = frozenset({"encoding", "mode", "compression", "lookahead", "room", "token"})
 
 
 def speaks_seed(query_keys: Iterable[str]) -> bool:
@@ -93,7 +90,9 @@ class Connection:
 
 
 def _detach(state: "ServerState", viewer: Viewer) -> None:
-    """Stop serving ``viewer``: out of the engine, its writer (if any) stopped. Idempotent."""
+    """Stop serving ``viewer``: out of the engine (and its room), its writer (if any) stopped. Idempotent."""
+    if viewer.room is not None and state.rooms is not None:
+        state.rooms.leave(viewer)
     state.engine.remove(viewer)
     if isinstance(viewer.sink, AsgiSink):
         viewer.sink.close()
@@ -173,10 +172,17 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         bundle = replay.bundle
         playback = Playback(bundle.n_frames, bundle.fps)
         feed = make_feed(bundle, playback, dict(ws.query_params))
+        admission = None
+        if "room" in ws.query_params:
+            admission = await _admit(ws, state, replay_id)
+            if admission is None:
+                return
         await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
         sink = make_sink(ws, state.buffer_limit, state.socket_send_buffer)
         viewer = conn.viewer = Viewer(replay_id, playback, feed.stream, sink, feed)
         viewer.acks = not seed
+        if admission is not None:
+            state.rooms.attach(admission, viewer)  # type: ignore[union-attr]  # at the room's position now
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)
     except RacecastError as e:  # every refusal: a loading_error, then its documented close code
@@ -190,6 +196,14 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         if viewer is not None:
             _detach(state, viewer)
         state.connections.discard(conn)
+
+
+async def _admit(ws: WebSocket, state: "ServerState", replay_id: str) -> Admission | None:
+    """Check ``?room=ROOM[&token=TOKEN]``; a refusal raises its ``RoomError`` (each carries its close code)."""
+    hub = state.rooms
+    if hub is None:
+        raise RoomsUnavailable("rooms are off on this server")
+    return await hub.admit(ws.query_params["room"], replay_id, ws.query_params.get("token"))
 
 
 async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: bool = False) -> bool:
@@ -313,6 +327,14 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
                 continue
             if not viewer.acks and is_extension(cmd):
                 viewer.acks = True  # the client speaks racecast's protocol: it gets its replies from now on
+            if viewer.room is not None and state.rooms is not None:
+                # A room member: the command moves the whole room (not paced per connection: every
+                # member gets each acknowledgement), or is refused with an error to this member only.
+                if await state.rooms.command(viewer, cmd):
+                    metrics.commands.labels(cmd.action).inc()
+                    metrics.command_latency.observe(mono() - arrival)
+                await sink.drain()
+                continue
             if isinstance(cmd, Seek):
                 if not pacer.offer(cmd, arrival, not pb.already_at(cmd.frame, arrival)):
                     if timer is None:
