@@ -91,7 +91,8 @@ def test_the_seed_client_plays_at_every_speed(srv: Running, speed: float) -> Non
     assert r["frames"] >= 25, r
     # Real-time bounds (what the seed's client sees): generous for a shared machine and scaled by
     # RACECAST_TEST_TIME_SCALE; a server that queued seeks would be seconds behind.
-    assert r["lag_max_s"] is not None and r["lag_max_s"] <= T(1.0), r
+    # (lag in seconds of race: at 16x, 4 s of race is a quarter of a second of real time)
+    assert r["lag_max_s"] is not None and r["lag_max_s"] <= max(T(1.0), speed * T(0.25)), r
     assert r["seeks_timed"] == 5 and r["seek_wait_max_ms"] <= T(250), r
     assert srv.metric('racecast_errors_total{kind="flood"}') == 0
 
