@@ -104,6 +104,9 @@ def _stream(where: str, field: str, s: Any, files: dict[str, Any]) -> None:
     _num(where, f"{field}.count", s.get("count"), lo=0, integer=True)
     _num(where, f"{field}.frames_per_item", s.get("frames_per_item", 1), lo=1, hi=1_000_000, integer=True)
     _str(where, f"{field}.media_type", s.get("media_type", ""), 200)
+    if "derived_from" in s:  # format 3: built from another stream's blocks, no files of its own
+        _str(where, f"{field}.derived_from", s["derived_from"], 200)
+        return
     for k in ("data", "index"):
         name = _str(where, f"{field}.{k}", s.get(k), 500)
         if name not in files:
@@ -161,8 +164,13 @@ def validate_manifest(m: Any, where: str = "bundle") -> dict[str, Any]:
         _num(where, f"files[{name[:60]!r}]", size, lo=0, integer=True)
     for name, a in _dict(where, "arrays", m["arrays"]).items():
         _array(where, f"arrays.{name}", a, files)
-    for name, s in _dict(where, "streams", m["streams"]).items():
+    streams = _dict(where, "streams", m["streams"])
+    for name, s in streams.items():
         _stream(where, f"streams.{name}", s, files)
+        if "derived_from" in s and s["derived_from"] not in streams:
+            raise BundleError(f"{where}: manifest field 'streams.{name}.derived_from' names a stream the manifest does not have")
+    if "channels" in m:
+        _dict(where, "channels", m["channels"])
     _geometry(where, m["geometry"])
     if "event" in m:
         _dict(where, "event", m["event"])

@@ -10,6 +10,7 @@ import resource
 import signal
 import threading
 from dataclasses import dataclass
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -144,6 +145,16 @@ def raise_file_limit(want: int = 65536) -> tuple[int, int]:
         return (-1, -1)
 
 
+def _listening(config: uvicorn.Config) -> socket.socket:
+    """Bind and listen at once, so a client that reads the printed URL is queued, not refused.
+
+    uvicorn's ``bind_socket`` only binds; ``listen`` would otherwise wait for the app's start-up.
+    """
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    return sock
+
+
 def serve(
     data_dir: str | os.PathLike[str] | None,
     host: str = "127.0.0.1",
@@ -172,8 +183,7 @@ def serve(
     if workers == 1:
         config = uvicorn_config(create_app(data_dir, **app_options), host, port, log_level=log_level, limits=limits)
         server = uvicorn.Server(config)
-        sock = config.bind_socket()
-        sock.listen(config.backlog)  # connections wait in the backlog from the moment the URL is printed
+        sock = _listening(config)
         if on_ready:
             on_ready(host, sock.getsockname()[1])
         # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal to the handler it found:
@@ -192,8 +202,7 @@ def serve(
         os.environ["RACECAST_DATA"] = str(Path(data_dir).absolute())
     os.environ["RACECAST_SERVER_OPTIONS"] = json.dumps(app_options)
     config = uvicorn_config("racecast.server.app:app_from_env", host, port, workers=workers, log_level=log_level, factory=True, limits=limits)
-    sock = config.bind_socket()
-    sock.listen(config.backlog)
+    sock = _listening(config)
     if on_ready:
         on_ready(host, sock.getsockname()[1])
     if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.5x
