@@ -8,11 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-<<<<<<< HEAD
-.PHONY: demo test accuracy bench bench-quick bench-chunks bench-rooms chromium node services install clean screenshot
-=======
-.PHONY: demo test accuracy bench bench-quick bench-chunks bench-storage chromium node services install clean screenshot
->>>>>>> main
+.PHONY: demo test accuracy bench bench-quick bench-chunks bench-rooms bench-storage chromium node services install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
