@@ -79,7 +79,8 @@ class Viewer(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
     def _handshake(self, request: Request) -> None:
-        rid = request.path[len(PATH_PREFIX) :] if request.path.startswith(PATH_PREFIX) else None
+        path = request.path.split("?", 1)[0]  # a query (racecast clients send ?encoding=) is ignored
+        rid = path[len(PATH_PREFIX) :] if path.startswith(PATH_PREFIX) else None
         replay = self.hub.replays.get(rid) if rid else None
         if replay is None:
             self.ws.send_response(self.ws.reject(404, "no such replay\n"))

@@ -137,7 +137,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/replay/{BENCH_ID}"
+        return f"ws://127.0.0.1:{self.port}/ws/replay/{BENCH_ID}?encoding=msgpack"  # racecast protocol (others ignore it)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         t0 = time.monotonic()

@@ -295,7 +295,7 @@ def measure(variant: str, clients: int, seconds: float, size: int, data: str | N
         wait_port(port)
         time.sleep(0.5)
         rss_idle = psutil.Process(server.pid).memory_info().rss
-        path = "/ws/replay/bench" if variant == "racecast" else "/ws"
+        path = "/ws/replay/bench?encoding=msgpack" if variant == "racecast" else "/ws"
         cargs = [sys.executable, __file__, "--client", "--port", str(port), "--clients", str(clients), "--path", path]
         if variant == "racecast":
             cargs.append("--play")
@@ -354,7 +354,7 @@ async def latency_probe(port: int, connects: int = 20, seeks: int = 100) -> dict
         xs = sorted(xs)
         return round(xs[min(len(xs) - 1, int(q * len(xs)))] * 1000, 2)
 
-    url = f"ws://127.0.0.1:{port}/ws/replay/bench"
+    url = f"ws://127.0.0.1:{port}/ws/replay/bench?encoding=msgpack"
     first: list[float] = []
     for _ in range(connects):
         t0 = time.perf_counter()

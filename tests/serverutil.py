@@ -37,7 +37,9 @@ class Running:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def ws_url(self, replay_id: str, query: str = "") -> str:
+    def ws_url(self, replay_id: str, query: str = "?encoding=msgpack") -> str:
+        """A racecast-protocol URL by default (asking for an encoding is racecast's);
+        ``query=""`` is what the seed's client opens (the seed protocol: no ``state`` messages)."""
         return f"ws://127.0.0.1:{self.port}/ws/replay/{replay_id}{query}"
 
     def http(self) -> httpx.Client:

@@ -58,7 +58,9 @@ def test_replay_metadata(srv: Running, data: Path) -> None:
         assert k in g
     assert len(g["sector"]) == len(g["centerline_x"]) and set(g["sector"]) == {1, 2, 3}
     assert g["sector"] == sorted(g["sector"])
-    assert md["track_statuses"][0]["status"] == "GREEN"
+    assert md["track_status"][0]["status"] == "GREEN"  # racecast's periods
+    assert md["track_statuses"][0] == {"status": "1", "start_time": md["track_status"][0]["start"], "end_time": md["track_status"][0]["end"]}
+    assert md["geometry"]["centerline_x"][5] * 10 == pytest.approx(g["centerline_x"][5], abs=0.05)  # the seed's 1/10 m
     assert md["race_control_messages"][0]["message"].startswith("GREEN LIGHT")
     assert md["pit_stops"][0]["driver"] == "D03"
     assert md["streams"]["msgpack"]["count"] == 500

@@ -156,7 +156,7 @@ def server(request, data_dir):
 def test_reference_server_streams_to_load_generator_clients_and_honours_seeks(server):
     proc, port = server
     args = loadgen.parse_args([
-        "--url", f"ws://127.0.0.1:{port}/ws/replay/bench", "-n", "2", "--frames", "3000", "--warmup", "0.2",
+        "--url", f"ws://127.0.0.1:{port}/ws/replay/bench?encoding=msgpack", "-n", "2", "--frames", "3000", "--warmup", "0.2",
         "--window", "1.0", "--seekers", "1", "--seeks", "2", "--server-pid", str(proc.pid),
     ])  # fmt: skip
     r = asyncio.run(loadgen.LoadGen(args).run())
@@ -172,7 +172,7 @@ def test_reference_server_streams_to_load_generator_clients_and_honours_seeks(se
 
 def test_reference_server_speaks_standard_websocket_to_a_standard_client(server):
     _proc, port = server
-    with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws/replay/bench") as ws:
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws/replay/bench?encoding=msgpack") as ws:
         first = json.loads(ws.recv(timeout=10))
         assert first["type"] == "loading_complete"
         ws.send(json.dumps({"action": "seek", "frame": 1000}))

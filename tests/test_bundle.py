@@ -18,7 +18,7 @@ from racecast.bundle import BundleError, DataDir, open_bundle, write_bundle
 from racecast.bundle.format import FORMAT_VERSION
 from racecast.bundle.write import default_encoders
 from racecast.bundle.wsframe import frame_header, header_size
-from racecast.bundle.msgpack_frames import DRIVER_FIELDS, decode_msgpack_frame
+from racecast.bundle.msgpack_frames import SEED_DRIVER_FIELDS, decode_msgpack_frame
 from racecast.race import CHANNELS, Status
 from tests.factories import tiny_race
 
@@ -35,34 +35,44 @@ def bundle_path(tmp_path, race):
     return write_bundle(race, tmp_path / "tiny")
 
 
-def test_every_frame_decodes_to_the_arrays(race, bundle_path):
+def test_every_frame_decodes_to_the_arrays_in_the_seeds_units_and_codes(race, bundle_path):
+    """The seed's contract (joptimus/f1-race-replay frontend/src/types/index.ts, Leaderboard.tsx,
+    TrackVisualization3D.tsx, TelemetryChart.tsx), field by field, for every frame."""
     b = open_bundle(bundle_path)
     assert b.n_frames == race.n_frames and b.fps == race.fps
-    status_label = {int(s): s.label for s in Status}
+    seed_status = {Status.RUNNING: "Running", Status.PIT: "Pit", Status.OUT: "Retired", Status.FINISHED: "Finished"}
+    seen_status = set()
     for i in range(race.n_frames):
         f = decode_msgpack_frame(b.frame(i))
         assert f["frame_index"] == i
         assert f["t"] == pytest.approx(race.t[i], abs=1e-3)
         assert f["lap"] == race.leader_lap[i]
         assert list(f["drivers"]) == race.codes
+        w = f["weather"]  # on every frame, with the seed's keys
+        assert w["rain_state"] in ("Dry", "Raining") and {"air_temp", "track_temp"} <= set(w)
         for d, code in enumerate(race.codes):
             car = f["drivers"][code]
-            assert list(car) == list(DRIVER_FIELDS)
-            for name in DRIVER_FIELDS:
-                want = race.channels[name][i, d]
-                got = car[name]
-                if name == "status":
-                    assert got == status_label[int(want)]
-                elif CHANNELS[name][2] and math.isnan(want):
-                    assert got is None
-                elif name in ("x", "y"):
-                    assert abs(got - float(want)) <= 0.001  # exact to 1 mm
-                elif name in ("throttle", "brake"):
-                    assert got == round(float(want))
+            ch = {name: race.channels[name][i, d] for name in CHANNELS}
+            assert list(car) == list(SEED_DRIVER_FIELDS)
+            assert abs(car["x"] - 10 * float(ch["x"])) <= 0.01 and abs(car["y"] - 10 * float(ch["y"])) <= 0.01  # 1/10 m
+            assert car["tyre"] == int(ch["tyre"]) - 1 and -1 <= car["tyre"] <= 4  # 0 SOFT .. 4 WET
+            assert car["drs"] == {0: 0, 1: 8, 2: 12}[int(ch["drs"])]  # FastF1's raw codes
+            assert car["throttle"] == round(float(ch["throttle"]))
+            assert car["brake"] == pytest.approx(float(ch["brake"]) / 100, abs=0.006)  # 0-1
+            assert car["status"] == seed_status[Status(int(ch["status"]))]
+            seen_status.add(car["status"])
+            assert car["race_progress"] == pytest.approx(float(ch["race_progress"]) * race.geometry.length, rel=1e-6)
+            for key, name in (("gap_to_leader", "gap"), ("gap_to_previous", "interval")):
+                v = float(ch[name])
+                want = 0.0 if math.isnan(v) or ch["position"] == 1 else v
+                assert car[key] == pytest.approx(want, rel=1e-6, abs=1e-6), (key, i, code)
+            for name in ("speed", "gear", "lap", "position", "tyre_age", "dist", "rel_dist", "lap_time", "sector1", "sector2", "sector3"):
+                want = ch[name]
+                if CHANNELS[name][2] and math.isnan(want):
+                    assert car[name] is None
                 else:
-                    assert got == pytest.approx(float(want), rel=1e-6, abs=1e-6), (name, i, code)
-    weather = [decode_msgpack_frame(b.frame(i)).get("weather") for i in (0, 1, 25)]
-    assert weather[0] == {"air_temp": 22.0, "track_temp": 35.0} and weather[1] is None and weather[2] is not None
+                    assert car[name] == pytest.approx(float(want), rel=1e-6, abs=1e-6), (name, i, code)
+    assert "Retired" in seen_status  # the race has a retirement: the seed's leaderboard greys it out
 
 
 def test_arrays_are_memory_mapped_and_identical(race, bundle_path):

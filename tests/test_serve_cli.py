@@ -95,7 +95,7 @@ def test_serve_prints_url_serves_and_shuts_down_viewers_with_1001(data: Path, pr
     assert {r["id"] for r in get(port, "/api/replays").json()} == {"race", "demo"}
 
     async def go() -> int:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race")
+        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
         await v.ready()
         await v.command(action="play", speed=1)
         assert frames_only(await v.collect(0.5))
@@ -136,7 +136,7 @@ def test_serve_with_two_workers(data: Path, procs: list[Proc]) -> None:
         raise AssertionError("workers never answered")
 
     async def go() -> list[int]:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race")
+        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
         await v.ready()
         await v.command(action="play", speed=2)
         got = frames_only(await v.collect(0.5))
@@ -168,6 +168,7 @@ def test_serve_no_ingest_refuses_sessions_not_on_disk(data: Path, procs: list[Pr
     port = int(p.wait_for(r"\(ingest disabled\) at: http://127\.0\.0\.1:(\d+)/").group(1))
     with httpx.Client(trust_env=False, timeout=10) as c:
         r = c.post(f"http://127.0.0.1:{port}/api/sessions", json={"year": 2023, "round_num": 5, "session_type": "R"})
-    assert r.status_code == 404 and "server-side ingest is disabled" in r.json()["detail"]
+    # the seed's contract: 200 with the id, the reason in "error" (and as loading_error on the socket)
+    assert r.status_code == 200 and "server-side ingest is disabled" in r.json()["error"]
     assert p.stop() == 0
     assert not (data / "2023_5_R").exists()

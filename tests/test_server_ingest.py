@@ -54,6 +54,30 @@ def app(data: Path, loader: str, **kw: Any) -> Any:
     return create_app(data, ingest_loader=f"{LOADERS}:{loader}", **kw)
 
 
+def seed_failure(srv: Running, sid: str) -> tuple[dict, int]:
+    """What the seed's client hears on the WebSocket after a failed ``POST /api/sessions``:
+    the ``loading_error`` message and the close code."""
+
+    async def go() -> tuple[dict, int]:
+        v = await Viewer.open(srv.ws_url(sid, ""))
+        err = await v.until("loading_error")
+        try:
+            await v.next()
+        except websockets.ConnectionClosed as e:
+            return err, e.rcvd.code if e.rcvd else -1
+        raise AssertionError("the connection stayed open after loading_error")
+
+    return asyncio.run(go())
+
+
+def assert_seed_failure(srv: Running, r: httpx.Response, sid: str, fragment: str) -> None:
+    """The seed's contract for a session that cannot be had: 200 with the id, the reason on the socket."""
+    assert r.status_code == 200, r.text
+    assert r.json()["session_id"] == sid and r.json()["loading"] is False and fragment in r.json()["error"]
+    err, code = seed_failure(srv, sid)
+    assert fragment in err["message"] and code == 4404
+
+
 def wait_for(pred: Any, what: str, timeout: float = 30.0) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -229,7 +253,7 @@ def test_an_ingest_over_its_time_limit_is_stopped(data: Path, ctl: Path) -> None
     assert leftovers(data) == []
 
 
-def test_queue_limit_gives_503_and_shutdown_stops_the_children(data: Path, ctl: Path) -> None:
+def test_queue_limit_is_reported_over_the_socket_and_shutdown_stops_the_children(data: Path, ctl: Path) -> None:
     with running(app(data, "hangs", max_queued_ingests=1)) as srv:
         with srv.http() as c:
             a = c.post("/api/sessions", json={**BODY, "round_num": 1})
@@ -237,9 +261,9 @@ def test_queue_limit_gives_503_and_shutdown_stops_the_children(data: Path, ctl: 
             assert a.status_code == b.status_code == 200
             assert c.post("/api/sessions", json={**BODY, "round_num": 2}).status_code == 200  # joining is free
             full = c.post("/api/sessions", json={**BODY, "round_num": 3})
-            assert full.status_code == 503 and full.headers["retry-after"] == "60"
-            assert "already ingesting 1 session(s) with 1 waiting" in full.json()["detail"]
-            assert c.get("/api/sessions/2023_3_R").status_code == 404
+            assert full.headers["retry-after"] == "60"
+            assert_seed_failure(srv, full, "2023_3_R", "already ingesting 1 session(s) with 1 waiting")
+            assert c.get("/api/sessions/2023_3_R").json()["status"] == "failed"
         assert session(srv, "2023_2_R")["status"] == "queued"
         assert srv.metric('racecast_ingests_total{outcome="busy"}') == 1 and srv.metric("racecast_ingests_active") == 2
         pid = wait_for(lambda: calls(ctl) and srv.app.state.racecast.ingest.job("2023_1_R").pid, "the first child")
@@ -283,7 +307,7 @@ def test_missing_fastf1_is_a_clear_error(data: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "fastf1", None)  # not importable, whether installed or not
     with running(create_app(data)) as srv, srv.http() as c:
         r = c.post("/api/sessions", json=BODY)
-    assert r.status_code == 501 and r.json()["detail"] == MISSING_FASTF1
+        assert_seed_failure(srv, r, SID, MISSING_FASTF1)
     assert leftovers(data) == []
 
 
@@ -296,10 +320,19 @@ def test_missing_fastf1_is_a_clear_error(data: Path, monkeypatch: pytest.MonkeyP
         ({**BODY, "round_num": 0}, "round_num must be 1 or more"),
     ],
 )
-def test_sessions_that_cannot_be_ingested_get_422(data: Path, ctl: Path, body: dict, fragment: str) -> None:
+def test_sessions_that_cannot_be_ingested_are_reported_over_the_socket(data: Path, ctl: Path, body: dict, fragment: str) -> None:
     with running(app(data, "tiny_race_now")) as srv, srv.http() as c:
         r = c.post("/api/sessions", json=body)
-    assert r.status_code == 422 and fragment in r.json()["detail"]
+        sid = f"{body['year']}_{body['round_num']}_{body['session_type']}"
+        assert_seed_failure(srv, r, sid, fragment)
+    assert calls(ctl) == []
+
+
+@pytest.mark.parametrize("body", [{**BODY, "year": 1900}, {**BODY, "year": "x"}, {**BODY, "session_type": "../x"}, {"year": 2023}])
+def test_malformed_session_requests_get_422(data: Path, ctl: Path, body: dict) -> None:
+    with running(app(data, "tiny_race_now")) as srv, srv.http() as c:
+        r = c.post("/api/sessions", json=body)
+    assert r.status_code == 422 and r.json()["detail"]
     assert calls(ctl) == []
 
 
@@ -315,11 +348,12 @@ def test_oversized_bodies_get_413(data: Path, ctl: Path) -> None:
         assert srv.app.state.racecast.ingest.job("2023_5_Q").request.session == "Q"  # codes are case-insensitive
 
 
-def test_ingest_disabled_gives_404_saying_so(data: Path, ctl: Path) -> None:
+def test_ingest_disabled_is_reported_over_the_socket(data: Path, ctl: Path) -> None:
     with running(app(data, "tiny_race_now", ingest=False)) as srv, srv.http() as c:
-        r = c.post("/api/sessions", json=BODY)
-        assert r.status_code == 404 and "server-side ingest is disabled" in r.json()["detail"]
         assert c.get(f"/api/sessions/{SID}").status_code == 404
+        r = c.post("/api/sessions", json=BODY)
+        assert_seed_failure(srv, r, SID, "server-side ingest is disabled")
+        assert "server-side ingest is disabled" in c.get(f"/api/sessions/{SID}").json()["error"]
     assert calls(ctl) == [] and leftovers(data) == []
 
 

@@ -23,6 +23,13 @@ from .protocol import Command, Pause, Ping, Play, Pong, Seek, SetSpeed, state_me
 # arithmetic on tick times must not make a frame arrive one tick late.
 _EPS = 1e-6
 
+#: A seek this close to a *playing* viewer's position is a no-op ("already there"): a tenth of a
+#: second of wall time at the viewer's speed, kept between 0.1 s and 0.4 s of race time. Clients
+#: that drive playback from their own clock (the seed's sends a seek on every frame it draws)
+#: then cost nothing while they agree with the server, and a real jump still re-anchors at once.
+NEAR_SEEK_WALL_S = 0.1
+NEAR_SEEK_RACE_S = (0.1, 0.4)
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...
@@ -88,6 +95,20 @@ class Playback:
     def frame(self) -> int:
         """The frame the client shows (or is about to be sent)."""
         return self.last_sent if self.last_sent >= 0 else int(self.anchor_frame)
+
+    def near_frames(self) -> float:
+        """How far (frames) a seek may land from a playing viewer's position and still be a no-op."""
+        lo, hi = NEAR_SEEK_RACE_S
+        return self.fps * min(hi, max(lo, NEAR_SEEK_WALL_S * self.speed))
+
+    def already_at(self, frame: int, now: float) -> bool:
+        """True when a seek to ``frame`` would not change what the viewer sees.
+
+        Paused (or ended): ``frame`` is the frame it shows. Playing: ``frame`` is within
+        :meth:`near_frames` of its position at ``now``."""
+        if not self.playing:
+            return frame == self.frame
+        return abs(frame - self.position(now)) <= self.near_frames()
 
     def state(self) -> str:
         return state_message(playing=self.playing, speed=self.speed, frame=self.frame, seq=self.seq, ended=self.ended)
@@ -158,10 +179,11 @@ class Playback:
         elif isinstance(cmd, SetSpeed):
             self._set_speed(cmd.speed, now)
         elif isinstance(cmd, Seek):
-            frame = cmd.frame
-            self.anchor_frame = float(frame)
-            self.anchor_time = now
-            self.ended = False
+            if not self.already_at(cmd.frame, now):  # else: costs nothing, only its reply
+                frame = cmd.frame
+                self.anchor_frame = float(frame)
+                self.anchor_time = now
+                self.ended = False
         else:  # pragma: no cover - the parser only builds the types above
             raise TypeError(f"not a command: {cmd!r}")
         if frame is not None:

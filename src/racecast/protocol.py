@@ -188,15 +188,21 @@ def _seek(msg: dict[str, Any], b: Bounds, timeline: Timeline) -> Seek:
     return Seek(timeline.frame_of_lap(lap), "lap")
 
 
-# -- rate limiting ------------------------------------------------------------------------
+def is_extension(cmd: Command) -> bool:
+    """A command only racecast's clients send (the seed's send play, pause and seek by frame)."""
+    return isinstance(cmd, (SetSpeed, Ping, Pong)) or (isinstance(cmd, Seek) and cmd.by != "frame")
+
+
+# -- rate limiting and coalescing -----------------------------------------------------------
 
 
 class RateLimiter:
     """Token bucket: ``burst`` commands at once, then ``rate`` per second.
 
-    :meth:`delay` says how long to wait before handling the next command; the
-    adapter sleeps that long instead of reading, so a flooding client is slowed
-    by TCP backpressure and loses nothing.
+    :meth:`delay` says how far over the budget a command is (0 when within it). The
+    adapter reads every message as it comes (so the WebSocket keepalive is always
+    answered) and closes a connection whose commands go over the budget: a flood
+    costs a bounded amount of work and ends with its connection.
     """
 
     __slots__ = ("rate", "burst", "_tokens", "_last")
@@ -219,6 +225,50 @@ class RateLimiter:
         return -self._tokens / self.rate
 
 
+class SeekPacer:
+    """Latest seek wins: real seeks (ones that move the viewer) are applied at most once per
+    ``interval``; one arriving sooner is held, and a later seek replaces the held one.
+
+    Sans I/O: :meth:`offer` says whether to apply a seek now; the adapter applies what
+    :meth:`take` returns when :attr:`due` comes (or before any other command, which must
+    not overtake it). ``merged`` counts the superseded seeks (each is still acknowledged).
+    """
+
+    __slots__ = ("interval", "last", "pending", "merged")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -math.inf  # when the last real seek was applied
+        self.pending: Seek | None = None
+        self.merged = 0
+
+    @property
+    def due(self) -> float | None:
+        """When the held seek may be applied (None: nothing held)."""
+        return None if self.pending is None else self.last + self.interval
+
+    def offer(self, seek: Seek, now: float, moves: bool) -> bool:
+        """True: apply ``seek`` now (and :meth:`applied` if it ``moves`` the viewer); False: held."""
+        if self.pending is None and (not moves or now - self.last >= self.interval):
+            return True
+        if self.pending is not None:
+            self.merged += 1
+        self.pending = seek
+        return False
+
+    def applied(self, now: float) -> None:
+        self.last = now
+
+    def take(self) -> tuple[Seek, int] | None:
+        """The held seek and how many seeks it superseded; clears the slot."""
+        if self.pending is None:
+            return None
+        out = (self.pending, self.merged)
+        self.pending = None
+        self.merged = 0
+        return out
+
+
 # -- server messages ----------------------------------------------------------------------
 
 
@@ -234,8 +284,9 @@ def error_message(message: str) -> str:
     return dumps({"type": "error", "message": message})
 
 
-def loading_progress(progress: float, message: str) -> str:
-    return dumps({"type": "loading_progress", "progress": progress, "message": message})
+def loading_progress(progress: float, message: str, *, percent: bool = False) -> str:
+    """``progress`` is 0-1; ``percent``: send it as 0-100 (what the seed's client shows)."""
+    return dumps({"type": "loading_progress", "progress": round(progress * 100, 1) if percent else progress, "message": message})
 
 
 def loading_error(message: str) -> str:

@@ -1,14 +1,24 @@
 """The seed-compatible frame payload: one msgpack map per frame, built once at ingest.
 
-Layout (kept so the seed system's clients keep working, extended with a few keys)::
+The content is what the seed system's clients (joptimus/f1-race-replay) read, in their
+units and codes (docs/protocol.md, "Seed compatibility", has the field-by-field table)::
 
     {frame_index, t, lap, drivers: {CODE: {x, y, speed, gear, lap, position, tyre,
-     tyre_age, throttle, brake, drs, dist, rel_dist, race_progress, gap, interval,
-     lap_time, sector1, sector2, sector3, status}}, weather?}
+     tyre_age, throttle, brake, drs, dist, rel_dist, race_progress, gap_to_leader,
+     gap_to_previous, lap_time, sector1, sector2, sector3, status}}, weather}
 
-Floats are packed single-precision (positions exact to 1 mm on any track under
-16 km across); integer-valued channels are packed as integers; unknown optional
-values are nil. ``weather`` rides along once per second of race time.
+* ``x``/``y`` in FastF1 units (1/10 m; the race model holds metres);
+* ``tyre`` 0 SOFT, 1 MEDIUM, 2 HARD, 3 INTERMEDIATE, 4 WET (-1 unknown);
+* ``drs`` FastF1's raw codes: 0 off, 8 eligible, 12 open;
+* ``brake`` 0-1 (FastF1's brake is on/off; the model's 0-100 % / 100), ``throttle`` 0-100;
+* ``race_progress`` metres of race (laps x track length), like the seed's;
+* ``gap_to_leader`` / ``gap_to_previous`` seconds, 0 for the leader and when unknown;
+* ``status`` "Running", "Pit", "Retired", "Finished" or "DNS" (did not start);
+* ``weather`` on every frame, with ``rain_state`` "Dry" or "Raining".
+
+Floats are packed single-precision; integer-valued channels are packed as integers;
+unknown lap and sector times are nil. The entry points (:func:`iter_msgpack_frames`,
+:func:`decode_msgpack_frame`) are what bundle writers call; the content is this module's.
 
 Encoding is vectorised: every msgpack *cell* (a key or a value) of a block of
 frames is built as a padded byte column with a length, then the valid bytes are
@@ -23,15 +33,29 @@ from typing import Any, Iterator
 import msgpack
 import numpy as np
 
-from ..race import CHANNELS, Race, Status
+from ..race import CHANNELS, Drs, Race, Status
 
-#: Keys of each driver's map, in wire order (each key is the channel it reads).
+#: The race model's per-car fields in order (racecast's own encodings, e.g. compact, decode to these).
 DRIVER_FIELDS: tuple[str, ...] = (
     "x", "y", "speed", "gear", "lap", "position", "tyre", "tyre_age", "throttle", "brake", "drs",
     "dist", "rel_dist", "race_progress", "gap", "interval", "lap_time", "sector1", "sector2", "sector3", "status",
 )  # fmt: skip
-_ROUNDED_INT = ("throttle", "brake")  # stored as float, natural resolution is 1 %
-STATUS_LABELS = {int(s): s.label for s in Status}
+#: Keys of each car's map in the msgpack frames, in wire order (the seed's names).
+SEED_DRIVER_FIELDS: tuple[str, ...] = (
+    "x", "y", "speed", "gear", "lap", "position", "tyre", "tyre_age", "throttle", "brake", "drs",
+    "dist", "rel_dist", "race_progress", "gap_to_leader", "gap_to_previous", "lap_time", "sector1", "sector2",
+    "sector3", "status",
+)  # fmt: skip
+STATUS_LABELS = {int(s): s.label for s in Status}  # the model's labels (racecast's encodings)
+#: Car status as the seed's clients read it (its leaderboard greys out "Retired").
+SEED_STATUS = {
+    int(Status.RUNNING): "Running", int(Status.PIT): "Pit", int(Status.OUT): "Retired", int(Status.FINISHED): "Finished",
+    int(Status.DNS): "DNS",  # did not start: listed, never drawn
+}  # fmt: skip
+#: The model's DRS states as FastF1's raw codes (8: eligible, 10/12/14: open).
+SEED_DRS = {int(Drs.OFF): 0, int(Drs.ELIGIBLE): 8, int(Drs.OPEN): 12}
+#: FastF1 position units per metre.
+POSITION_SCALE = 10.0
 _BLOCK = 512  # frames assembled at a time
 
 Cells = tuple[np.ndarray, np.ndarray]  # (bytes padded to width: (..., w) uint8, lengths: (...) int)
@@ -100,35 +124,59 @@ def _concat(cells: list[Cells]) -> Cells:
     return data, np.broadcast_to(mask, data.shape)
 
 
-def _value_cells(race: Race, name: str, b0: int, b1: int) -> Cells:
-    blk = race.channels[name][b0:b1]
-    dtype, _unit, nullable = CHANNELS[name]
+def _seed_value_cells(race: Race, name: str, b0: int, b1: int) -> Cells:
+    """The cells of one wire field for frames ``b0..b1`` (all drivers), in the seed's units and codes."""
+    ch = race.channels
+    if name in ("x", "y"):
+        return _float_cells(ch[name][b0:b1] * np.float32(POSITION_SCALE), False)
     if name == "status":
-        return _table_cells(blk, {k: msgpack.packb(v) for k, v in STATUS_LABELS.items()})
-    if name in _ROUNDED_INT:
-        return _int_cells(np.rint(blk))
+        return _table_cells(ch["status"][b0:b1], {k: msgpack.packb(v) for k, v in SEED_STATUS.items()})
+    if name == "drs":
+        return _table_cells(ch["drs"][b0:b1], {k: msgpack.packb(v) for k, v in SEED_DRS.items()})
+    if name == "tyre":
+        return _int_cells(ch["tyre"][b0:b1].astype(np.int64) - 1)  # 0 unknown .. 5 wet -> -1, 0 SOFT .. 4 WET
+    if name == "throttle":
+        return _int_cells(np.rint(ch["throttle"][b0:b1]))
+    if name == "brake":
+        return _float_cells(np.round(ch["brake"][b0:b1] / 100.0, 2), False)
+    if name == "race_progress":
+        return _float_cells(ch["race_progress"][b0:b1] * race.geometry.length, False)
+    if name in ("gap_to_leader", "gap_to_previous"):
+        v = ch["gap" if name == "gap_to_leader" else "interval"][b0:b1]
+        known = np.isfinite(v) & (v > 0) & (ch["position"][b0:b1] != 1)
+        return _float_cells(np.where(known, v, 0.0), False)
+    blk = ch[name][b0:b1]
+    dtype, _unit, nullable = CHANNELS[name]
     if np.dtype(dtype).kind == "f":
         return _float_cells(blk, nullable)
     return _int_cells(blk)
 
 
-def _weather_at(race: Race, t: float) -> dict[str, Any] | None:
+def _weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
+    """Every weather sample packed once (the seed's keys, ``rain_state`` added), and its time axis."""
     w = race.weather
     if "t" not in w or len(w["t"]) == 0:
-        return None
-    i = int(np.searchsorted(w["t"], t, side="right")) - 1
-    i = min(max(i, 0), len(w["t"]) - 1)
-    return {k: float(v[i]) for k, v in w.items() if k != "t"}
+        return [], None
+    keys = [k for k in ("track_temp", "air_temp", "humidity", "wind_speed", "wind_direction") if k in w]
+    rain = w.get("rainfall")
+    packed = []
+    for i in range(len(w["t"])):
+        d: dict[str, Any] = {k: float(w[k][i]) for k in keys}
+        wet = rain is not None and float(rain[i]) > 0
+        d["rain_state"] = "Raining" if wet else "Dry"
+        d["rainfall"] = 1.0 if wet else 0.0
+        packed.append(msgpack.packb(d, use_single_float=True))
+    return packed, np.asarray(w["t"])
 
 
-def _encode_block(race: Race, b0: int, b1: int) -> tuple[bytes, np.ndarray]:
+def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.ndarray | None] | None = None) -> tuple[bytes, np.ndarray]:
     """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths."""
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
     driver_cells: list[Cells] = []
-    for name in DRIVER_FIELDS:
+    for name in SEED_DRIVER_FIELDS:
         driver_cells.append(_const(msgpack.packb(name), (B, nd)))
-        driver_cells.append(_value_cells(race, name, b0, b1))
+        driver_cells.append(_seed_value_cells(race, name, b0, b1))
     codes = [msgpack.packb(c) for c in race.codes]
     code_w = max(len(c) for c in codes)
     code_arr = np.zeros((nd, code_w), dtype=np.uint8)
@@ -137,26 +185,28 @@ def _encode_block(race: Race, b0: int, b1: int) -> tuple[bytes, np.ndarray]:
     code_len = np.array([len(c) for c in codes], dtype=np.int64)
     head = [
         (np.broadcast_to(code_arr, (B, nd, code_w)), np.broadcast_to(code_len, (B, nd))),
-        _const(_map_header(len(DRIVER_FIELDS)), (B, nd)),
+        _const(_map_header(len(SEED_DRIVER_FIELDS)), (B, nd)),
     ]
     drv_data, drv_mask = _concat(head + driver_cells)
     drv_data = drv_data.reshape(B, -1)
     drv_mask = drv_mask.reshape(B, -1)
 
     idx = np.arange(b0, b1)
-    weather = [
-        msgpack.packb(_weather_at(race, float(race.t[i])), use_single_float=True) if i % race.fps == 0 else b""
-        for i in idx.tolist()
-    ]
-    has_weather = np.array([len(w) > 0 and w != b"\xc0" for w in weather])
-    w_width = max([len(w) for w in weather] + [1])
-    w_arr = np.zeros((B, w_width), dtype=np.uint8)
-    w_len = np.zeros(B, dtype=np.int64)
+    table, wt = weather if weather is not None else _weather_table(race)
+    if table:
+        k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table) - 1)
+        w_width = max(len(w) for w in table)
+        lut = np.zeros((len(table), w_width), dtype=np.uint8)
+        for j, w in enumerate(table):
+            lut[j, : len(w)] = np.frombuffer(w, dtype=np.uint8)
+        w_arr = lut[k]
+        w_len = np.array([len(w) for w in table], dtype=np.int64)[k]
+        has_weather = np.ones(B, dtype=bool)
+    else:
+        w_arr = np.zeros((B, 1), dtype=np.uint8)
+        w_len = np.zeros(B, dtype=np.int64)
+        has_weather = np.zeros(B, dtype=bool)
     key_w = msgpack.packb("weather")
-    for k, w in enumerate(weather):
-        if has_weather[k]:
-            w_arr[k, : len(w)] = np.frombuffer(w, dtype=np.uint8)
-            w_len[k] = len(w)
     top_hdr = np.where(has_weather, 0x85, 0x84).astype(np.uint8)[:, None]
     frame_cells: list[Cells] = [
         (top_hdr, np.ones(B, dtype=np.int64)),
@@ -182,13 +232,36 @@ def _encode_block(race: Race, b0: int, b1: int) -> tuple[bytes, np.ndarray]:
 def iter_msgpack_frames(race: Race, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
     """Yield the encoded payload of frames ``start..stop`` (all by default)."""
     stop = race.n_frames if stop is None else stop
+    weather = _weather_table(race)
     for b0 in range(start, stop, _BLOCK):
         b1 = min(b0 + _BLOCK, stop)
-        flat, lengths = _encode_block(race, b0, b1)
+        flat, lengths = _encode_block(race, b0, b1, weather)
         pos = 0
         for n in lengths.tolist():
             yield flat[pos : pos + n]
             pos += n
+
+
+_MODEL_STATUS = {v: STATUS_LABELS[k] for k, v in SEED_STATUS.items()}
+
+
+def model_car(car: dict[str, Any], track_length: float) -> dict[str, Any]:
+    """One car of a msgpack frame back in the race model's units and codes (racecast's viewer does the
+    same in JavaScript). ``gap``/``interval`` come back None where the seed's 0 means "unknown"."""
+    out = dict(car)
+    out["x"] = car["x"] / POSITION_SCALE
+    out["y"] = car["y"] / POSITION_SCALE
+    out["tyre"] = car["tyre"] + 1
+    out["drs"] = 2 if car["drs"] >= 10 else 1 if car["drs"] == 8 else 0
+    out["brake"] = car["brake"] * 100.0
+    out["race_progress"] = car["race_progress"] / track_length if track_length > 0 else 0.0
+    lead = car["position"] == 1
+    out["gap"] = car.pop("gap_to_leader", None) or (0.0 if lead else None)
+    out["interval"] = car.pop("gap_to_previous", None) or (0.0 if lead else None)
+    out.pop("gap_to_leader", None)
+    out.pop("gap_to_previous", None)
+    out["status"] = _MODEL_STATUS.get(car["status"], car["status"])
+    return {k: out[k] for k in DRIVER_FIELDS}
 
 
 def decode_msgpack_frame(payload: bytes | memoryview) -> dict[str, Any]:

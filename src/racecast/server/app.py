@@ -9,22 +9,25 @@ direct send path; under any other ASGI server it falls back to plain ASGI sends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Annotated, Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from .. import __version__
+from ..analysis.compare import CompareError, compare_laps, lap_trace, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..playback import Clock
 from .chunks_http import add_chunk_routes
@@ -70,6 +73,9 @@ class ServerState:
     socket_send_buffer: int | None
     ingest: IngestManager | None = None  # None: server-side ingest disabled
     connections: set[Connection] = field(default_factory=set)
+    #: Why ``POST /api/sessions`` could not provide a session (id -> message), so the seed's
+    #: client, which ignores the POST's answer, hears it as ``loading_error`` on the WebSocket.
+    session_errors: "BoundedDict" = field(default_factory=lambda: BoundedDict(64))
 
 
 class SessionRequest(BaseModel):
@@ -79,6 +85,33 @@ class SessionRequest(BaseModel):
     round_num: int = Field(ge=0, le=99)
     session_type: str = Field(min_length=1, max_length=8)
     refresh: bool = False
+
+
+#: Most (driver, lap) pairs one telemetry request may ask for.
+MAX_TELEMETRY_PAIRS = 20
+
+
+class LapTelemetryRequest(BaseModel):
+    """The seed's telemetry request: ``driver_codes[i]``'s lap ``lap_numbers[i]`` for each i."""
+
+    year: int = Field(ge=1950, le=2100)
+    round_num: int = Field(ge=0, le=99)
+    session_type: str = Field("R", min_length=1, max_length=8)
+    driver_codes: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(min_length=1, max_length=MAX_TELEMETRY_PAIRS)
+    lap_numbers: list[Annotated[int, Field(ge=1, le=999)]] = Field(min_length=1, max_length=MAX_TELEMETRY_PAIRS)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "LapTelemetryRequest":
+        if len(self.driver_codes) != len(self.lap_numbers):
+            raise ValueError(f"driver_codes ({len(self.driver_codes)}) and lap_numbers ({len(self.lap_numbers)}) must pair up one to one")
+        return self
+
+
+def _lap_ref(v: str) -> tuple[str, int]:
+    code, sep, lap = v.partition(":")
+    if not sep or not code or not lap.isdigit() or len(lap) > 4:
+        raise HTTPException(422, f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}")
+    return code, int(lap)
 
 
 def _msgpack_array_header(n: int) -> bytes:
@@ -104,8 +137,8 @@ def create_app(
     *,
     max_connections: int = 10_000,
     allowed_origins: Sequence[str] | None = None,
-    command_rate: float = 20.0,
-    command_burst: float = 20.0,
+    command_rate: float = 120.0,
+    command_burst: float = 600.0,
     buffer_limit: int = DEFAULT_BUFFER_LIMIT,
     socket_send_buffer: int | None = 64 * 1024,
     fps: float = 25.0,
@@ -121,7 +154,8 @@ def create_app(
 
     ``allowed_origins``: browser origins allowed on the WebSocket besides the
     page's own (None: any localhost origin; ``["*"]``: any). ``command_rate`` /
-    ``command_burst``: per-connection command budget. ``buffer_limit``: bytes a
+    ``command_burst``: per-connection command budget (a connection over it is closed
+    with 1008; the seed's client sends up to ~60 a second). ``buffer_limit``: bytes a
     viewer may have waiting in user space before its frames are skipped;
     ``socket_send_buffer``: SO_SNDBUF of each viewer's socket (direct path; None
     leaves the kernel's autotuning). ``fps``: the engine's tick rate.
@@ -232,6 +266,12 @@ def create_app(
 
     add_chunk_routes(app, replay_or_error)
 
+    def session_failed(sid: str, message: str, headers: dict[str, str] | None = None) -> Response:
+        """The seed's answer shape even for a failure: 200 with the id; the reason goes out again as
+        ``loading_error`` when its client opens the WebSocket (it ignores this answer)."""
+        state.session_errors[sid] = message
+        return JSONResponse({"session_id": sid, "loading": False, "error": message}, headers=headers)
+
     @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
     async def create_session(req: SessionRequest) -> Response:
         st = session_code(req.session_type) or req.session_type
@@ -245,27 +285,41 @@ def create_app(
         if not (req.refresh and mgr is not None):
             try:
                 await state.replays.aget(sid)
+                state.session_errors.pop(sid, None)
                 return JSONResponse({"session_id": sid, "loading": False})
             except UnknownReplay:
                 pass
             except (InvalidId, BundleError) as e:
-                raise HTTPException(400, str(e)) from None
+                return session_failed(sid, f"replay {sid!r} cannot be opened: {e}")
         if mgr is None:
-            raise HTTPException(
-                404,
+            return session_failed(
+                sid,
                 f"no replay bundle {sid!r} on this server, and server-side ingest is disabled here "
                 "(racecast serve --no-ingest): only bundles already in the data directory can be played "
                 "(see GET /api/replays)",
             )
         if problem := check_session(req.year, req.round_num, st):
-            raise HTTPException(422, problem)
+            return session_failed(sid, problem)
         try:
             job = mgr.submit(IngestRequest(sid, req.year, req.round_num, st, refresh=req.refresh))
         except IngestUnavailable as e:
-            raise HTTPException(501, str(e)) from None
+            return session_failed(sid, str(e))
         except IngestBusy as e:
-            raise HTTPException(503, str(e), headers={"Retry-After": "60"}) from None
+            return session_failed(sid, str(e), headers={"Retry-After": "60"})
+        state.session_errors.pop(sid, None)
         return JSONResponse(job.status())
+
+    @app.delete("/api/sessions/cache", summary="Seed-compatible: drop this process's caches (bundles stay)")
+    async def clear_cache() -> dict[str, str]:
+        """The seed's "Refresh Data" calls this before re-requesting its session with ``refresh``.
+
+        racecast's bundles are its computed data and are never deleted over HTTP: this only
+        forgets the opened replays (re-opened from disk on next use) and remembered failures."""
+        n = len(state.replays)
+        for rid in [r for r in list(state.replays.open_ids())]:
+            state.replays.forget(rid)
+        state.session_errors.clear()
+        return {"status": "success", "message": f"cleared this server's caches ({n} open replays); bundles on disk are kept"}
 
     @app.get("/api/sessions/{session_id}", summary="Seed-compatible: session status (ingest progress or error) and metadata")
     async def get_session(session_id: str) -> Response:
@@ -277,6 +331,8 @@ def create_app(
         except UnknownReplay:
             if job is not None:  # a remembered failure
                 return JSONResponse(job.status())
+            if (why := state.session_errors.get(session_id)) is not None:
+                return JSONResponse({"session_id": session_id, "loading": False, "status": "failed", "error": why})
             raise HTTPException(404, f"no session {session_id!r} on this server") from None
         except InvalidId as e:
             raise HTTPException(400, str(e)) from None
@@ -284,6 +340,50 @@ def create_app(
             raise HTTPException(500, f"replay {session_id!r} cannot be opened: {e}") from None
         body = '{"session_id":' + json.dumps(session_id) + ',"loading":false,"metadata":' + r.metadata_json + "}"
         return Response(body.encode(), media_type="application/json")
+
+    async def session_replay(year: int, round_num: int, session_type: str) -> Replay:
+        st = session_code(session_type) or session_type
+        sid = f"{year}_{round_num}_{st}"
+        try:
+            return await state.replays.aget(sid)
+        except UnknownReplay:
+            raise HTTPException(404, f"no session {sid!r} on this server (POST /api/sessions loads it)") from None
+        except InvalidId as e:
+            raise HTTPException(422, str(e)) from None
+        except BundleError as e:
+            raise HTTPException(500, f"replay {sid!r} cannot be opened: {e}") from None
+
+    async def traces(r: Replay, pairs: list[tuple[str, int]], render: Any) -> list[Any]:
+        codes = [d["code"] for d in r.bundle.manifest["drivers"]]
+
+        def work() -> list[Any]:  # milliseconds of numpy and list building per lap: off the event loop
+            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in pairs]
+
+        try:
+            return await asyncio.to_thread(work)
+        except CompareError as e:
+            raise HTTPException(404, str(e)) from None
+
+    @app.post("/api/telemetry/laps", summary="Seed-compatible: telemetry of drivers' laps (distance, speed, throttle, brake, gear, x, y)")
+    async def telemetry_laps(req: LapTelemetryRequest) -> dict[str, Any]:
+        r = await session_replay(req.year, req.round_num, req.session_type)
+        return {"laps": await traces(r, list(zip(req.driver_codes, req.lap_numbers)), seed_lap_telemetry)}
+
+    @app.post("/api/telemetry/sectors", summary="Seed-compatible: sector and lap times of drivers' laps")
+    async def telemetry_sectors(req: LapTelemetryRequest) -> dict[str, Any]:
+        r = await session_replay(req.year, req.round_num, req.session_type)
+        return {"sectors": await traces(r, list(zip(req.driver_codes, req.lap_numbers)), seed_sector_times)}
+
+    @app.get("/api/replays/{replay_id}/compare", summary="Two laps aligned by distance (speed, throttle, brake, gear, time delta)")
+    async def replay_compare(
+        replay_id: str,
+        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12"),
+        b: str = Query(..., max_length=20, description="CODE:LAP"),
+        step: float = Query(5.0, ge=1.0, le=100.0, description="distance step (m)"),
+    ) -> dict[str, Any]:
+        r = replay_or_error(replay_id)
+        ta, tb = await traces(r, [_lap_ref(a), _lap_ref(b)], lambda tr: tr)
+        return await asyncio.to_thread(compare_laps, ta, tb, step)
 
     @app.get("/healthz", summary="Liveness")
     def healthz() -> dict[str, Any]:
@@ -318,6 +418,20 @@ def create_app(
             )
 
     return app
+
+
+class BoundedDict(OrderedDict):  # type: ignore[type-arg]
+    """A dict that keeps only its ``size`` most recently set keys."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
 class BodyLimit:

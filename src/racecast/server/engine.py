@@ -34,7 +34,7 @@ import math
 from ..bundle import Stream
 from ..feeds import Feed, FrameFeed
 from ..playback import Clock, Playback, SystemClock
-from ..protocol import Command, ping_message, pong_message
+from ..protocol import Command, ping_message, pong_message, state_message
 from .metrics import Metrics
 from .transport import Sink, SinkClosed, binary_header
 
@@ -45,7 +45,7 @@ class Viewer:
     """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
     __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed",
-                 "every_tick", "wake")  # fmt: skip
+                 "every_tick", "wake", "acks")  # fmt: skip
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
         self.replay_id = replay_id
@@ -60,6 +60,9 @@ class Viewer:
         # Frame feeds have a frame due every tick; others say when (see the module docstring).
         self.every_tick = bool(getattr(self.feed, "every_tick", True))
         self.wake = -1  # the timing-wheel slot this viewer is filed under (-1: none)
+        # racecast's own JSON messages (state acknowledgements, idle pings) go to this viewer.
+        # False for clients of the seed protocol, which know only loading_* and frames.
+        self.acks = True
 
     def __repr__(self) -> str:
         pb = self.playback
@@ -134,7 +137,7 @@ class Engine:
         """Register a viewer and send it its initial state and first frame."""
         self.viewers.add(viewer)
         r = viewer.playback.start()
-        if r.message is not None:
+        if r.message is not None and viewer.acks:
             viewer.sink.post(r.message)
         if r.frame is not None:
             self._push(viewer, r.frame, -1)
@@ -168,19 +171,26 @@ class Engine:
             self._dirty = True
 
     # -- commands ---------------------------------------------------------------------------
-    def command(self, viewer: Viewer, cmd: Command, now: float | None = None) -> None:
-        """Apply ``cmd``: write its acknowledgement, then at once the frame at the new position."""
+    def command(self, viewer: Viewer, cmd: Command, now: float | None = None, merged: int = 0) -> None:
+        """Apply ``cmd``: write its acknowledgement, then at once the frame at the new position.
+
+        ``merged``: commands the caller coalesced into this one (superseded seeks). Each still
+        gets its own acknowledgement (one ``state`` per command, seq counting them all), all
+        written before the frame, so none can be followed by a frame from before the seek."""
         if viewer.closed:
             return
         now = self.clock.monotonic() if now is None else now
         pb = viewer.playback
         if not viewer.every_tick:
             pb.catch_up(now)  # visited now and then: bring its playhead to now before the command reads it
+        pb.seq += merged
         r = pb.apply(cmd, now)
         sink = viewer.sink
         if r.pong:
             sink.post(pong_message(now))
-        if r.message is not None:
+        if r.message is not None and viewer.acks:
+            for k in range(merged, 0, -1):
+                sink.post(state_message(playing=pb.playing, speed=pb.speed, frame=pb.frame, seq=pb.seq - k, ended=pb.ended))
             sink.post(r.message)
         if r.frame is not None:
             self._push(viewer, r.frame, -1)  # a jump: the viewer may lack what the frame builds on
@@ -333,6 +343,15 @@ class Engine:
         pb = v.playback
         if not pb.ended or v.closed or not v.sink.alive:
             return
+        if not v.acks:  # seed protocol: no end-of-replay state, but the last frame must still arrive
+            try:
+                if pb.last_sent != pb.last_frame:
+                    self._push(v, pb.last_frame, pb.last_sent)
+                    pb.sent(pb.last_frame)
+            except Exception:
+                log.debug("last frame to %r failed", v, exc_info=True)
+            v.last_activity = now
+            return
         try:
             if pb.last_sent != pb.last_frame:  # the last frame was skipped by backpressure: it must arrive
                 self._push(v, pb.last_frame, pb.last_sent)
@@ -408,7 +427,7 @@ class Engine:
             await asyncio.sleep(step)
             now = self.clock.monotonic()
             for v in list(self.viewers):
-                if not v.playback.playing and now - v.last_activity >= interval:
+                if v.acks and not v.playback.playing and now - v.last_activity >= interval:
                     try:
                         v.sink.post(ping_message(now))
                     except Exception:

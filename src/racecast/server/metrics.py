@@ -18,7 +18,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 ERROR_KINDS = (
     "bad_command",  # malformed JSON, unknown action, wrong field, out of range (error message, stays open)
     "too_large",  # control message over the size limit (close 1009)
-    "throttled",  # a command delayed by the rate limit
+    "flood",  # a connection closed for going over the command budget
     "unknown_replay",  # close 4404
     "invalid_id",  # close 4400
     "bad_encoding",  # close 4400

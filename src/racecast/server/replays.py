@@ -48,13 +48,44 @@ def _rgb(color: str) -> list[int]:
     return [int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)]
 
 
+#: Track coordinates in the seed's units (FastF1's 1/10 m) per metre of the race model.
+SEED_POSITION_SCALE = 10.0
+_SEED_GEOMETRY_XY = ("centerline_x", "centerline_y", "inner_x", "inner_y", "outer_x", "outer_y")
+
+
+def seed_track_geometry(geo: dict[str, Any]) -> dict[str, Any]:
+    """The seed's ``track_geometry``: the outlines and bounds in 1/10 m (the frames' x/y units), ``sector`` per point."""
+    k = SEED_POSITION_SCALE
+    out: dict[str, Any] = {name: [round(float(v) * k, 1) for v in geo.get(name, [])] for name in _SEED_GEOMETRY_XY}
+    for name in ("x_min", "x_max", "y_min", "y_max"):
+        out[name] = float(geo.get(name, 0.0)) * k
+    out["sector"] = list(geo.get("sector", []))
+    return out
+
+
+def seed_track_statuses(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The seed's ``track_statuses``: FastF1's status code as a string ("4" is the safety car), start and end
+    on the frames' ``t`` axis (s)."""
+    return [{"status": str(p.get("code", "")), "start_time": p.get("start"), "end_time": p.get("end")} for p in periods]
+
+
+def race_start_time(b: Bundle) -> float | None:
+    """When the leader starts lap 1 (lights out), on the frames' ``t`` axis; None if never."""
+    leader = b.leader_lap
+    started = np.flatnonzero(np.asarray(leader) >= 1)
+    return float(b.t[started[0]]) if started.size else None
+
+
 def build_metadata(b: Bundle) -> dict[str, Any]:
-    """The replay description clients draw from (seed-compatible keys plus racecast's own)."""
+    """The replay description clients draw from: the seed's keys in the seed's shapes
+    (``track_geometry`` in 1/10 m, ``track_statuses`` with string codes) plus racecast's own
+    (``geometry`` in metres, ``track_status`` periods), which racecast's viewer prefers."""
     m = b.manifest
     ev = dict(m.get("event", {}))
     drivers = list(m["drivers"])
     geo = dict(m["geometry"])
     geo["sector"] = sector_of_points(geo)
+    periods = list(m.get("track_status", []))
     leader = b.leader_lap
     return {
         "id": b.id,
@@ -75,8 +106,11 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
         "driver_numbers": {d["code"]: d["number"] for d in drivers},
         "driver_teams": {d["code"]: d["team"] for d in drivers},
         "driver_names": {d["code"]: d["name"] for d in drivers},
-        "track_geometry": geo,
-        "track_statuses": m.get("track_status", []),
+        "geometry": geo,
+        "track_geometry": seed_track_geometry(geo),
+        "track_status": periods,
+        "track_statuses": seed_track_statuses(periods),
+        "race_start_time": race_start_time(b),
         "race_control_messages": m.get("messages", []),
         "pit_stops": m.get("pit_stops", []),
         "weather": m.get("weather", {}),
@@ -139,6 +173,10 @@ class Replays:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def open_ids(self) -> list[str]:
+        """Ids of the replays this process has opened."""
+        return list(self._open)
 
     def cached(self, replay_id: str) -> Replay | None:
         return self._open.get(replay_id)

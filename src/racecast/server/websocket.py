@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -23,8 +23,12 @@ from ..feeds import FeedError, make_feed
 from ..playback import Playback
 from ..protocol import (
     MAX_COMMAND_BYTES,
+    Command,
     ProtocolError,
     RateLimiter,
+    Seek,
+    SeekPacer,
+    is_extension,
     error_message,
     loading_complete,
     loading_error,
@@ -73,6 +77,21 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] 
     if allowed is None:
         return hostname in _LOCAL_HOSTS
     return "*" in allowed or o in {a.strip().lower().rstrip("/") for a in allowed}
+
+
+#: Query parameters only racecast's clients send; a connection without any speaks the seed protocol.
+RACECAST_QUERY = frozenset({"encoding", "mode", "compression", "lookahead"})
+
+
+def speaks_seed(query_keys: Iterable[str]) -> bool:
+    """True for a connection that asked for nothing racecast-specific (the seed's client asks for nothing).
+
+    Such a connection gets only what the seed's client understands: ``loading_progress``
+    (0-100), ``loading_complete``, ``loading_error`` and binary frames; no ``state``
+    acknowledgements, no JSON ``ping``, until it sends a racecast-only command
+    (:func:`racecast.protocol.is_extension`). Error replies to invalid commands are
+    still sent (the seed's client never sends one)."""
+    return not (RACECAST_QUERY & set(query_keys))
 
 
 @dataclass(eq=False)
@@ -135,12 +154,13 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
     conn = Connection(ws)
     state.connections.add(conn)
     viewer: Viewer | None = None
+    seed = speaks_seed(ws.query_params.keys())
     try:
         await ws.accept()
         metrics.connections_total.inc()
         cached = state.replays.cached(replay_id)
         if cached is None:
-            await ws.send_text(loading_progress(0.0, f"opening replay {replay_id[:64]}"))
+            await ws.send_text(loading_progress(0.0, f"opening replay {replay_id[:64]}", percent=seed))
         try:
             replay = cached or await state.replays.aget(replay_id)
         except InvalidId as e:
@@ -152,9 +172,10 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             # (an ingest that ended while we looked leaves no job but a bundle)
             if job is None and not (state.ingest is not None and state.replays.data.exists(replay_id)):
                 metrics.error("unknown_replay")
-                await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", f"no replay {replay_id!r} on this server")
+                why = state.session_errors.get(replay_id)  # what POST /api/sessions could not do
+                await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", why or f"no replay {replay_id!r} on this server")
                 return
-            if job is not None and not await _await_ingest(ws, state, job):
+            if job is not None and not await _await_ingest(ws, state, job, seed):
                 return
             try:
                 replay = await state.replays.aget(replay_id)
@@ -178,6 +199,7 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
         sink = make_sink(ws, state.buffer_limit, state.socket_send_buffer)
         viewer = conn.viewer = Viewer(replay_id, playback, feed.stream, sink, feed)
+        viewer.acks = not seed
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)
     except WebSocketDisconnect:
@@ -188,13 +210,13 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         state.connections.discard(conn)
 
 
-async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job) -> bool:
+async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: bool = False) -> bool:
     """Relay ``job``'s progress to a waiting viewer until it ends; True when the replay is ready.
 
     The viewer sleeps on the job's change event and sends the newest progress when
     woken (latest wins, nothing queues per viewer). It keeps reading meanwhile, only
     to notice a disconnect: commands before ``loading_complete`` are dropped
-    (rate-limited like any other).
+    (counted against the command budget like any other).
     """
     metrics = state.metrics
     mono = state.engine.clock.monotonic
@@ -207,7 +229,7 @@ async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job) -> bool:
                 seen = job.version
                 if not job.active:
                     break
-                await ws.send_text(loading_progress(round(job.progress, 4), job.message))
+                await ws.send_text(loading_progress(round(job.progress, 4), job.message, percent=seed))
             changed = asyncio.ensure_future(job.changed(seen))
             try:
                 await asyncio.wait((recv, changed), return_when=asyncio.FIRST_COMPLETED)
@@ -221,10 +243,9 @@ async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job) -> bool:
                     metrics.error("too_large")
                     await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
                     return False
-                wait = limiter.delay(mono())
-                if wait > 0:
-                    metrics.error("throttled")
-                    await asyncio.sleep(wait)
+                if _budget_exceeded(state, limiter, mono()):
+                    await _refuse(ws, CLOSE_POLICY, f"command flood (over {state.command_rate:g}/s)")
+                    return False
                 recv = asyncio.ensure_future(ws.receive())
     finally:
         if not recv.done():
@@ -238,47 +259,92 @@ async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job) -> bool:
     return False
 
 
+def _budget_exceeded(state: "ServerState", limiter: RateLimiter, now: float) -> bool:
+    if limiter.delay(now) > 0:
+        state.metrics.error("flood")
+        return True
+    return False
+
+
 async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, replay: Replay) -> None:
+    """Read every message as it arrives and apply it; never stop reading while the client is there.
+
+    Reading without pause keeps the connection's keepalive answered whatever the client
+    sends. Real seeks are paced (:class:`~racecast.protocol.SeekPacer`, latest wins) and
+    every other command is applied at once; a client over the command budget is closed
+    with 1008, so a flood costs bounded work and nothing of it outlives the connection.
+    """
     engine = state.engine
     metrics = state.metrics
     mono = engine.clock.monotonic
     limiter = RateLimiter(state.command_rate, state.command_burst, mono())
+    pacer = SeekPacer(1.0 / engine.fps)
     sink = viewer.sink
+    pb = viewer.playback
     bounds = replay.bounds
     bundle = replay.bundle
-    while True:
-        msg = await ws.receive()
-        if msg["type"] == "websocket.disconnect":
-            return
-        arrival = mono()
-        text = msg.get("text")
-        size = len(msg.get("bytes") or b"") if text is None else len(text.encode())
-        if size > MAX_COMMAND_BYTES:
-            metrics.error("too_large")
-            _detach(state, viewer)  # no frame may follow the close frame
-            await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
-            return
-        wait = limiter.delay(arrival)
-        if wait > 0:
-            metrics.error("throttled")
-            await asyncio.sleep(wait)
-            arrival = mono()
-        if text is None:
-            metrics.error("bad_command")
-            sink.post(error_message("commands are JSON text messages, not binary"))
-            await sink.drain()
-            continue
-        try:
-            cmd = parse_command(text, bounds, bundle)
-        except ProtocolError as e:
-            metrics.error("bad_command")
-            sink.post(error_message(str(e)))
-            await sink.drain()
-            continue
-        engine.command(viewer, cmd)
-        metrics.commands.labels(cmd.action).inc()
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def apply(cmd: Command, arrival: float, merged: int = 0) -> None:
+        if isinstance(cmd, Seek) and not pb.already_at(cmd.frame, arrival):
+            pacer.applied(arrival)
+        engine.command(viewer, cmd, merged=merged)
+        metrics.commands.labels(cmd.action).inc(1 + merged)
         metrics.command_latency.observe(mono() - arrival)
-        await sink.drain()
+
+    def flush() -> None:
+        nonlocal timer
+        timer = None
+        held = pacer.take()
+        if held is not None and not viewer.closed:
+            apply(held[0], mono(), held[1])
+
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            arrival = mono()
+            text = msg.get("text")
+            size = len(msg.get("bytes") or b"") if text is None else len(text.encode())
+            if size > MAX_COMMAND_BYTES:
+                metrics.error("too_large")
+                _detach(state, viewer)  # no frame may follow the close frame
+                await _refuse(ws, CLOSE_TOO_BIG, f"message over {MAX_COMMAND_BYTES} bytes")
+                return
+            if _budget_exceeded(state, limiter, arrival):
+                _detach(state, viewer)
+                await _refuse(ws, CLOSE_POLICY, f"command flood (over {state.command_rate:g}/s)")
+                return
+            if text is None:
+                metrics.error("bad_command")
+                sink.post(error_message("commands are JSON text messages, not binary"))
+                await sink.drain()
+                continue
+            try:
+                cmd = parse_command(text, bounds, bundle)
+            except ProtocolError as e:
+                metrics.error("bad_command")
+                sink.post(error_message(str(e)))
+                await sink.drain()
+                continue
+            if not viewer.acks and is_extension(cmd):
+                viewer.acks = True  # the client speaks racecast's protocol: it gets its replies from now on
+            if isinstance(cmd, Seek):
+                if not pacer.offer(cmd, arrival, not pb.already_at(cmd.frame, arrival)):
+                    if timer is None:
+                        timer = loop.call_at(loop.time() + max(0.0, (pacer.due or arrival) - arrival), flush)
+                    continue
+            elif pacer.pending is not None:  # nothing overtakes a held seek
+                if timer is not None:
+                    timer.cancel()
+                flush()
+            apply(cmd, arrival)
+            await sink.drain()
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 async def close_all(state: "ServerState", code: int = CLOSE_GOING_AWAY) -> None:

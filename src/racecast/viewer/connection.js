@@ -36,8 +36,9 @@ export class ReplayConnection {
   _setEncoding(encoding) {
     this.encoding = encoding;
     const proto = this.base.protocol === "https:" ? "wss:" : "ws:";
+    // Always a query: a connection that asks for nothing speaks the seed's protocol (no state replies).
     const q = encoding === "chunks" ? `?mode=chunks&compression=${chunkCompression()}`
-      : encoding === "msgpack" ? "" : `?encoding=${encodeURIComponent(encoding)}`;
+      : `?encoding=${encodeURIComponent(encoding)}`;
     this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}`;
   }
 

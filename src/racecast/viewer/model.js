@@ -152,3 +152,31 @@ export function messagesUntil(meta, t) {
   }
   return lo;
 }
+
+const SEED_STATUS = { Running: "running", Pit: "pit", Retired: "out", Finished: "finished", DNS: "dns" };
+
+/**
+ * A msgpack frame (the seed's units and codes: x/y in 1/10 m, tyre 0 SOFT..4 WET, FastF1 DRS codes,
+ * brake 0-1, race_progress in metres, gap_to_leader/gap_to_previous) in this viewer's model units
+ * (compact and chunk frames already are). Mirrors racecast.bundle.msgpack_frames.model_car.
+ */
+export function modelFrame(f, meta) {
+  const length = (meta && meta.geometry && meta.geometry.length) || 0;
+  const drivers = {};
+  for (const [code, c] of Object.entries(f.drivers || {})) {
+    const lead = c.position === 1;
+    drivers[code] = {
+      ...c,
+      x: c.x / 10,
+      y: c.y / 10,
+      tyre: c.tyre + 1,
+      drs: c.drs >= 10 ? 2 : c.drs === 8 ? 1 : 0,
+      brake: c.brake * 100,
+      race_progress: length > 0 ? c.race_progress / length : 0,
+      gap: c.gap_to_leader || (lead ? 0 : null),
+      interval: c.gap_to_previous || (lead ? 0 : null),
+      status: SEED_STATUS[c.status] ?? c.status,
+    };
+  }
+  return { ...f, drivers };
+}

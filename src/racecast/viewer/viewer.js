@@ -13,7 +13,7 @@
 import { chunkCompression, ReplayConnection } from "./connection.js";
 import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
 import { Leaderboard } from "./leaderboard.js";
-import { messagesUntil, normalizeMeta, statusAt, weatherAt } from "./model.js";
+import { messagesUntil, modelFrame, normalizeMeta, statusAt, weatherAt } from "./model.js";
 import { ChunkBuffer, Playhead } from "./playhead.js";
 import { History, Telemetry } from "./telemetry.js";
 import { Timeline } from "./timeline.js";
@@ -107,6 +107,7 @@ export class Viewer {
     conn.onFrames = (frames) => {
       this.state.bytes_received = conn.bytesReceived;
       if (conn.encoding === "chunks") this._chunk(frames);
+      else if (conn.encoding === "msgpack") for (const f of frames) this._frame(modelFrame(f, this.meta));
       else for (const f of frames) this._frame(f);
     };
     conn.onDown = (info) => this._down(info);

@@ -1,0 +1,1 @@
+"""Race analysis computed from the race model (lap comparison: :mod:`racecast.analysis.compare`)."""

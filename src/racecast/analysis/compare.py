@@ -1,0 +1,194 @@
+"""Lap telemetry comparison, sans I/O: any driver's lap against any other's, aligned by distance.
+
+Reads only the race model's channels (a :class:`~racecast.race.Race` or an opened
+bundle's memory-mapped arrays), so it works on every replay already on disk, with no
+FastF1 session at hand. The seed's telemetry endpoints serve it (``POST
+/api/telemetry/laps`` and ``/sectors``); charts and the viewer reuse :func:`compare_laps`.
+
+A lap ``L`` of a driver is the run of frames where that driver's ``lap`` channel is ``L`` (on
+track: before the chequered flag, not retired);
+its distance is metres since the first of those frames. Lap and sector times come from
+the ``lap_time``/``sector*`` channels ("last completed") as they stand when the lap is done:
+on the first frame of lap ``L + 1`` or the flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from ..race import Status
+
+#: Channels a lap trace carries (the race model's names and units).
+TRACE_CHANNELS = ("speed", "throttle", "brake", "gear", "x", "y")
+#: Default distance step of an aligned comparison (m).
+DEFAULT_STEP_M = 5.0
+
+
+class CompareError(LookupError):
+    """An unknown driver, or a lap the driver never drove; ``str(e)`` says what exists."""
+
+
+class ChannelSource(Protocol):
+    """What a comparison reads: a Bundle (``array``) or a Race (``channels``) fit through :func:`source_of`."""
+
+    t: np.ndarray
+
+    def array(self, name: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LapTrace:
+    """One driver's lap: per-frame samples from the lap's first frame to its last."""
+
+    driver: str
+    lap: int
+    t: np.ndarray  # s since the lap's first frame
+    distance: np.ndarray  # m since the lap's first frame (never decreasing)
+    channels: Mapping[str, np.ndarray]  # TRACE_CHANNELS, model units (x/y in m, brake/throttle in %)
+    lap_time: float | None
+    sectors: tuple[float | None, float | None, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "lap": self.lap,
+            "lap_time": self.lap_time,
+            "sectors": list(self.sectors),
+            "t": self.t.round(3).tolist(),
+            "distance": self.distance.round(2).tolist(),
+            **{k: np.asarray(v).round(3).tolist() for k, v in self.channels.items()},
+        }
+
+
+class _RaceSource:
+    def __init__(self, race: Any) -> None:
+        self.t = race.t
+        self._channels = race.channels
+
+    def array(self, name: str) -> np.ndarray:
+        return self._channels[name]
+
+
+def source_of(obj: Any) -> ChannelSource:
+    """A :class:`~racecast.race.Race` or a :class:`~racecast.bundle.Bundle` as a channel source."""
+    return obj if hasattr(obj, "array") else _RaceSource(obj)
+
+
+def _opt(v: float) -> float | None:
+    v = float(v)
+    return round(v, 3) if math.isfinite(v) else None
+
+
+def driver_laps(src: ChannelSource, codes: Sequence[str], driver: str) -> list[int]:
+    """The laps (>= 1) ``driver`` has frames on."""
+    d = _driver_index(codes, driver)
+    laps = np.unique(np.asarray(src.array("lap")[:, d]))
+    return [int(x) for x in laps if x >= 1]
+
+
+def _driver_index(codes: Sequence[str], driver: str) -> int:
+    try:
+        return list(codes).index(driver)
+    except ValueError:
+        shown = ", ".join(codes[:30]) + (" ..." if len(codes) > 30 else "")
+        raise CompareError(f"no driver {driver[:16]!r} in this session (drivers: {shown})") from None
+
+
+def lap_trace(src: ChannelSource, codes: Sequence[str], driver: str, lap: int) -> LapTrace:
+    """``driver``'s lap ``lap``; raises :class:`CompareError` for an unknown driver or lap."""
+    d = _driver_index(codes, driver)
+    lap_col = np.asarray(src.array("lap")[:, d])
+    status = np.asarray(src.array("status")[:, d])
+    # On track only: not after the chequered flag, not retired.
+    idx = np.flatnonzero((lap_col == lap) & (status != Status.FINISHED) & (status != Status.OUT))
+    if lap < 1 or idx.size == 0:
+        laps = lap_col[lap_col >= 1]
+        have = f"laps 1-{int(laps.max())}" if laps.size else "no laps"
+        raise CompareError(f"{driver} has no lap {lap} in this session ({have})")
+    first, last = int(idx[0]), int(idx[-1])
+    sl = slice(first, last + 1)
+    t = np.asarray(src.t[sl], dtype=np.float64)
+    dist = np.asarray(src.array("dist")[sl, d], dtype=np.float64)
+    dist = np.maximum.accumulate(dist - dist[0])
+    chans = {name: np.asarray(src.array(name)[sl, d]) for name in TRACE_CHANNELS}
+    # Times as they stand once the lap is done: on the next lap's first frame. A lap with no next
+    # (the chequered flag, a retirement) has the times that changed during it, if any.
+    nxt = last + 1
+    if nxt < len(lap_col) and (lap_col[nxt] == lap + 1 or status[nxt] == Status.FINISHED):
+        times = {k: _opt(src.array(k)[nxt, d]) for k in ("lap_time", "sector1", "sector2", "sector3")}
+    else:
+        times = {}
+        for k in ("lap_time", "sector1", "sector2", "sector3"):
+            a0, a1 = float(src.array(k)[first, d]), float(src.array(k)[last, d])
+            times[k] = _opt(a1) if math.isfinite(a1) and not (math.isfinite(a0) and a0 == a1) else None
+    lap_time = times["lap_time"]
+    sectors = (times["sector1"], times["sector2"], times["sector3"])
+    return LapTrace(driver, int(lap), t - t[0], dist, chans, lap_time, sectors)  # type: ignore[arg-type]
+
+
+def compare_laps(a: LapTrace, b: LapTrace, step: float = DEFAULT_STEP_M) -> dict[str, Any]:
+    """Two laps on one distance grid (every ``step`` m over the distance both covered).
+
+    Continuous channels are interpolated linearly, ``gear`` is the gear engaged at that
+    distance; ``delta`` is b's time minus a's at each distance (s; positive: b is slower)."""
+    if step <= 0:
+        raise ValueError("step must be positive")
+    end = min(float(a.distance[-1]), float(b.distance[-1]))
+    grid = np.arange(0.0, end + 1e-9, step) if end > 0 else np.zeros(1)
+
+    def at(tr: LapTrace) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for name, v in tr.channels.items():
+            if name == "gear":
+                k = np.clip(np.searchsorted(tr.distance, grid, side="right") - 1, 0, len(v) - 1)
+                out[name] = np.asarray(v)[k].astype(int).tolist()
+            else:
+                out[name] = np.interp(grid, tr.distance, np.asarray(v, dtype=np.float64)).round(3).tolist()
+        out["time"] = np.interp(grid, tr.distance, tr.t).round(3).tolist()
+        return out
+
+    ca, cb = at(a), at(b)
+    delta = (np.asarray(cb["time"]) - np.asarray(ca["time"])).round(3).tolist()
+    return {
+        "step": step,
+        "distance": grid.round(2).tolist(),
+        "a": {"driver": a.driver, "lap": a.lap, "lap_time": a.lap_time, "sectors": list(a.sectors), **ca},
+        "b": {"driver": b.driver, "lap": b.lap, "lap_time": b.lap_time, "sectors": list(b.sectors), **cb},
+        "delta": delta,
+    }
+
+
+# -- the seed's response shapes (joptimus/f1-race-replay backend/models/lap_telemetry.py) ---------
+
+#: FastF1 position units per metre (the seed's x/y).
+_SEED_XY = 10.0
+
+
+def seed_lap_telemetry(tr: LapTrace) -> dict[str, Any]:
+    """One entry of ``POST /api/telemetry/laps``'s ``laps``: points with the seed's keys and units
+    (distance m, speed km/h, throttle 0-100, brake 0-1, rpm 0 (not in the race model), gear, x/y 1/10 m)."""
+    c = tr.channels
+    cols = (
+        tr.distance.round(2).tolist(),
+        np.asarray(c["speed"], dtype=np.float64).round(1).tolist(),
+        np.asarray(c["throttle"], dtype=np.float64).round(1).tolist(),
+        (np.asarray(c["brake"], dtype=np.float64) / 100.0).round(2).tolist(),
+        np.asarray(c["gear"]).astype(int).tolist(),
+        (np.asarray(c["x"], dtype=np.float64) * _SEED_XY).round(1).tolist(),
+        (np.asarray(c["y"], dtype=np.float64) * _SEED_XY).round(1).tolist(),
+    )
+    points = [
+        {"distance": dd, "speed": s, "throttle": th, "brake": br, "rpm": 0, "gear": g, "x": x, "y": y}
+        for dd, s, th, br, g, x, y in zip(*cols)
+    ]
+    return {"driver_code": tr.driver, "lap_number": tr.lap, "lap_time": tr.lap_time, "telemetry": points}
+
+
+def seed_sector_times(tr: LapTrace) -> dict[str, Any]:
+    """One entry of ``POST /api/telemetry/sectors``'s ``sectors``."""
+    s1, s2, s3 = tr.sectors
+    return {"driver_code": tr.driver, "lap_number": tr.lap, "sector_1": s1, "sector_2": s2, "sector_3": s3, "lap_time": tr.lap_time}
