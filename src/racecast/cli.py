@@ -209,14 +209,16 @@ WorkersOpt = Annotated[int, typer.Option("--workers", help="Worker processes (th
 LogOpt = Annotated[str, typer.Option("--log-level", help="uvicorn log level (critical, error, warning, info, debug).")]
 
 
-def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str, ingest: bool = True) -> None:
+def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str, ingest: bool = True,
+           ingest_options: dict[str, Any] | None = None) -> None:
     from .server.serve import display_url, serve
 
     def ready(h: str, p: int) -> None:
         out.print(f"{what}: [bold]{display_url(h, p, path)}[/]  (Ctrl+C to stop)", highlight=False, soft_wrap=True)
 
     try:
-        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest)
+        extra = {"ingest_options": ingest_options} if ingest_options else {}
+        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest, **extra)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}")
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; the shutdown was clean
@@ -238,12 +240,23 @@ def serve(
             "Turn off on public hosts: anyone could start CPU- and download-heavy work.",
         ),
     ] = True,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Server-side ingest loads from the FastF1 cache only, never the network.")
+    ] = False,
+    fastf1_cache: Annotated[
+        Optional[Path], typer.Option("--fastf1-cache", help="FastF1 cache directory for server-side ingest [default: FastF1's].")
+    ] = None,
 ) -> None:
     """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, /metrics."""
     store = DataDir(data)
     n = len(store.ids())
     what = f"serving {n} replay{'s' if n != 1 else ''} from {store.root}{'' if ingest else ' (ingest disabled)'} at"
-    _serve(store, host, port, workers, log_level, "/", what, ingest)
+    options: dict[str, Any] = {}
+    if offline:
+        options["offline"] = True
+    if fastf1_cache is not None:
+        options["cache_dir"] = str(fastf1_cache.absolute())
+    _serve(store, host, port, workers, log_level, "/", what, ingest, options)
 
 
 @app.command()
@@ -324,6 +337,8 @@ def _write_ingested(load: Callable[[Callable[[str, float], None]], Any], store: 
     with progress_bar("encoding bundle") as upd:
         write_bundle(race, path, overwrite=force, progress=upd)
     out.print(f"wrote [bold]{race.id}[/]: {race.n_frames} frames -> {path}")
+    for w in race.event.get("warnings", ()):
+        console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False, soft_wrap=True)
 
 
 @ingest_app.command("fastf1")
@@ -331,7 +346,10 @@ def ingest_fastf1(
     year: Annotated[int, typer.Argument(help="Season, 2018 or later.", min=2018, max=2100)],
     event: Annotated[str, typer.Argument(help="Round number or event name FastF1 resolves.")],
     session: Annotated[str, typer.Option("--session", help="R, S, Q, SQ, FP1, FP2 or FP3.")] = "R",
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="FastF1 cache directory.")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="FastF1 cache directory [default: FastF1's, e.g. $FASTF1_CACHE].")] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Load from the FastF1 cache only, never the network; says what the cache lacks.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
     data: DataOpt = None,
 ) -> None:
@@ -339,20 +357,27 @@ def ingest_fastf1(
     from .sources.fastf1 import load_fastf1_session
 
     ev: int | str = int(event) if event.isdigit() else event
-    _write_ingested(lambda upd: load_fastf1_session(year, ev, session, cache_dir=cache, progress=upd), DataDir(data), force)
+    _write_ingested(
+        lambda upd: load_fastf1_session(year, ev, session, cache_dir=cache, progress=upd, offline=offline), DataDir(data), force
+    )
 
 
 @ingest_app.command("table")
 def ingest_table(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet in long form: time, driver, x, y, ...")],
     replay_id: Annotated[Optional[str], typer.Option("--id", help="Replay id [default: from the file name].")] = None,
+    session: Annotated[
+        str, typer.Option("--session", help="R (a race) or Q (knockout qualifying: segments and order from the data).")
+    ] = "R",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
     data: DataOpt = None,
 ) -> None:
     """Ingest telemetry of any moving objects from a CSV or Parquet table."""
     from .sources.table import load_table
 
-    _write_ingested(lambda upd: load_table(file, id=replay_id, progress=upd), DataDir(data), force)
+    if session.strip().upper() not in ("R", "Q"):
+        fail(f"--session must be R or Q, got {session!r}", 2)
+    _write_ingested(lambda upd: load_table(file, id=replay_id, progress=upd, session=session), DataDir(data), force)
 
 
 if __name__ == "__main__":  # pragma: no cover

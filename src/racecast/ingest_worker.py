@@ -2,7 +2,7 @@
 
 The server (:mod:`racecast.server.ingest`) runs ``python -m racecast.ingest_worker JOB``
 where ``JOB`` is a JSON object (``loader``, ``session_id``, ``year``, ``round``,
-``session``, ``data_dir``, ``refresh``). Loading a session (FastF1, pandas, numpy) is
+``session``, ``data_dir``, ``refresh``, ``options``: keyword arguments for the loader). Loading a session (FastF1, pandas, numpy) is
 CPU-heavy and holds the GIL; in its own process it cannot stall the server's 25 Hz
 playback clock. Progress goes to the parent on the original stdout, one JSON object a
 line: ``{"stage": "load", "fraction": 0.4}`` (at most every :data:`PROGRESS_INTERVAL`
@@ -34,11 +34,15 @@ PROGRESS_INTERVAL = 0.2
 MAX_ERROR_CHARS = 2000
 
 
-def load_fastf1(year: int, round_num: int, session: str, progress: Callable[[str, float], None]) -> Any:
-    """The default loader: a FastF1 session as a Race (FastF1's own cache directory)."""
+def load_fastf1(
+    year: int, round_num: int, session: str, progress: Callable[[str, float], None], *,
+    offline: bool = False, cache_dir: str | None = None,
+) -> Any:
+    """The default loader: a FastF1 session as a Race (``cache_dir``: FastF1's cache, default its own;
+    ``offline``: from that cache only, never the network -- ``racecast serve --offline``)."""
     from racecast.sources.fastf1 import load_fastf1_session
 
-    return load_fastf1_session(year, round_num, session, progress=progress)
+    return load_fastf1_session(year, round_num, session, cache_dir=cache_dir, progress=progress, offline=offline)
 
 
 def resolve_loader(spec: str) -> Callable[..., Any]:
@@ -87,7 +91,8 @@ def run(job: dict[str, Any], reporter: Reporter) -> None:
     sid = str(job["session_id"])
     try:
         loader = resolve_loader(str(job["loader"]))
-        race = loader(int(job["year"]), int(job["round"]), str(job["session"]), reporter.progress)
+        options = dict(job.get("options") or {})  # only sent when set: test loaders take the four arguments
+        race = loader(int(job["year"]), int(job["round"]), str(job["session"]), reporter.progress, **options)
         if race.id != sid:  # the bundle's id is the session id clients asked for
             race = dataclasses.replace(race, id=sid)
         reporter.progress("encode", 0.0)

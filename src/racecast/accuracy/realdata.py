@@ -164,4 +164,7 @@ def load_race(session: Path, path: str, *, fps: int | None = None) -> Any:
         return race_from_fastf1_frames(fastf1_frames(session), fps=fps)
     from racecast.sources.table import race_from_dataframe  # noqa: PLC0415
 
-    return race_from_dataframe(table_frame(session, path), race_id=f"{session.name}-{path}", title=f"{session.name} ({path})", fps=fps)
+    # the table says nothing of the session type: told, as `racecast ingest table --session Q` is
+    kind = str(load_truth(session).get("session", {}).get("type", "R"))
+    return race_from_dataframe(table_frame(session, path), race_id=f"{session.name}-{path}", title=f"{session.name} ({path})", fps=fps,
+                               session="Q" if kind in ("Q", "SQ", "SS") else "R")

@@ -149,6 +149,7 @@ def create_app(
     ingest_loader: str = DEFAULT_LOADER,
     max_queued_ingests: int = MAX_QUEUED_INGESTS,
     ingest_timeout: float = INGEST_TIMEOUT,
+    ingest_options: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Build the racecast app serving the bundles in ``data_dir``.
 
@@ -161,7 +162,8 @@ def create_app(
     leaves the kernel's autotuning). ``fps``: the engine's tick rate.
     ``ingest``: ``POST /api/sessions`` for a session not on disk ingests it in a
     child process (False: 404 instead); ``ingest_loader`` (``"module:function"``)
-    turns ``(year, round, session, progress)`` into a Race there (default FastF1).
+    turns ``(year, round, session, progress, **ingest_options)`` into a Race there
+    (default FastF1; ``ingest_options`` e.g. ``{"offline": True, "cache_dir": "..."}``).
     """
     metrics = Metrics()
     engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
@@ -185,6 +187,7 @@ def create_app(
             timeout=ingest_timeout,
             on_done=replays.forget,
             on_outcome=lambda outcome: metrics.ingests.labels(outcome).inc(),
+            loader_options=ingest_options,
         )
     metrics.bind(
         connections=lambda: len(state.connections),

@@ -192,11 +192,15 @@ class IngestManager:
         check: Callable[[], str | None] | None = None,
         on_done: Callable[[str], None] | None = None,
         on_outcome: Callable[[str], None] | None = None,
+        loader_options: dict[str, Any] | None = None,
     ) -> None:
         if max_concurrent < 1 or max_queued < 0 or timeout <= 0 or max_failures < 1:
             raise ValueError("ingest limits must be positive")
         self.data = data
         self.loader = loader
+        #: Keyword arguments for the loader in the child (JSON-able), e.g. FastF1's
+        #: ``{"offline": True, "cache_dir": "..."}`` from ``racecast serve --offline``.
+        self.loader_options = dict(loader_options or {})
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self.timeout = timeout
@@ -297,7 +301,8 @@ class IngestManager:
     async def _child(self, job: Job) -> None:
         r = job.request
         spec = {"loader": self.loader, "session_id": r.session_id, "year": r.year, "round": r.round,
-                "session": r.session, "data_dir": str(self.data.root), "refresh": r.refresh}
+                "session": r.session, "data_dir": str(self.data.root), "refresh": r.refresh,
+                "options": self.loader_options}
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the child imports what this process can
         proc = await asyncio.create_subprocess_exec(

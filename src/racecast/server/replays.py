@@ -114,6 +114,11 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
         "race_control_messages": m.get("messages", []),
         "pit_stops": m.get("pit_stops", []),
         "weather": m.get("weather", {}),
+        # the end-of-session results (official or the order at the line), the qualifying
+        # segments, the ingest warnings: null / [] for bundles made before they existed
+        "results": ev.get("results"),
+        "qualifying": ev.get("qualifying"),
+        "warnings": list(ev.get("warnings", [])),
         "streams": {
             name: {"media_type": s.media_type, "frames_per_item": s.frames_per_item, "count": s.count}
             for name, s in b.streams.items()

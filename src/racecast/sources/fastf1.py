@@ -60,6 +60,9 @@ from racecast.race import (
     empty_channels,
 )
 from racecast.sources import IngestError, ProgressFn
+from racecast.sources.fastf1_cache import CacheMisses, configure_cache
+from racecast.sources.ingest_report import with_warnings
+from racecast.sources.officials import attach_officials
 from racecast.sources._common import (
     build_race,
     chequered_flag,
@@ -183,14 +186,17 @@ def load_fastf1_session(
     progress: ProgressFn | None = None,
     *,
     fps: int = DEFAULT_FPS,
+    offline: bool = False,
 ) -> Race:
     """Load a session with FastF1 and convert it to a :class:`Race` (id ``{year}_{round}_{session}``).
 
     ``event``: round number or a name FastF1 resolves ("Miami", "Monza"...); ``session``:
     R, S, Q, SQ, SS, FP1, FP2, FP3. ``cache_dir``: FastF1's cache directory (created if
     missing; FastF1's default cache when None). ``progress(stage, fraction)`` is called
-    as stages advance; safe to run in a worker thread. Raises :class:`IngestError` when
-    FastF1 is missing, the event or session is unknown, or the data can't be loaded.
+    as stages advance; safe to run in a worker thread. ``offline``: load from an existing
+    cache only, never the network (FastF1's offline mode; see :mod:`.fastf1_cache`).
+    Raises :class:`IngestError` when FastF1 is missing, the event or session is unknown,
+    or the data can't be loaded (offline: naming the data the cache lacks).
     """
     code = normalise_session(session)
     try:
@@ -203,28 +209,38 @@ def load_fastf1_session(
         event = int(event.strip())
     ff1 = _import_fastf1()
     report(progress, "load", 0.0)
-    if cache_dir is not None:
-        path = os.fspath(cache_dir)
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            raise IngestError(f"cannot create the FastF1 cache directory {path}: {exc}") from exc
-        cache = ff1.Cache
-        (cache.configure(cache_dir=path) if hasattr(cache, "configure") else cache.enable_cache(path))
+    cache_path = configure_cache(ff1, cache_dir, offline=offline)
     what = f"{year} event {event!r} session {code}"
-    try:
-        ses = ff1.get_session(year, event, code)
-    except Exception as exc:  # FastF1 raises ValueError for unknown events and offline schedules
-        raise IngestError(f"FastF1 cannot find {what}: {exc} ({_offline_hint()})") from exc
-    report(progress, "load", 0.1)
-    try:
-        ses.load(laps=True, telemetry=True, weather=True, messages=True)
-    except Exception as exc:
-        raise IngestError(f"FastF1 failed to load {what}: {exc} ({_offline_hint()})") from exc
+    with CacheMisses() as misses:
+        try:
+            ses = ff1.get_session(year, event, code)
+        except Exception as exc:  # FastF1 raises ValueError for unknown events and offline schedules
+            raise IngestError(f"FastF1 cannot find {what}: {exc} ({_hint(offline, cache_path, misses)})") from exc
+        report(progress, "load", 0.1)
+        try:
+            ses.load(laps=True, telemetry=True, weather=True, messages=True)
+        except Exception as exc:
+            raise IngestError(f"FastF1 failed to load {what}: {exc} ({_hint(offline, cache_path, misses)})") from exc
     report(progress, "load", 0.9)
-    frames = frames_from_session(ses, year=year, session=code)
+    try:
+        frames = frames_from_session(ses, year=year, session=code)
+    except IngestError as exc:
+        if not offline:
+            raise
+        raise IngestError(f"{exc.args[0].split(' (')[0]} ({_hint(offline, cache_path, misses)})") from exc
     report(progress, "load", 1.0)
-    return race_from_fastf1_frames(frames, fps=fps, progress=progress)
+    race = race_from_fastf1_frames(frames, fps=fps, progress=progress)
+    if misses.urls:  # loaded without some of the data: the ingest report says which
+        race = with_warnings(race, [f"not in the FastF1 cache (offline): {m}" for m in misses.missing()])
+    return race
+
+
+def _hint(offline: bool, cache_path: Any, misses: CacheMisses) -> str:
+    if not offline:
+        return _offline_hint()
+    where = cache_path if cache_path is not None else "FastF1's default cache"
+    lacks = ", ".join(misses.missing()) or "nothing reported missing"
+    return f"offline: this session is not (fully) in the FastF1 cache at {where}; missing: {lacks}"
 
 
 def frames_from_session(ses: Any, *, year: int, session: str) -> FastF1Frames:
@@ -982,7 +998,7 @@ def race_from_fastf1_frames(
         "warnings": warnings,
     }
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
-    return build_race(
+    race = build_race(
         "the FastF1 data",
         fps=fps,
         channels=ch,
@@ -998,6 +1014,14 @@ def race_from_fastf1_frames(
         pit_stops=_pit_stops(dlaps, drivers, begin) if frames.race_like else (),
         weather=_weather(frames.weather, begin, grid[-1]),
     )
+    timed = [_timed_laps(dl, begin) for dl in dlaps]
+    return attach_officials(race, results=frames.results, session=frames.session, race_like=frames.race_like, laps=timed)
+
+
+def _timed_laps(dl: _Laps, begin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(end in replay seconds, lap time) of a driver's valid timed laps (not deleted, not generated)."""
+    ok = np.isfinite(dl.end) & np.isfinite(dl.lap_time) & ~dl.deleted & ~dl.generated
+    return dl.end[ok] - begin, dl.lap_time[ok]
 
 
 def _lap_length(dlaps: list[_Laps], grid: np.ndarray, dist: np.ndarray, fallback: float) -> float:

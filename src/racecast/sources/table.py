@@ -69,6 +69,7 @@ from racecast.race import (
     empty_channels,
 )
 from racecast.sources import IngestError, ProgressFn
+from racecast.sources.officials import KNOCKOUT_SESSIONS, attach_officials
 from racecast.sources._common import (
     HALF_WIDTH,
     MAX_GAP,
@@ -626,19 +627,22 @@ def load_table(
     fps: int = DEFAULT_FPS,
     progress: ProgressFn | None = None,
     geometry: TrackGeometry | None = None,
+    session: str = "R",
 ) -> Race:
     """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
 
     ``id`` defaults to the file name without extension; ``geometry`` (in the table's
-    metres) replaces the track derived from the traces. Raises :class:`IngestError`
-    naming the column, row or driver at fault for a file that can't be used.
+    metres) replaces the track derived from the traces. ``session``: "R" (a race, the
+    default) or "Q" (knockout qualifying: segments and order inferred from the data,
+    see :mod:`.qualifying`). Raises :class:`IngestError` naming the column, row or
+    driver at fault for a file that can't be used.
     """
     p = Path(path)
     report(progress, "read", 0.0)
     df, csv = _read(p)
     return race_from_dataframe(
         df, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
-        csv=csv, what=p.name, event={"file": p.name},
+        csv=csv, what=p.name, event={"file": p.name}, session=session,
     )
 
 
@@ -653,10 +657,12 @@ def race_from_dataframe(
     csv: bool = False,
     what: str = "the table",
     event: dict[str, Any] | None = None,
+    session: str = "R",
 ) -> Race:
     """A :class:`Race` from a long-form table already read into a pandas DataFrame.
 
     ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
+    ``session``: "R" or "Q" (knockout qualifying), as for :func:`load_table`.
     """
     df.columns = [str(c) for c in df.columns]
     cols = _map_columns(list(df.columns))
@@ -667,7 +673,9 @@ def race_from_dataframe(
     report(progress, "read", 1.0)
     ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
     ev.update(event or {})
-    return race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
+    race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
+    code = session.strip().upper()
+    return attach_officials(race, session=code, race_like=code not in KNOCKOUT_SESSIONS)
 
 
 def _default_id(p: Path) -> str:

@@ -117,6 +117,8 @@ export function normalizeMeta(raw, framesHint) {
     pitStops: pitStops(raw),
     weather: weather && Array.isArray(weather.t) ? weather : null,
     grid: pick(raw, "grid") ?? null,
+    results: pick(raw, "results") ?? ev.results ?? null, // end-of-session result (official or the order at the line)
+    qualifying: pick(raw, "qualifying") ?? ev.qualifying ?? null, // knockout segments: [{name, start, end}]
     lapStarts: pick(raw, "lap_starts") ?? null,
   };
 }

@@ -15,6 +15,7 @@ import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
 import { Leaderboard } from "./leaderboard.js";
 import { messagesUntil, modelFrame, normalizeMeta, statusAt, weatherAt } from "./model.js";
 import { ChunkBuffer, Playhead } from "./playhead.js";
+import { ResultsPanel, segmentAt } from "./results.js";
 import { History, Telemetry } from "./telemetry.js";
 import { Timeline } from "./timeline.js";
 import { TrackMap } from "./trackmap.js";
@@ -85,6 +86,8 @@ export class Viewer {
       chunks_held: 0,
       chunks_skipped: 0,
       resyncs: 0,
+      results_shown: false, // the end-of-session results panel is open
+      segment: null, // qualifying: "Q2", "Q1 ended"...
     };
     window.racecast = { state: this.state, viewer: this };
   }
@@ -411,6 +414,7 @@ export class Viewer {
     this.telemetry.update(f);
     this.timeline.set(f.frame_index);
     this._feed(f.t);
+    this.results.update(f);
   }
 
   _jumped(f, backwards) {
@@ -499,6 +503,7 @@ export class Viewer {
     this.telemetry = new Telemetry($("#telemetry"), m, this.history);
     this.timeline = new Timeline($("#scrubber"), m, { onSeek: (f) => this.seek(f), onScrub: (f) => this.seek(f) });
     this.timeline.draw();
+    this.results = new ResultsPanel($("#results"), $("#results-open"), m, (shown) => (this.state.results_shown = shown));
     this._bindControls();
     const sel = (this.params.get("select") || "").split(",").filter((c) => m.byCode.has(c));
     sel.forEach((c) => this.select(c, true));
@@ -722,6 +727,15 @@ export class Viewer {
     if (lapEl.dataset.lap !== String(lap)) {
       lapEl.dataset.lap = lap;
       $("#lap-now").textContent = lap || "–";
+    }
+    const seg = segmentAt(m, f.t);
+    const segEl = $("#segment");
+    const segTxt = seg ? `${seg.name}${seg.ended ? " ended" : ""}` : "";
+    if (segEl.dataset.text !== segTxt) {
+      segEl.dataset.text = segTxt;
+      segEl.textContent = segTxt;
+      segEl.hidden = !seg;
+      this.state.segment = segTxt || null;
     }
     const c = $("#clock");
     c.dataset.frame = f.frame_index;
