@@ -329,8 +329,6 @@ def _write_ingested(load: Callable[[Callable[[str, float], None]], Any], store: 
             race = load(update)
         except IngestError as e:
             fail(str(e))
-    for w in race.event.get("warnings", ()):  # the data's own contradictions: the replay says how it resolved them
-        console.print(f"[bold yellow]warning:[/] {escape(str(w))}", highlight=False, soft_wrap=True)
     path = store.path_of(race.id)
     if path.exists() and not force:
         fail(f"{path} already exists (use --force to replace it)")
