@@ -58,10 +58,8 @@ class TestRace:
 @pytest.mark.parametrize("session", QUALI)
 @pytest.mark.parametrize("path", PATHS)
 def test_qualifying_still_ingests_and_scores(session, path):
-    """The table source has no qualifying mode and the knockout order is not built yet: the
-    session must still ingest and score (FastF1: the timing screen's best-lap order)."""
+    """The race rules must not break a qualifying session: it ingests every way, scores, and
+    its laps are all there (its order is the knockout's: tests/test_officials.py)."""
     s = scores(session, path)
-    assert s["total_laps"].data["got"] >= 1
+    assert s["total_laps"].ok, s["total_laps"].value
     assert "best_lap_order" in s
-    if path == "fastf1":
-        assert s["best_lap_order"].data["wrong"] == 0  # the timing screen's best-lap order
