@@ -116,3 +116,31 @@ def real_fastf1_session(d: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(ses, "load", load)
     monkeypatch.setattr(fastf1, "get_session", lambda year, ev, code, **kw: ses)
     return ses
+
+
+def prime_schedule(cache_dir: Path, year: int = 2025, round_number: int = 2, event_name: str = "Chinese Grand Prix") -> None:
+    """Put one season schedule (one event, FastF1's own schedule format) into a FastF1 HTTP cache, as if
+    it had been downloaded: a cache that knows the event but holds none of its sessions."""
+    import io
+
+    import fastf1
+    import requests
+    import urllib3
+    from fastf1 import events
+
+    fastf1.Cache.configure(cache_dir=str(cache_dir))
+    url = events._SCHEDULE_BASE_URL + f"schedule_{year}.json"
+    day = f"{year}-03-2"
+    cols = {"round_number": round_number, "country": "China", "location": "Shanghai", "official_event_name": event_name.upper(),
+            "event_date": f"{day}3T00:00:00", "event_name": event_name, "event_format": "conventional",
+            "session1": "Practice 1", "session1_date": f"{day}1T11:30:00", "session2": "Practice 2", "session2_date": f"{day}1T15:30:00",
+            "session3": "Practice 3", "session3_date": f"{day}2T11:00:00", "session4": "Qualifying", "session4_date": f"{day}2T15:00:00",
+            "session5": "Race", "session5_date": f"{day}3T15:00:00", "f1_api_support": True, "gmt_offset": "08:00"}
+    body = json.dumps({k: {"0": v} for k, v in cols.items()}).encode()
+    resp = requests.Response()
+    resp.status_code, resp._content, resp.url, resp.reason, resp.encoding = 200, body, url, "OK", "utf-8"
+    resp.request = requests.Request("GET", url, headers=events._HEADERS).prepare()
+    resp.headers["Content-Type"] = "application/json"
+    resp.raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers={"Content-Type": "application/json"}, status=200,
+                                    preload_content=False, request_url=url)
+    fastf1.Cache._requests_session_cached.cache.save_response(resp)

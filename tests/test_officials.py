@@ -30,7 +30,7 @@ from racecast.sources.qualifying import knockout
 from racecast.sources.results import final_order, official_results
 from racecast.sources.table import load_table
 from tests.factories import tiny_race
-from tests.officials_pack import NetworkGuard, real_fastf1_session, session_dir, truth
+from tests.officials_pack import NetworkGuard, prime_schedule, real_fastf1_session, session_dir, truth
 from tests.serverutil import running
 
 RACES = ("2025_2_R", "2025_15_R")
@@ -178,6 +178,27 @@ def test_offline_with_an_empty_cache_names_what_is_missing_without_network(tmp_p
     assert "missing: event schedule" in msg
 
 
+def test_offline_with_the_event_but_not_the_session_names_each_missing_piece(tmp_path: Path, net: Any) -> None:
+    """A cache that knows the 2025 schedule but holds no session data: the error lists what a load needs."""
+    import fastf1
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    prime_schedule(cache)
+    try:
+        with pytest.raises(IngestError) as e:
+            load_fastf1_session(2025, 2, "R", cache_dir=cache, offline=True)
+    finally:
+        fastf1.Cache.offline_mode(False)
+    msg = str(e.value)
+    assert msg.startswith("FastF1 loaded no lap timing data for 2025 Chinese Grand Prix R (offline:"), msg
+    missing = msg.split("missing: ", 1)[1]
+    for piece in ("session info (SessionInfo)", "lap timing (TimingData)", "position telemetry (Position.z)",
+                  "car telemetry (CarData.z)", "official results (Ergast results)"):
+        assert piece in missing
+    assert "event schedule" not in missing  # that one the cache had
+
+
 def test_offline_load_reports_data_the_cache_lacks(net: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A cache with the session but not its weather: the race loads, the ingest report says what was missing."""
     import fastf1
@@ -203,6 +224,8 @@ def test_offline_load_reports_data_the_cache_lacks(net: Any, monkeypatch: pytest
 def test_cache_miss_urls_in_words() -> None:
     assert describe_url("https://livetiming.formula1.com/static/2025/x/Position.z.jsonStream") == "position telemetry (Position.z)"
     assert describe_url("https://api.jolpi.ca/ergast/f1/2025/2/results.json") == "official results (Ergast results)"
+    assert describe_url("https://api.jolpi.ca/ergast/f1/2025/2/laps/1.json") == "lap times (Ergast laps)"
+    assert describe_url("https://api.jolpi.ca/ergast/f1/2025.json") == "event schedule (Ergast 2025)"
     assert describe_url("https://raw.githubusercontent.com/theOehrly/f1schedule/master/schedule_2025.json").startswith("event schedule")
     with CacheMisses() as m:
         logging.getLogger("fastf1.api").warning("x", extra={"offline_cache_miss_url": "https://h/static/a/TimingData.jsonStream"})
@@ -300,3 +323,36 @@ def test_a_qualifying_without_breaks_is_one_segment_in_best_lap_order() -> None:
     new, warnings = knockout(race)
     assert [s["name"] for s in new.event["qualifying"]["segments"]] == ["Q1"]
     assert any("one segment" in w for w in warnings)
+
+
+def test_qualifying_results_that_disagree_with_the_data_are_a_warning() -> None:
+    """Results say three segments, the data shows one (no breaks): the data's segments, and a warning."""
+    race = tiny_race()
+    q = lambda s: pd.Timedelta(seconds=s)  # noqa: E731
+    res = _results(race.codes, [1.0, 2.0, 3.0], Q1=[q(80), q(81), q(82)], Q2=[q(79), q(80), pd.NaT], Q3=[q(78), pd.NaT, pd.NaT])
+    new = attach_officials(race, results=res, session="Q", race_like=False)
+    assert new.event["qualifying"]["source"] == "data"
+    assert any("the official results have 3 segments, the data shows 1" in w for w in new.event["warnings"])
+    rows = new.event["results"]["rows"]
+    assert rows[0]["segment_times"] == {"Q1": 80.0, "Q2": 79.0, "Q3": 78.0} and rows[2]["segment_times"] == {"Q1": 82.0}
+    # positions stay a valid running order on every frame (the Race validated them)
+    assert (np.sort(new["position"], axis=1) == np.arange(1, race.n_drivers + 1)).all()
+
+
+def test_results_with_lap_counts_that_disagree_are_a_warning() -> None:
+    race = finished_tiny()
+    laps = [int(race["lap"][-1, j]) for j in np.argsort(race["position"][-1])]
+    codes = [race.codes[j] for j in np.argsort(race["position"][-1])]
+    res = _results(codes, [1.0, 2.0, 3.0], Laps=[laps[0], laps[1] + 3, laps[2]])
+    doc, warnings = official_results(race, res)
+    assert doc["official"] is True
+    assert warnings == [f"the official results give {codes[1]} {laps[1] + 3} laps, the data {laps[1]}"]
+
+
+def finished_tiny() -> Any:
+    from racecast.race import Status
+
+    race = tiny_race()
+    ch = {k: v.copy() for k, v in race.channels.items()}
+    ch["status"][-10:, :] = Status.FINISHED
+    return dataclasses.replace(race, channels=ch)

@@ -96,10 +96,16 @@ def describe_url(url: str) -> str:
     for suffix in (".jsonStream", ".json"):
         if last.endswith(suffix):
             last = last[: -len(suffix)]
-    if "schedule" in last or ("ergast" in url and last.isdigit()):
+    if "schedule" in last:
         return f"event schedule ({last})"
     if "ergast" in url or "jolpi" in url:
-        return f"official results (Ergast {last})"
+        parts = url.split("/f1/", 1)[-1].split("?")[0].rsplit(".", 1)[0].split("/")
+        names = [p for p in parts if p and not p.isdigit()]
+        if not names:  # /f1/2025.json: the season
+            return f"event schedule (Ergast {parts[0]})"
+        what = {"results": "official results", "qualifying": "official results", "sprint": "official results",
+                "laps": "lap times"}.get(names[-1], "Ergast data")
+        return f"{what} (Ergast {names[-1]})"
     name = LIVE_TIMING_PAGES.get(last)
     return f"{name} ({last})" if name else last
 

@@ -172,6 +172,9 @@ def official_results(
             "line_position": ln["position"] if ln else None,
             "note": "",
         }
+        if all(q in df.columns for q in ("Q1", "Q2", "Q3")):  # qualifying: the official time of each segment reached
+            qs = [_seconds(df[q][i]) for q in ("Q1", "Q2", "Q3")]
+            row["segment_times"] = {q: round(v, 3) for q, v in zip(("Q1", "Q2", "Q3"), qs) if math.isfinite(v)}
         letter = classified.upper()[:1] if classified and not classified.isdigit() else ""
         if code not in codes:
             row["note"] = "not in the replay's data"

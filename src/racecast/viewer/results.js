@@ -23,6 +23,11 @@ export function segmentAt(meta, t) {
 }
 
 function gapText(r) {
+  const q = r.segment_times && Object.entries(r.segment_times);
+  if (q && q.length) {
+    const [name, s] = q[q.length - 1]; // qualifying: the time in the last segment reached
+    return `${fmtRaceTime(s)} <span class="muted">${esc(name)}</span>`;
+  }
   if (r.time != null) return fmtRaceTime(r.time);
   if (r.gap != null) return `+${r.gap.toFixed(3)}`;
   return esc(r.status || "");
@@ -109,7 +114,7 @@ export class ResultsPanel {
     this.root.innerHTML =
       `<header><h2>${head}</h2><button class="close" type="button" title="Back to the track" aria-label="Close results">×</button></header>` +
       (sub ? `<p class="sub muted">${esc(sub)}</p>` : "") +
-      `<table><thead><tr><th>P</th><th>Driver</th><th>${this.quali ? "" : "Time"}</th><th>${official ? "At line" : ""}</th><th></th></tr></thead>` +
+      `<table><thead><tr><th>P</th><th>Driver</th><th>Time</th><th>${official ? "At line" : ""}</th><th></th></tr></thead>` +
       `<tbody>${rows}</tbody></table>` +
       (notes ? `<ul class="notes">${notes}</ul>` : "");
   }
