@@ -22,6 +22,10 @@ import numpy as np
 DEFAULT_FPS = 25
 
 
+#: Most drivers (moving objects) in one race: positions are stored as int8.
+MAX_DRIVERS = 127
+
+
 class RaceError(ValueError):
     """A race that breaks the model's invariants (shape, time, positions...)."""
 
@@ -358,6 +362,8 @@ def validate_race(race: Race) -> None:
     nd = race.n_drivers
     if nd < 1:
         _fail("a race needs at least one driver")
+    if nd > MAX_DRIVERS:
+        _fail(f"a race holds at most {MAX_DRIVERS} drivers (positions are stored as 8-bit integers), got {nd}")
     codes = race.codes
     if len(set(codes)) != nd:
         dup = sorted({c for c in codes if codes.count(c) > 1})

@@ -341,6 +341,8 @@ export class Viewer {
         this._placePlayhead(j, true);
         this.state.chunks_skipped += 1;
         p = i = j;
+        this.buf.trim(p); // the window moves with the jump: chunks now behind it go
+        this.state.chunks_held = this.buf.size;
         f = this.buf.get(j);
       }
     }
