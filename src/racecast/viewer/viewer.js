@@ -501,6 +501,7 @@ export class Viewer {
     const pos = this._positionsAt(now);
     const cars = [];
     for (const [code, c] of Object.entries(this.cur.drivers)) {
+      if (c.status === "dns") continue; // did not start: listed, never drawn
       const d = this.meta.byCode.get(code);
       const p = pos.get(code);
       cars.push({ code, x: p.x, y: p.y, color: d ? d.color : "#ccc", out: c.status === "out", pit: c.status === "pit", position: c.position });
