@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test accuracy bench bench-quick bench-chunks chromium node install clean screenshot
+.PHONY: demo test accuracy bench bench-quick bench-chunks chromium node services install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,20 @@ node:
 	fi
 	@node --version
 
+# Rooms across processes (tests/test_rooms_redis.py) start a real redis-server; the caching-proxy
+# test (tests/test_nginx.py) a real nginx. Both run unprivileged on free ports from the tests.
+services:
+	@if ! command -v redis-server >/dev/null || [ ! -x /usr/sbin/nginx ]; then \
+	  echo "installing Debian's redis-server and nginx for the rooms and proxy tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server nginx >/dev/null; \
+	fi
+	@redis-server --version
+	@/usr/sbin/nginx -v
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/racecast demo
 
-test: $(VENV)/.installed-test chromium node
+test: $(VENV)/.installed-test chromium node services
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-test

@@ -207,17 +207,32 @@ HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option("--port", help="TCP port (0 picks a free one).", min=0, max=65535)]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Worker processes (they share bundles through the page cache).", min=1, max=64)]
 LogOpt = Annotated[str, typer.Option("--log-level", help="uvicorn log level (critical, error, warning, info, debug).")]
+RedisOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--redis",
+        help="Share watch-party rooms with every process and host using this Redis (redis://HOST:PORT/DB). "
+        "Without it rooms live in the process, and --workers > 1 turns rooms off.",
+        show_default=False,
+    ),
+]
 
 
 def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str, ingest: bool = True,
-           ingest_options: dict[str, Any] | None = None) -> None:
-    from .server.serve import display_url, serve
+           ingest_options: dict[str, Any] | None = None, redis: str | None = None) -> None:  # fmt: skip
+    from .server.serve import check_redis_url, display_url, serve
+
+    if redis is not None:
+        if problem := check_redis_url(redis):
+            fail(problem)
 
     def ready(h: str, p: int) -> None:
         out.print(f"{what}: [bold]{display_url(h, p, path)}[/]  (Ctrl+C to stop)", highlight=False, soft_wrap=True)
 
     try:
-        extra = {"ingest_options": ingest_options} if ingest_options else {}
+        extra: dict[str, Any] = {"ingest_options": ingest_options} if ingest_options else {}
+        if redis is not None:
+            extra["redis"] = redis
         serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest, **extra)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}")
@@ -246,8 +261,9 @@ def serve(
     fastf1_cache: Annotated[
         Optional[Path], typer.Option("--fastf1-cache", help="FastF1 cache directory for server-side ingest [default: FastF1's].")
     ] = None,
+    redis: RedisOpt = None,
 ) -> None:
-    """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, /metrics."""
+    """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, rooms, /metrics."""
     store = DataDir(data)
     n = len(store.ids())
     what = f"serving {n} replay{'s' if n != 1 else ''} from {store.root}{'' if ingest else ' (ingest disabled)'} at"
@@ -256,7 +272,7 @@ def serve(
         options["offline"] = True
     if fastf1_cache is not None:
         options["cache_dir"] = str(fastf1_cache.absolute())
-    _serve(store, host, port, workers, log_level, "/", what, ingest, options)
+    _serve(store, host, port, workers, log_level, "/", what, ingest, options, redis)
 
 
 @app.command()
@@ -267,13 +283,14 @@ def demo(
     port: PortOpt = 8000,
     workers: WorkersOpt = 1,
     log_level: LogOpt = "warning",
+    redis: RedisOpt = None,
 ) -> None:
     """Simulate the built-in demo race if missing, serve it and print the viewer URL."""
     store = DataDir(data)
     path = build_demo(store, laps=laps)
     info = describe(open_bundle(path))
     out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, {info['bytes_per_frame']} B/frame)")
-    _serve(store, host, port, workers, log_level, f"/?replay={DEMO_ID}", "open the viewer at")
+    _serve(store, host, port, workers, log_level, f"/?replay={DEMO_ID}", "open the viewer at", redis=redis)
 
 
 @app.command()
@@ -306,6 +323,23 @@ def accuracy(ctx: typer.Context) -> None:
     from .accuracy.run import main as accuracy_main
 
     raise typer.Exit(accuracy_main(list(ctx.args)))
+
+
+deploy_app = typer.Typer(help="Print deployment configurations.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("nginx")
+def deploy_nginx(
+    upstream: Annotated[str, typer.Option(help="Where racecast listens (HOST:PORT).")] = "127.0.0.1:8000",
+    listen: Annotated[str, typer.Option(help="What nginx listens on (nginx `listen` syntax).")] = "80",
+    cache_dir: Annotated[Optional[str], typer.Option("--cache-dir", help="Chunk cache directory.", show_default="/var/cache/nginx/racecast")] = None,
+    cache_size: Annotated[str, typer.Option(help="Largest chunk cache (nginx size).")] = "10g",
+) -> None:
+    """Print an nginx config: chunks cached forever with concurrent misses collapsed, WebSocket proxied (docs/deploy.md)."""
+    from .deploy import nginx_config
+
+    print(nginx_config(upstream, listen, cache_dir=cache_dir, cache_size=cache_size), end="")
 
 
 ingest_app = typer.Typer(help="Turn real telemetry into replay bundles.", no_args_is_help=True)

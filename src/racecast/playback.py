@@ -147,8 +147,8 @@ class Playback:
 
     # -- commands ---------------------------------------------------------------------------
     def start(self) -> Reaction:
-        """The state and first frame a new viewer gets (paused at the start frame)."""
-        f = int(self.anchor_frame)
+        """The state and first frame a new viewer gets: the start frame, or the frame a room put it on."""
+        f = self.frame
         self.last_sent = f
         return Reaction(self.state(), f)
 
@@ -190,6 +190,22 @@ class Playback:
             self.last_sent = frame
         self.seq += 1
         return Reaction(self.state(), frame)
+
+    def follow(self, *, playing: bool, speed: float, anchor_frame: float, anchor_time: float, seq: int, jump: int | None) -> None:
+        """Take a position and speed decided elsewhere (a room: every member gets the same anchor, so
+        every member's ``due`` returns the same frame at the same tick). ``jump``: the frame the
+        viewer is sent at once (a seek, a pause), recorded as sent."""
+        self.speed = float(speed)
+        self._rate = self.fps * self.speed
+        self.anchor_frame = min(float(anchor_frame), float(self.last_frame))
+        self.anchor_time = anchor_time
+        self.seq = seq
+        self.playing = playing
+        self.ended = False
+        if playing and self.anchor_frame >= self.last_frame:
+            self.playing, self.ended = False, True
+        if jump is not None:
+            self.last_sent = jump
 
     def _set_speed(self, speed: float, now: float) -> None:
         if self.playing:

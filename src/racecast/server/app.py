@@ -30,6 +30,7 @@ from .. import __version__
 from ..analysis.compare import CompareError, compare_laps, lap_trace, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..playback import Clock
+from ..rooms import MAX_ROOM_MEMBERS, MAX_ROOMS, ROOM_GRACE_S
 from .chunks_http import add_chunk_routes
 from .engine import Engine
 from .ingest import (
@@ -45,6 +46,8 @@ from .ingest import (
 )
 from .metrics import Metrics
 from .replays import InvalidId, Replay, Replays, UnknownReplay
+from .rooms import RoomHub
+from .rooms_http import add_room_routes
 from .transport import DEFAULT_BUFFER_LIMIT
 from .websocket import Connection, close_all, replay_socket
 
@@ -72,6 +75,7 @@ class ServerState:
     buffer_limit: int
     socket_send_buffer: int | None
     ingest: IngestManager | None = None  # None: server-side ingest disabled
+    rooms: RoomHub | None = None
     connections: set[Connection] = field(default_factory=set)
     #: Why ``POST /api/sessions`` could not provide a session (id -> message), so the seed's
     #: client, which ignores the POST's answer, hears it as ``loading_error`` on the WebSocket.
@@ -150,6 +154,11 @@ def create_app(
     max_queued_ingests: int = MAX_QUEUED_INGESTS,
     ingest_timeout: float = INGEST_TIMEOUT,
     ingest_options: dict[str, Any] | None = None,
+    redis: str | None = None,
+    rooms_unavailable: str | None = None,
+    max_rooms: int = MAX_ROOMS,
+    max_room_members: int = MAX_ROOM_MEMBERS,
+    room_grace: float = ROOM_GRACE_S,
 ) -> FastAPI:
     """Build the racecast app serving the bundles in ``data_dir``.
 
@@ -164,6 +173,9 @@ def create_app(
     child process (False: 404 instead); ``ingest_loader`` (``"module:function"``)
     turns ``(year, round, session, progress, **ingest_options)`` into a Race there
     (default FastF1; ``ingest_options`` e.g. ``{"offline": True, "cache_dir": "..."}``).
+    ``redis``: a ``redis://`` URL sharing rooms with every process using it (None: rooms live
+    in this process); ``rooms_unavailable``: turn rooms off with this reason (several workers
+    without Redis); ``max_rooms`` / ``max_room_members`` / ``room_grace``: room limits.
     """
     metrics = Metrics()
     engine = Engine(fps=fps, clock=clock, metrics=metrics, ping_interval=ping_interval)
@@ -179,6 +191,13 @@ def create_app(
         socket_send_buffer=socket_send_buffer,
     )
     replays = state.replays
+    backend = None
+    if redis is not None and rooms_unavailable is None:
+        from .rooms_redis import RedisRooms
+
+        backend = RedisRooms(redis)
+    state.rooms = RoomHub(engine, max_rooms=max_rooms, max_members=max_room_members, grace=room_grace, backend=backend,
+                          metrics=metrics, unavailable=rooms_unavailable)  # fmt: skip
     if ingest:
         state.ingest = IngestManager(
             replays.data,
@@ -199,7 +218,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if backend is not None:  # connect now: a join for a room made by another process needs it
+            state.rooms.ensure_running()
         yield
+        await state.rooms.stop()
         await close_all(state)  # waiting viewers too: 1001 like everyone, before their ingest is stopped
         if state.ingest is not None:
             await state.ingest.shutdown()
@@ -268,6 +290,7 @@ def create_app(
         return Response(body, media_type="application/msgpack", headers=headers)
 
     add_chunk_routes(app, replay_or_error)
+    add_room_routes(app, state.rooms, replay_or_error)
 
     def session_failed(sid: str, message: str, headers: dict[str, str] | None = None) -> Response:
         """The seed's answer shape even for a failure: 200 with the id; the reason goes out again as

@@ -45,7 +45,7 @@ class Viewer:
     """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
     __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed",
-                 "every_tick", "wake", "acks")  # fmt: skip
+                 "every_tick", "wake", "acks", "room")  # fmt: skip
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
         self.replay_id = replay_id
@@ -63,6 +63,7 @@ class Viewer:
         # racecast's own JSON messages (state acknowledgements, idle pings) go to this viewer.
         # False for clients of the seed protocol, which know only loading_* and frames.
         self.acks = True
+        self.room: object | None = None  # its room membership (server/rooms.py), None when watching alone
 
     def __repr__(self) -> str:
         pb = self.playback
@@ -141,7 +142,11 @@ class Engine:
             viewer.sink.post(r.message)
         if r.frame is not None:
             self._push(viewer, r.frame, -1)
-        viewer.last_activity = self.clock.monotonic()
+        now = viewer.last_activity = self.clock.monotonic()
+        if viewer.playback.playing:  # joined a playing room: it plays from the first tick
+            self._set_playing(viewer, True)
+            if not viewer.every_tick:
+                self._file(viewer, now)
         self.ensure_running()
 
     def remove(self, viewer: Viewer) -> None:
@@ -198,6 +203,21 @@ class Engine:
         self._set_playing(viewer, pb.playing)
         if pb.playing and not viewer.every_tick:
             self._file(viewer, now)  # re-file at once: the command moved its next due time
+
+    def update(self, viewer: Viewer, message: str | None, frame: int | None, now: float | None = None) -> None:
+        """The viewer's playback was moved from outside (its room, :meth:`Playback.follow`): write
+        ``message``, then at once ``frame`` (a jump), and serve it from the next tick like a command."""
+        if viewer.closed:
+            return
+        now = self.clock.monotonic() if now is None else now
+        if message is not None and viewer.acks:
+            viewer.sink.post(message)
+        if frame is not None:
+            self._push(viewer, frame, -1)
+        viewer.last_activity = now
+        self._set_playing(viewer, viewer.playback.playing)
+        if viewer.playback.playing and not viewer.every_tick:
+            self._file(viewer, now)
 
     @staticmethod
     def _push(viewer: Viewer, i: int, have: int) -> None:

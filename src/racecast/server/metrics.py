@@ -27,6 +27,8 @@ ERROR_KINDS = (
     "capacity",  # close 1013
     "send_failed",  # a write to a viewer raised; the viewer is dropped
     "ingest_failed",  # a viewer waited for a server-side ingest that failed (close 4500)
+    "not_in_control",  # a room member without control sent play/pause/seek/speed (error message, stays open)
+    "room_refused",  # a room join refused: bad or unknown room, other replay, wrong token, full (close 4400/4403/4404/1013)
 )
 #: Outcomes counted by ``racecast_ingests_total{outcome=...}``.
 INGEST_OUTCOMES = ("started", "done", "failed", "busy")

@@ -19,6 +19,31 @@ WS_PROTOCOL = "racecast.server.transport:RacecastWSProtocol"
 WS_MAX_SIZE = 64 * 1024
 
 
+#: Why rooms are off with several workers and no Redis (each worker has its own rooms and clock, and the
+#: kernel spreads a room's members over them: they would not be one room).
+ROOMS_NEED_REDIS = (
+    "rooms are off on this server: it runs several worker processes without a shared room store "
+    "(restart it with --redis redis://HOST:PORT/DB, or with --workers 1)"
+)
+
+
+def check_redis_url(url: str) -> str | None:
+    """Why ``url`` cannot be a room store (None when it can)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return f"--redis takes a redis://HOST:PORT/DB URL (or rediss://, unix://), got {url[:80]!r}"
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "--redis needs redis-py: pip install redis"
+    try:
+        from redis.connection import parse_url
+
+        parse_url(url)
+    except ValueError as e:
+        return f"--redis URL {url[:80]!r} is not valid: {e}"
+    return None
+
+
 def display_url(host: str, port: int, path: str = "/") -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
     if ":" in shown and not shown.startswith("["):
@@ -62,6 +87,8 @@ def serve(
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    if workers > 1 and not app_options.get("redis"):
+        app_options["rooms_unavailable"] = ROOMS_NEED_REDIS
     if workers == 1:
         config = uvicorn_config(create_app(data_dir, **app_options), host, port, log_level=log_level)
         server = uvicorn.Server(config)

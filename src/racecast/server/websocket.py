@@ -38,6 +38,8 @@ from ..protocol import (
 from .engine import Viewer
 from .ingest import DONE, Job
 from .replays import InvalidId, Replay, UnknownReplay
+from .rooms import Admission, RoomsUnavailable
+from ..rooms import InvalidRoomId, RoomError, RoomFull, TooManyRooms, UnknownRoom, WrongToken
 from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ CLOSE_TRY_LATER = 1013  # connection limit reached
 CLOSE_BAD_REQUEST = 4400  # invalid replay id or encoding
 CLOSE_NOT_FOUND = 4404  # no such replay
 CLOSE_INGEST_FAILED = 4500  # the replay's server-side ingest failed
+CLOSE_FORBIDDEN = 4403  # a room's host token that does not match
+CLOSE_UNAVAILABLE = 4501  # rooms are off on this server (several workers without Redis)
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -80,7 +84,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] 
 
 
 #: Query parameters only racecast's clients send; a connection without any speaks the seed protocol.
-RACECAST_QUERY = frozenset({"encoding", "mode", "compression", "lookahead"})
+RACECAST_QUERY = frozenset({"encoding", "mode", "compression", "lookahead", "room", "token"})
 
 
 def speaks_seed(query_keys: Iterable[str]) -> bool:
@@ -103,7 +107,9 @@ class Connection:
 
 
 def _detach(state: "ServerState", viewer: Viewer) -> None:
-    """Stop serving ``viewer``: out of the engine, its writer (if any) stopped. Idempotent."""
+    """Stop serving ``viewer``: out of the engine (and its room), its writer (if any) stopped. Idempotent."""
+    if viewer.room is not None and state.rooms is not None:
+        state.rooms.leave(viewer)
     state.engine.remove(viewer)
     if isinstance(viewer.sink, AsgiSink):
         viewer.sink.close()
@@ -196,10 +202,17 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             metrics.error("bad_encoding")
             await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", str(e))
             return
+        admission = None
+        if "room" in ws.query_params:
+            admission = await _admit(ws, state, replay_id)
+            if admission is None:
+                return
         await ws.send_text(loading_complete(bundle.n_frames, replay.load_time, mono() - t_connect, replay.metadata_json))
         sink = make_sink(ws, state.buffer_limit, state.socket_send_buffer)
         viewer = conn.viewer = Viewer(replay_id, playback, feed.stream, sink, feed)
         viewer.acks = not seed
+        if admission is not None:
+            state.rooms.attach(admission, viewer)  # type: ignore[union-attr]  # at the room's position now
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)
     except WebSocketDisconnect:
@@ -208,6 +221,27 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         if viewer is not None:
             _detach(state, viewer)
         state.connections.discard(conn)
+
+
+async def _admit(ws: WebSocket, state: "ServerState", replay_id: str) -> Admission | None:
+    """Check ``?room=ROOM[&token=TOKEN]``; on refusal send ``loading_error``, close, return None."""
+    hub = state.rooms
+    try:
+        if hub is None:
+            raise RoomsUnavailable("rooms are off on this server")
+        return await hub.admit(ws.query_params["room"], replay_id, ws.query_params.get("token"))
+    except RoomError as e:
+        state.metrics.error("room_refused")
+        code = (
+            CLOSE_UNAVAILABLE if isinstance(e, RoomsUnavailable)
+            else CLOSE_NOT_FOUND if isinstance(e, UnknownRoom)
+            else CLOSE_FORBIDDEN if isinstance(e, WrongToken)
+            else CLOSE_TRY_LATER if isinstance(e, (RoomFull, TooManyRooms))
+            else CLOSE_BAD_REQUEST
+        )  # fmt: skip
+        reason = "invalid room id" if isinstance(e, InvalidRoomId) else "room refused"
+        await _refuse(ws, code, reason, str(e))
+        return None
 
 
 async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: bool = False) -> bool:
@@ -331,6 +365,14 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
                 continue
             if not viewer.acks and is_extension(cmd):
                 viewer.acks = True  # the client speaks racecast's protocol: it gets its replies from now on
+            if viewer.room is not None and state.rooms is not None:
+                # A room member: the command moves the whole room (not paced per connection: every
+                # member gets each acknowledgement), or is refused with an error to this member only.
+                if await state.rooms.command(viewer, cmd):
+                    metrics.commands.labels(cmd.action).inc()
+                    metrics.command_latency.observe(mono() - arrival)
+                await sink.drain()
+                continue
             if isinstance(cmd, Seek):
                 if not pacer.offer(cmd, arrival, not pb.already_at(cmd.frame, arrival)):
                     if timer is None:

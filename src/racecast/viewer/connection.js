@@ -12,12 +12,13 @@
 // where the browser has no DecompressionStream). `bytesReceived` counts every message's bytes.
 
 const RETRY_MS = [250, 500, 1000, 2000, 4000];
-const FATAL_CODES = new Set([4404, 4400, 1008]); // unknown replay, bad request, policy violation
+const FATAL_CODES = new Set([4404, 4400, 4403, 1008]); // unknown replay or room, bad request, wrong room token, policy violation
 
 export class ReplayConnection {
-  constructor(replayId, { encoding = "msgpack", base = location } = {}) {
+  constructor(replayId, { encoding = "msgpack", base = location, extra = "" } = {}) {
     this.replayId = replayId;
     this.base = base;
+    this.extra = extra; // more query (a room: `room=...&token=...`), kept across encodings
     this._setEncoding(encoding);
     this.attempt = 0;
     this.bytesReceived = 0;
@@ -39,7 +40,8 @@ export class ReplayConnection {
     // Always a query: a connection that asks for nothing speaks the seed's protocol (no state replies).
     const q = encoding === "chunks" ? `?mode=chunks&compression=${chunkCompression()}`
       : `?encoding=${encodeURIComponent(encoding)}`;
-    this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}`;
+    const more = this.extra ? "&" + this.extra : "";
+    this.url = `${proto}//${this.base.host}/ws/replay/${encodeURIComponent(this.replayId)}${q}${more}`;
   }
 
   /** Reconnect at once asking for another frame encoding (the old socket closes silently). */

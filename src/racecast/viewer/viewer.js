@@ -10,6 +10,7 @@
 // frame at the local playhead and draws cars interpolated between it and the next frame. A
 // playhead that reaches a chunk not yet received holds the last frame ("buffering") and waits.
 
+import { Together } from "./together.js";
 import { chunkCompression, ReplayConnection } from "./connection.js";
 import { clock, esc, speed as fmtSpeed, TRACK_STATUS } from "./format.js";
 import { Leaderboard } from "./leaderboard.js";
@@ -96,7 +97,18 @@ export class Viewer {
     document.title = `${this.replayId} · racecast`;
     $("#viewer").hidden = false;
     this._loading("Connecting…");
-    const conn = (this.conn = new ReplayConnection(this.replayId, { encoding: this.params.get("encoding") || "msgpack" }));
+    this.together = new Together({
+      replayId: this.replayId,
+      params: this.params,
+      toast: (m) => this._toast(m),
+      join: () => {
+        // Into the new room: reconnect; the reconnect path then seeks the room to where this page is.
+        this.conn.extra = this.together.query();
+        this.conn.switchEncoding(this.conn.encoding);
+      },
+    });
+    this.state.room = this.together.state;
+    const conn = (this.conn = new ReplayConnection(this.replayId, { encoding: this.params.get("encoding") || "msgpack", extra: this.together.query() }));
     conn.onOpen = () => {
       // A new connection: nothing is awaiting a reply on it yet.
       this.sent = [];
@@ -161,6 +173,9 @@ export class Viewer {
         if (this.ph) this._paceFrom(msg, kind);
         break;
       }
+      case "room":
+        this.together.onMessage(msg);
+        break;
       case "error":
         this._replied(); // a refused command: state unchanged
         this._toast(msg.message || "The server reported an error.");
@@ -200,6 +215,10 @@ export class Viewer {
       const f = this.seekTarget ?? this.unackedSeek ?? this.resumeFrame ?? (this.cur ? this.cur.frame_index : 0);
       this.seekTarget = null;
       this.unackedSeek = null;
+      if (!this.together.inControl) {
+        this.state.reconnects += 1; // in a room this page does not control: follow it from where it is
+        return;
+      }
       if (this.ph) this._placePlayhead(f, false);
       this._send({ action: "seek", frame: f });
       if (this.want.playing) this._send({ action: "play", speed: this.want.speed });
@@ -208,7 +227,8 @@ export class Viewer {
       return;
     }
     this.everLoaded = true;
-    // First load: the server shows frame 0 (the grid); then the start position the URL asks for.
+    // First load: the server shows frame 0 (the grid), or a room's position; then the start position the URL asks for.
+    if (this.together.room) return; // a room decides where it is
     const p = this.params;
     const fps = this.meta.fps;
     let start = null;
@@ -581,6 +601,13 @@ export class Viewer {
 
   // -- actions -------------------------------------------------------------------------------------
 
+  /** In a room this page does not control: say so (the room's host steers) instead of acting. */
+  _watching() {
+    if (this.together.inControl) return false;
+    this._toast("In this room only the host controls playback; you are watching.");
+    return true;
+  }
+
   /** Send a command; its reply (a state with a new seq, or an error) comes back in order. */
   _send(msg) {
     this.sent.push(msg.action);
@@ -598,6 +625,7 @@ export class Viewer {
   }
 
   play() {
+    if (this._watching()) return;
     // On the last frame the server restarts from frame 0.
     this.want.playing = this.state.playing = true;
     this._send({ action: "play", speed: this.want.speed });
@@ -605,6 +633,7 @@ export class Viewer {
   }
 
   pause() {
+    if (this._watching()) return;
     this.want.playing = this.state.playing = false;
     if (this.ph) this._placePlayhead(this.ph.at(performance.now()), false); // stop now; the reply says where
     this._send({ action: "pause" });
@@ -623,6 +652,7 @@ export class Viewer {
   }
 
   setSpeed(s) {
+    if (this._watching()) return;
     this._speedIs(s);
     this.want.speed = s;
     this._send({ action: "speed", speed: s });
@@ -634,7 +664,7 @@ export class Viewer {
    * target is kept, so a held arrow key or a dragged scrubber never queues up stale seeks.
    */
   seek(frame) {
-    if (!this.meta) return;
+    if (!this.meta || this._watching()) return;
     this.seekTarget = Math.max(0, Math.min(this.meta.nFrames - 1, Math.round(frame)));
     // Chunk mode: show the target at once if a held chunk has it; the reply starts the clock there.
     if (this.ph) this._placePlayhead(this.seekTarget, false);
