@@ -12,7 +12,7 @@ elapsed x speed x 25)``, pausing itself on the last frame; a change of that inde
 or ``pause``.
 
 The client measures what the issue asks: whether it stays connected, how far each frame
-it receives is behind its own position (race seconds), how long a seek waits for its
+it receives is behind its own position (race seconds, and wall seconds: race / speed), how long a seek waits for its
 target frame, and how many "unknown control messages" it would log.
 
 ``python -m benchmarks.seed_client --url ws://127.0.0.1:8000/ws/replay/ID --speed 4 --seconds 60``
@@ -43,10 +43,11 @@ class SeedStats:
     lags: list[float] = field(default_factory=list)  # race seconds a received frame is behind the client
     seek_waits: list[float] = field(default_factory=list)  # s from a scrub to its frame
     closed: str | None = None  # why the connection ended early (None: still open)
+    stall_max: float = 0.0  # the client's own event loop: longest lateness of an animation frame (s)
     loading_error: str | None = None
     progress: list[float] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, speed: float = 1.0) -> dict[str, Any]:
         lags = sorted(self.lags)
         waits = sorted(self.seek_waits)
 
@@ -60,8 +61,11 @@ class SeedStats:
             "lag_p50_s": q(lags, 0.5),
             "lag_p99_s": q(lags, 0.99),
             "lag_max_s": round(lags[-1], 4) if lags else None,
+            # the same in wall time: how old the picture is (a 25 Hz stream's frames are speed x 0.04 s of race apart)
+            "lag_wall_max_s": round(lags[-1] / speed, 4) if lags else None,
             "seek_wait_max_ms": round(waits[-1] * 1000, 1) if waits else None,
             "seeks_timed": len(waits),
+            "client_stall_max_s": round(self.stall_max, 4),
             "closed": self.closed,
         }
 
@@ -153,6 +157,11 @@ class SeedClient:
         while self.playing and self.ws is not None:
             nxt += period
             await asyncio.sleep(max(0.0, nxt - self.clock()))
+            late = self.clock() - nxt
+            if late > self.stats.stall_max:
+                self.stats.stall_max = late  # frames that arrived meanwhile are read late: not the server's doing
+            if late > period:
+                nxt = self.clock()  # requestAnimationFrame skips what it missed
             if not self.playing:
                 break
             pos = self._start_frame + (self.clock() - self._start_time) * self.speed * FPS  # type: ignore[operator]
@@ -181,9 +190,12 @@ class SeedClient:
         self.playing = False
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ws is not None:
             await self.ws.close()
+        for r in results:  # a client that broke must not pass for one that behaved
+            if isinstance(r, Exception):
+                raise r
 
 
 async def run_one(url: str, speed: float, seconds: float, *, warmup: float = 0.5) -> dict[str, Any]:
@@ -197,13 +209,14 @@ async def run_one(url: str, speed: float, seconds: float, *, warmup: float = 0.5
     await c.play(speed)
     await asyncio.sleep(warmup)
     c.stats.lags.clear()
+    c.stats.stall_max = 0.0
     await asyncio.sleep(seconds)
     await c.pause()
     still_open = c.stats.closed is None
     for k in range(5):  # paused scrubs: each must bring its frame
         await c.scrub((c.frame_index + 97 * (k + 1)) % max(1, c.total_frames - 1))
         await asyncio.sleep(0.2)
-    out = {"speed": speed, "seconds": seconds, "connected_throughout": still_open and c.stats.closed is None, **c.stats.summary()}
+    out = {"speed": speed, "seconds": seconds, "connected_throughout": still_open and c.stats.closed is None, **c.stats.summary(speed)}
     await c.close()
     return out
 

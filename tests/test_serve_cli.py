@@ -172,3 +172,41 @@ def test_serve_no_ingest_refuses_sessions_not_on_disk(data: Path, procs: list[Pr
     assert r.status_code == 200 and "server-side ingest is disabled" in r.json()["error"]
     assert p.stop() == 0
     assert not (data / "2023_5_R").exists()
+
+
+def test_shutdown_with_commanding_clients_is_prompt_and_quiet(data: Path, procs: list[Proc]) -> None:
+    """Issue 13 item 6: commands pouring in (a seed-style client seeking every frame, a raw client that
+    sent 500 seeks and never reads) must not hold the shutdown up or print CancelledError tracebacks."""
+    from benchmarks.seed_client import SeedClient
+    from tests.serverutil import StalledClient
+
+    p = Proc("serve", "--data", str(data), "--port", "0")
+    procs.append(p)
+    port = int(p.wait_for(r"at: http://127\.0\.0\.1:(\d+)/").group(1))
+    assert get(port, "/healthz").status_code == 200
+
+    async def go() -> float:
+        c = SeedClient(f"ws://127.0.0.1:{port}/ws/replay/race")
+        await c.open()
+        await asyncio.wait_for(c.loaded.wait(), 10)
+        await c.play(4.0)
+        raw = StalledClient(port, "/ws/replay/race")
+        for k in range(500):
+            raw.send_text('{"action":"seek","frame":%d}' % (k % 400))
+        await asyncio.sleep(1.0)
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGINT)
+        while c.stats.closed is None and time.monotonic() - t0 < 30:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - t0
+        raw.close()
+        c.playing = False
+        for t in c._tasks:
+            t.cancel()
+        return took
+
+    took = asyncio.run(go())
+    code = p.p.wait(20)  # by itself: a second signal would force the exit
+    out = "".join(p.output)
+    assert code == 0 and took < 10, out
+    assert "Traceback" not in out and "CancelledError" not in out, out

@@ -400,3 +400,23 @@ def test_the_default_fastf1_loader_offline_fails_with_fastf1s_reason(data: Path,
         st = wait_for(lambda: (s := session(srv))["status"] == "failed" and s, "the ingest to fail")
     assert "FastF1 cannot find 2023 event 5 session R: Failed to load any schedule data." in st["error"]
     assert "network" in st["error"] and leftovers(data) == []
+
+
+def test_the_seed_client_follows_an_ingest_in_percent_and_sees_only_its_messages(data: Path, ctl: Path) -> None:
+    """useReplayWebSocket.ts shows ``progress`` as a percentage and knows only the loading_* messages."""
+    with running(app(data, "flood")) as srv:
+
+        async def go() -> Viewer:
+            with srv.http() as c:
+                assert c.post("/api/sessions", json=BODY).json()["loading"] is True
+            v = await Viewer.open(srv.ws_url(SID, ""))  # the seed's URL: no query
+            await v.until("loading_complete", 30)
+            assert isinstance(await v.next(), int)  # then frame 0, and no state message before it
+            await v.close()
+            return v
+
+        v = asyncio.run(go())
+    p = progress_values(v)
+    assert p == sorted(p) and all(0 <= x <= 100 for x in p)
+    assert max(p) > 1  # percent, not a 0-1 fraction
+    assert {m["type"] for m in v.texts} <= {"loading_progress", "loading_complete"}

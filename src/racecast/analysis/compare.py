@@ -23,7 +23,7 @@ import numpy as np
 from ..race import Status
 
 #: Channels a lap trace carries (the race model's names and units).
-TRACE_CHANNELS = ("speed", "throttle", "brake", "gear", "x", "y")
+TRACE_CHANNELS = ("speed", "throttle", "brake", "gear", "x", "y", "drs")
 #: Default distance step of an aligned comparison (m).
 DEFAULT_STEP_M = 5.0
 
@@ -84,9 +84,10 @@ def _opt(v: float) -> float | None:
 
 
 def driver_laps(src: ChannelSource, codes: Sequence[str], driver: str) -> list[int]:
-    """The laps (>= 1) ``driver`` has frames on."""
+    """The laps (>= 1) ``driver`` has frames on, on track (what :func:`lap_trace` accepts)."""
     d = _driver_index(codes, driver)
-    laps = np.unique(np.asarray(src.array("lap")[:, d]))
+    status = np.asarray(src.array("status")[:, d])
+    laps = np.unique(np.asarray(src.array("lap")[:, d])[(status != Status.FINISHED) & (status != Status.OUT)])
     return [int(x) for x in laps if x >= 1]
 
 
@@ -106,8 +107,8 @@ def lap_trace(src: ChannelSource, codes: Sequence[str], driver: str, lap: int) -
     # On track only: not after the chequered flag, not retired.
     idx = np.flatnonzero((lap_col == lap) & (status != Status.FINISHED) & (status != Status.OUT))
     if lap < 1 or idx.size == 0:
-        laps = lap_col[lap_col >= 1]
-        have = f"laps 1-{int(laps.max())}" if laps.size else "no laps"
+        laps = driver_laps(src, codes, driver)
+        have = f"laps {laps[0]}-{laps[-1]}" if laps else "no laps"
         raise CompareError(f"{driver} has no lap {lap} in this session ({have})")
     first, last = int(idx[0]), int(idx[-1])
     sl = slice(first, last + 1)
@@ -133,8 +134,8 @@ def lap_trace(src: ChannelSource, codes: Sequence[str], driver: str, lap: int) -
 def compare_laps(a: LapTrace, b: LapTrace, step: float = DEFAULT_STEP_M) -> dict[str, Any]:
     """Two laps on one distance grid (every ``step`` m over the distance both covered).
 
-    Continuous channels are interpolated linearly, ``gear`` is the gear engaged at that
-    distance; ``delta`` is b's time minus a's at each distance (s; positive: b is slower)."""
+    Continuous channels are interpolated linearly, ``gear`` and ``drs`` are the state in force at
+    that distance; ``delta`` is b's time minus a's at each distance (s; positive: b is slower)."""
     if step <= 0:
         raise ValueError("step must be positive")
     end = min(float(a.distance[-1]), float(b.distance[-1]))
@@ -143,7 +144,7 @@ def compare_laps(a: LapTrace, b: LapTrace, step: float = DEFAULT_STEP_M) -> dict
     def at(tr: LapTrace) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
         for name, v in tr.channels.items():
-            if name == "gear":
+            if name in ("gear", "drs"):  # states, not quantities: the one in force at that distance
                 k = np.clip(np.searchsorted(tr.distance, grid, side="right") - 1, 0, len(v) - 1)
                 out[name] = np.asarray(v)[k].astype(int).tolist()
             else:
@@ -192,3 +193,64 @@ def seed_sector_times(tr: LapTrace) -> dict[str, Any]:
     """One entry of ``POST /api/telemetry/sectors``'s ``sectors``."""
     s1, s2, s3 = tr.sectors
     return {"driver_code": tr.driver, "lap_number": tr.lap, "sector_1": s1, "sector_2": s2, "sector_3": s3, "lap_time": tr.lap_time}
+
+
+def fastest_lap(src: ChannelSource, codes: Sequence[str], driver: str, within: tuple[float, float] | None = None) -> tuple[int, float] | None:
+    """``driver``'s fastest completed lap (number, time s), from when the ``lap_time`` channel changes;
+    ``within``: only laps completed in that span of ``t`` (s)."""
+    d = _driver_index(codes, driver)
+    lt = np.asarray(src.array("lap_time")[:, d], dtype=np.float64)
+    lap_col = np.asarray(src.array("lap")[:, d])
+    prev = np.concatenate([[np.nan], lt[:-1]])
+    changed = np.isfinite(lt) & ~(np.isfinite(prev) & (prev == lt))
+    if within is not None:
+        t = np.asarray(src.t)
+        changed &= (t >= within[0]) & (t <= within[1])
+    new = np.flatnonzero(changed)
+    if new.size == 0:
+        return None
+    k = int(new[np.argmin(lt[new])])
+    return int(lap_col[max(k - 1, 0)]), round(float(lt[k]), 3)  # the lap it was on until that frame
+
+
+def seed_quali_segments(src: ChannelSource, codes: Sequence[str], segments: Sequence[Mapping[str, Any]] | None = None,
+                        hz: float = 10.0) -> dict[str, Any]:  # fmt: skip
+    """The seed's ``quali_segments``: per knockout segment (``segments``: ``[{"name": "Q1", "start": s,
+    "end": s}, ...]`` on the frames' ``t`` axis, as the bundle's ``qualifying`` holds them), every driver
+    who set a lap time in it, with that segment's fastest lap as frames at ``hz`` (t s from the lap's
+    start, x/y 1/10 m, dist m, speed, gear, throttle and brake 0-100, FastF1 DRS codes). Without
+    segments, every driver's fastest lap of the session goes in ``Q1`` and ``Q2``/``Q3`` are empty."""
+    fps = 1.0 / float(np.median(np.diff(np.asarray(src.t[:50])))) if len(src.t) > 1 else 25.0
+    step = max(1, round(fps / hz))
+
+    def segment(within: tuple[float, float] | None) -> dict[str, Any]:
+        drivers: dict[str, Any] = {}
+        for code in codes:
+            best = fastest_lap(src, codes, code, within)
+            if best is None:
+                continue
+            try:
+                tr = lap_trace(src, codes, code, best[0])
+            except CompareError:
+                continue
+            c = tr.channels
+            idx = np.arange(0, len(tr.t), step).tolist()
+            frames = [
+                {"t": round(float(tr.t[i]), 3), "x": round(float(c["x"][i]) * _SEED_XY, 1), "y": round(float(c["y"][i]) * _SEED_XY, 1),
+                 "dist": round(float(tr.distance[i]), 1), "speed": round(float(c["speed"][i]), 1), "gear": int(c["gear"][i]),
+                 "throttle": round(float(c["throttle"][i]), 1), "brake": round(float(c["brake"][i]), 1),
+                 "drs": {0: 0, 1: 8, 2: 12}.get(int(c["drs"][i]), 0)}
+                for i in idx
+            ]  # fmt: skip
+            drivers[code] = {"frames": frames, "lap_time": best[1]}
+        return {"duration": max((v["lap_time"] for v in drivers.values()), default=0.0), "drivers": drivers}
+
+    out = {name: {"duration": 0.0, "drivers": {}} for name in ("Q1", "Q2", "Q3")}
+    if not segments:
+        out["Q1"] = segment(None)
+        return out
+    for sg in segments:
+        name = str(sg.get("name", ""))
+        if name in out and sg.get("start") is not None and sg.get("end") is not None:
+            out[name] = segment((float(sg["start"]), float(sg["end"])))
+    return out

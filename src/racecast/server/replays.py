@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.compare import seed_quali_segments
 from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
 from ..protocol import Bounds
 
@@ -87,6 +88,11 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
     geo["sector"] = sector_of_points(geo)
     periods = list(m.get("track_status", []))
     leader = b.leader_lap
+    extra: dict[str, Any] = {}
+    if str(ev.get("session_type", "")).upper() in ("Q", "SQ"):
+        # The seed's QUALI view waits for these; built from the race model (docs/protocol.md).
+        segments = (ev.get("qualifying") or {}).get("segments")
+        extra["quali_segments"] = seed_quali_segments(b, [d["code"] for d in drivers], segments)
     return {
         "id": b.id,
         "title": b.title,
@@ -124,6 +130,7 @@ def build_metadata(b: Bundle) -> dict[str, Any]:
             for name, s in b.streams.items()
         },
         "content_hash": m.get("content_hash"),
+        **extra,
     }
 
 

@@ -319,6 +319,7 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
     bundle = replay.bundle
     loop = asyncio.get_running_loop()
     timer: asyncio.TimerHandle | None = None
+    seeks_counter = metrics.commands.labels("seek")
 
     def apply(cmd: Command, arrival: float, merged: int = 0) -> None:
         if isinstance(cmd, Seek) and not pb.already_at(cmd.frame, arrival):
@@ -372,6 +373,10 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
                     metrics.commands.labels(cmd.action).inc()
                     metrics.command_latency.observe(mono() - arrival)
                 await sink.drain()
+                continue
+            if not viewer.acks and type(cmd) is Seek and pacer.pending is None and pb.already_at(cmd.frame, arrival):
+                pb.seq += 1  # where the viewer already is, and no reply to write: nothing else to do
+                seeks_counter.inc()
                 continue
             if isinstance(cmd, Seek):
                 if not pacer.offer(cmd, arrival, not pb.already_at(cmd.frame, arrival)):
