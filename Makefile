@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test accuracy bench bench-quick bench-chunks chromium node services install clean screenshot
+.PHONY: demo test accuracy bench bench-quick bench-chunks bench-storage chromium node services install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench-quick: $(VENV)/.installed-test
 # Chunk-mode viewers per core (docs/performance.md, "Chunk-mode viewers per core"): ~10 minutes.
 bench-chunks: $(VENV)/.installed-test
 	$(PY) -m benchmarks.chunk_viewers
+
+# Bundle format 2 vs 3 (size, ingest time and peak RSS, open, derivation, serving CPU per mode) on the
+# simulated 57-lap race and the real races in ../shared/realdata -> docs/performance.md "Storage" (~15 minutes).
+bench-storage: $(VENV)/.installed-test
+	$(PY) -m benchmarks.storage --out docs/performance.md
 
 # Replays of the real sessions in ../shared/realdata scored against their truth -> docs/accuracy.md (~10 minutes).
 accuracy: $(VENV)/.installed-test

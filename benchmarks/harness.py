@@ -35,6 +35,11 @@ from .report import cpu_model
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DESIGNS = ("racecast", "seed", "floor")
+#: Extra designs for before/after comparisons of the bundle format (``--designs`` opts in):
+#: ``racecast-v2`` is this racecast serving the same race as a format-2 bundle (every frame
+#: stored pre-encoded); ``racecast-before`` is another racecast checkout (``RACECAST_BEFORE_SRC``,
+#: its ``src`` directory) serving that format-2 bundle.
+EXTRA_DESIGNS = ("racecast-v2", "racecast-before")
 
 
 @dataclass
@@ -75,11 +80,18 @@ def server_command(design: str, data: Path, port: int) -> list[str]:
     py = sys.executable
     if design == "racecast":
         return [py, "-m", "racecast.cli", "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    if design in EXTRA_DESIGNS:
+        return [py, "-m", "racecast.cli", "serve", "--data", str(v2_dir(data)), "--host", "127.0.0.1", "--port", str(port)]
     if design == "seed":
         return [py, "-m", "benchmarks.seed_server", "--data", str(data), "--port", str(port)]
     if design == "floor":
         return [py, "-m", "benchmarks.floor_server", "--data", str(data), "--port", str(port)]
     raise ValueError(f"unknown design {design!r}")
+
+
+def v2_dir(data: Path) -> Path:
+    """Where the format-2 copy of the benchmark race lives (for the extra designs)."""
+    return data.parent / "data-v2"
 
 
 def free_port() -> int:
@@ -110,9 +122,10 @@ def _preexec(cpu: int | None) -> Callable[[], None]:
     return setup
 
 
-def _env() -> dict[str, str]:
+def _env(design: str = "") -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(ROOT), str(ROOT / "src")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    before = [env["RACECAST_BEFORE_SRC"]] if design == "racecast-before" else []
+    paths = before + [str(ROOT), str(ROOT / "src")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
 
@@ -130,7 +143,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=_preexec(cpu),
-            env=_env(),
+            env=_env(design),
             cwd=ROOT,
         )
         self.start_s: float | None = None
@@ -283,11 +296,15 @@ def run(prof: Profile, designs: Sequence[str], command: str, log: Callable[[str]
         from racecast.bundle import open_bundle
 
         path, source = write_bench_bundle(data, prof.laps)
+        if any(d in EXTRA_DESIGNS for d in designs):
+            write_bench_bundle(v2_dir(data), prof.laps, format_version=2)
         b = open_bundle(path)
         frames = b.n_frames
+        ms = b.streams["msgpack"]
+        blk = ms.block(0)
         doc["race"] = {"source": source, "laps": prof.laps, "frames": frames, "drivers": len(b.drivers),
-                       "duration_s": round(b.duration, 1),
-                       "payload_bytes_per_frame": round(int(b.streams["msgpack"].info.get("bytes", 0)) / frames, 1)}  # fmt: skip
+                       "duration_s": round(b.duration, 1), "bundle_bytes": b.size_bytes,
+                       "payload_bytes_per_frame": round((len(blk.data) - 4 * len(blk)) / len(blk), 1)}  # fmt: skip
         b.close()
         doc["designs"] = run_designs(designs, prof, data, frames, server_cpu, client_cpu, tmpd, log)
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -418,9 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", default=None, help="re-render the report from a results file instead of running")
     a = p.parse_args(argv)
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
-    bad = [d for d in designs if d not in DESIGNS]
+    bad = [d for d in designs if d not in DESIGNS + EXTRA_DESIGNS]
     if bad or not designs:
-        p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS)}")
+        p.error(f"unknown design(s) {bad}; choose from {', '.join(DESIGNS + EXTRA_DESIGNS)}")
+    if "racecast-before" in designs and not os.environ.get("RACECAST_BEFORE_SRC"):
+        p.error("racecast-before needs RACECAST_BEFORE_SRC: the src directory of the racecast to compare with")
     if a.from_json:
         json_path = Path(a.from_json).resolve()
         doc = json.loads(json_path.read_text())

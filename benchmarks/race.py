@@ -117,10 +117,10 @@ def synthetic_race(laps: int, seed: int = 0, n_drivers: int = 20, fps: int = 25,
     )
 
 
-def write_bench_bundle(data_dir: Path, laps: int, seed: int = 0) -> tuple[Path, str]:
+def write_bench_bundle(data_dir: Path, laps: int, seed: int = 0, format_version: int = 3) -> tuple[Path, str]:
     """Write the benchmark race into ``data_dir/bench``; return the bundle path and its source."""
     race, source = bench_race(laps, seed)
     if race.id != BENCH_ID:
         race = Race(**{**{f: getattr(race, f) for f in race.__dataclass_fields__ if f != "id"}, "id": BENCH_ID})
-    path = write_bundle(race, Path(data_dir) / BENCH_ID, overwrite=True)
+    path = write_bundle(race, Path(data_dir) / BENCH_ID, overwrite=True, format_version=format_version)
     return path, source

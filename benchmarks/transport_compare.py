@@ -165,7 +165,7 @@ def make_racecast_data(size: int) -> tuple[str, int]:
     root = tempfile.mkdtemp(prefix="racecast-bench-")
     per_driver = 195  # bytes of one driver's map in a msgpack frame
     drivers = max(1, round((size - 60) / per_driver))
-    write_bundle(tiny_race(n_frames=FPS * 600, n_drivers=drivers, race_id="bench"), Path(root) / "bench")
+    write_bundle(tiny_race(n_frames=FPS * 600, n_drivers=drivers, race_id="bench"), Path(root) / "bench", format_version=2)
     s = open_bundle(Path(root) / "bench").streams["msgpack"]
     return root, int(s.info["bytes"]) // s.count
 

@@ -19,6 +19,7 @@ from racecast.bundle.format import FORMAT_VERSION
 from racecast.bundle.write import default_encoders
 from racecast.bundle.wsframe import frame_header, header_size
 from racecast.bundle.msgpack_frames import SEED_DRIVER_FIELDS, decode_msgpack_frame
+from racecast.bundle.quantize import BY_NAME
 from racecast.race import CHANNELS, Status
 from tests.factories import tiny_race
 
@@ -33,6 +34,11 @@ def race():
 @pytest.fixture()
 def bundle_path(tmp_path, race):
     return write_bundle(race, tmp_path / "tiny")
+
+
+def q(name: str, value: float) -> float:
+    """Half a step of the channel's chunk resolution, plus float32 rounding."""
+    return 0.5 / BY_NAME[name].scale + 1e-6 * abs(float(value))
 
 
 def test_every_frame_decodes_to_the_arrays_in_the_seeds_units_and_codes(race, bundle_path):
@@ -54,56 +60,92 @@ def test_every_frame_decodes_to_the_arrays_in_the_seeds_units_and_codes(race, bu
             car = f["drivers"][code]
             ch = {name: race.channels[name][i, d] for name in CHANNELS}
             assert list(car) == list(SEED_DRIVER_FIELDS)
-            assert abs(car["x"] - 10 * float(ch["x"])) <= 0.01 and abs(car["y"] - 10 * float(ch["y"])) <= 0.01  # 1/10 m
+            # Format 3 derives the frames from the chunks: values exact to the chunks' resolution (q).
+            assert abs(car["x"] - 10 * float(ch["x"])) <= 10 * q("x", ch["x"]) and abs(car["y"] - 10 * float(ch["y"])) <= 10 * q("y", ch["y"])  # 1/10 m
             assert car["tyre"] == int(ch["tyre"]) - 1 and -1 <= car["tyre"] <= 4  # 0 SOFT .. 4 WET
             assert car["drs"] == {0: 0, 1: 8, 2: 12}[int(ch["drs"])]  # FastF1's raw codes
             assert car["throttle"] == round(float(ch["throttle"]))
             assert car["brake"] == pytest.approx(float(ch["brake"]) / 100, abs=0.006)  # 0-1
             assert car["status"] == seed_status[Status(int(ch["status"]))]
             seen_status.add(car["status"])
-            assert car["race_progress"] == pytest.approx(float(ch["race_progress"]) * race.geometry.length, rel=1e-6)
+            assert car["race_progress"] == pytest.approx(float(ch["race_progress"]) * race.geometry.length, abs=q("race_progress", ch["race_progress"]) * race.geometry.length)
             for key, name in (("gap_to_leader", "gap"), ("gap_to_previous", "interval")):
                 v = float(ch[name])
                 want = 0.0 if math.isnan(v) or ch["position"] == 1 else v
-                assert car[key] == pytest.approx(want, rel=1e-6, abs=1e-6), (key, i, code)
+                assert car[key] == pytest.approx(want, abs=q(name, want)), (key, i, code)
             for name in ("speed", "gear", "lap", "position", "tyre_age", "dist", "rel_dist", "lap_time", "sector1", "sector2", "sector3"):
                 want = ch[name]
                 if CHANNELS[name][2] and math.isnan(want):
                     assert car[name] is None
                 else:
-                    assert car[name] == pytest.approx(float(want), rel=1e-6, abs=1e-6), (name, i, code)
+                    assert car[name] == pytest.approx(float(want), abs=q(name, want)), (name, i, code)
     assert "Retired" in seen_status  # the race has a retirement: the seed's leaderboard greys it out
 
 
-def test_arrays_are_memory_mapped_and_identical(race, bundle_path):
+@pytest.fixture()
+def v2_path(tmp_path, race):
+    return write_bundle(race, tmp_path / "tiny2", format_version=2)
+
+
+def test_version_3_stores_only_the_gzip_chunks(race, bundle_path):
+    m = json.loads((bundle_path / "manifest.json").read_text())
+    assert m["format_version"] == FORMAT_VERSION == 3
+    assert sorted(m["files"]) == ["arrays/leader_lap.npy", "arrays/t.npy", "streams/chunks.gz.bin", "streams/chunks.gz.idx.npy"]
     b = open_bundle(bundle_path)
-    for name in CHANNELS:
-        a = b.array(name)
-        assert isinstance(a, np.memmap)
-        assert np.array_equal(a, race.channels[name], equal_nan=True), name
-    r2 = b.race()
-    assert r2.codes == race.codes and r2.pit_stops == race.pit_stops and r2.messages == race.messages
-    assert r2.geometry.length == pytest.approx(race.geometry.length)
-    b.verify()
+    assert {n for n, s in b.streams.items() if not s.derived} == {"chunks.gz"}
+    assert {"msgpack", "compact", "chunks", "chunks.br", "chunks.zst"} <= set(b.streams)
+    assert set(m["channels"]) == set(CHANNELS)  # where the bytes go, per channel
+    assert all(c["gzip_bytes"] > 0 for c in m["channels"].values())
 
 
-def test_frames_are_zero_copy_views(bundle_path):
+def test_arrays_round_trip(race, bundle_path, v2_path):
+    for path in (bundle_path, v2_path):
+        b = open_bundle(path)
+        assert np.array_equal(b.t, race.t) and np.array_equal(b.leader_lap, race.leader_lap)
+        for name in CHANNELS:
+            a = b.array(name)
+            assert a.dtype == race.channels[name].dtype and not a.flags.writeable
+            if b.format_version == 2:
+                assert np.array_equal(a, race.channels[name], equal_nan=True), name
+            else:  # decoded from the chunks: exact to their resolution
+                want = race.channels[name].astype(np.float64)
+                tol = 0.5 / BY_NAME[name].scale + 1e-6 * np.abs(np.nan_to_num(want))
+                assert np.array_equal(np.isnan(a), np.isnan(want)), name
+                assert np.all(np.abs(np.nan_to_num(a - want)) <= tol), name
+        r2 = b.race()
+        assert r2.codes == race.codes and r2.pit_stops == race.pit_stops and r2.messages == race.messages
+        assert r2.geometry.length == pytest.approx(race.geometry.length)
+        b.verify()
+
+
+def test_v2_and_v3_serve_the_same_compact_frames_and_chunks(bundle_path, v2_path):
+    b3, b2 = open_bundle(bundle_path), open_bundle(v2_path)
+    for name in ("compact", "chunks", "chunks.gz", "chunks.br", "chunks.zst"):
+        s2, s3 = b2.streams[name], b3.streams[name]
+        assert s3.count == s2.count
+        assert all(bytes(s3.message(i)) == bytes(s2.message(i)) for i in range(s3.count)), name
+
+
+def test_frames_are_zero_copy_views_of_a_shared_block(bundle_path):
     b = open_bundle(bundle_path)
     v = b.frame(3)
     assert isinstance(v, memoryview) and v.readonly
-    assert v.obj is b.frame(4).obj  # both slices of the same mapping, no copies
+    assert v.obj is b.frame(4).obj  # both slices of the same cached block, no copies
     with pytest.raises(IndexError):
         b.frame(b.n_frames)
+    other = open_bundle(bundle_path)  # another opening (e.g. another replay object): its own blocks
+    assert bytes(other.frame(3)) == bytes(v)
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("name", ["msgpack", "compact"])
-def test_frame_streams_are_stored_as_ready_websocket_frames(bundle_path, name):
-    s = open_bundle(bundle_path).streams[name]
+def test_frame_streams_are_ready_websocket_frames(bundle_path, v2_path, name, version):
+    s = open_bundle(bundle_path if version == 3 else v2_path).streams[name]
     assert s.framed
     for i in (0, 1, s.count // 2, s.count - 1):
         payload = bytes(s[i])
         msg = s.message(i)
-        assert isinstance(msg, memoryview) and msg.obj is s[0].obj  # a slice of the mapping
+        assert isinstance(msg, memoryview) and msg.obj is s.block(i // s.block_items).data  # a slice of the block
         assert bytes(msg) == frame_header(len(payload)) + payload
     assert bytes(s.span(3, 6)) == b"".join(bytes(s[i]) for i in range(3, 6))  # payloads only
     with pytest.raises(IndexError):
@@ -114,6 +156,7 @@ def test_chunk_streams_stay_raw_for_byte_ranges(bundle_path):
     s = open_bundle(bundle_path).streams["chunks"]
     assert not s.framed
     assert bytes(s.span(0, 2)) == bytes(s[0]) + bytes(s[1])
+    assert bytes(s.span(8, 12)) == b"".join(bytes(s[i]) for i in range(8, 12))  # across blocks
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -123,7 +166,7 @@ def test_header_size_recovers_every_length_form(n):
 
 def test_version_1_bundles_without_framing_still_play(race, tmp_path):
     encoders = [replace(e, framing=None) for e in default_encoders()]
-    path = write_bundle(race, tmp_path / "old", encoders=encoders)
+    path = write_bundle(race, tmp_path / "old", encoders=encoders, format_version=2)
     mpath = path / "manifest.json"
     m = json.loads(mpath.read_text())
     m["format_version"] = 1
@@ -135,7 +178,8 @@ def test_version_1_bundles_without_framing_still_play(race, tmp_path):
     assert s.span(2, 4) == bytes(s[2]) + bytes(s[3])
 
 
-def test_unknown_stream_framing_is_refused(bundle_path):
+def test_unknown_stream_framing_is_refused(v2_path):
+    bundle_path = v2_path
     mpath = bundle_path / "manifest.json"
     m = json.loads(mpath.read_text())
     m["streams"]["msgpack"]["framing"] = "http2"
@@ -159,30 +203,46 @@ def test_existing_bundle_is_not_replaced_without_overwrite(race, bundle_path):
     assert [p.name for p in bundle_path.parent.iterdir()] == ["tiny"]  # no temporaries left behind
 
 
-def test_truncated_stream_is_refused(bundle_path):
-    data = bundle_path / "streams" / "msgpack.bin"
+#: Per version: (the bundle fixture, a stream data file, its index, an array file).
+FILES = {2: ("v2_path", "msgpack.bin", "msgpack.idx.npy", "x.npy"),
+         3: ("bundle_path", "chunks.gz.bin", "chunks.gz.idx.npy", "t.npy")}  # fmt: skip
+
+
+@pytest.fixture(params=[2, 3])
+def damaged(request):
+    """(bundle path, stream data file, index file, array file) of a fresh bundle of each version."""
+    fixture, data, idx, arr = FILES[request.param]
+    return request.getfixturevalue(fixture), data, idx, arr
+
+
+def test_truncated_stream_is_refused(damaged):
+    bundle_path, name, _, _ = damaged
+    data = bundle_path / "streams" / name
     size = data.stat().st_size
     with open(data, "r+b") as f:
         f.truncate(size - 100)
-    with pytest.raises(BundleError, match=r"msgpack.bin is \d+ bytes, expected \d+ \(truncated or damaged\)"):
+    with pytest.raises(BundleError, match=rf"{name} is \d+ bytes, expected \d+ \(truncated or damaged\)"):
         open_bundle(bundle_path)
 
 
-def test_truncated_array_is_refused(bundle_path):
-    with open(bundle_path / "arrays" / "x.npy", "r+b") as f:
+def test_truncated_array_is_refused(damaged):
+    bundle_path, _, _, arr = damaged
+    with open(bundle_path / "arrays" / arr, "r+b") as f:
         f.truncate(64)
-    with pytest.raises(BundleError, match="x.npy is 64 bytes"):
+    with pytest.raises(BundleError, match=f"{arr} is 64 bytes"):
         open_bundle(bundle_path)
 
 
-def test_missing_file_is_refused(bundle_path):
-    os.remove(bundle_path / "streams" / "msgpack.idx.npy")
-    with pytest.raises(BundleError, match="msgpack.idx.npy is missing"):
+def test_missing_file_is_refused(damaged):
+    bundle_path, _, idx, _ = damaged
+    os.remove(bundle_path / "streams" / idx)
+    with pytest.raises(BundleError, match=f"{idx} is missing"):
         open_bundle(bundle_path)
 
 
-def test_flipped_byte_is_caught_by_verify(bundle_path):
-    data = bundle_path / "streams" / "msgpack.bin"
+def test_flipped_byte_is_caught_by_verify(damaged):
+    bundle_path, name, _, _ = damaged
+    data = bundle_path / "streams" / name
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
@@ -191,8 +251,9 @@ def test_flipped_byte_is_caught_by_verify(bundle_path):
         b.verify()
 
 
-def test_garbled_offsets_are_refused(bundle_path):
-    idx_path = bundle_path / "streams" / "msgpack.idx.npy"
+def test_garbled_offsets_are_refused(damaged):
+    bundle_path, _, name, _ = damaged
+    idx_path = bundle_path / "streams" / name
     idx = np.load(idx_path)
     idx[5], idx[6] = idx[6], idx[5]
     with open(idx_path, "r+b") as f:  # same size, different content

@@ -46,7 +46,7 @@ def test_inspect_table(data):
 def test_verify_ok_and_corrupt(data):
     r = run("verify", "tiny", "--data", str(data))
     assert r.exit_code == 0 and "ok: tiny" in r.stdout
-    f = data / "tiny" / "arrays" / "speed.npy"
+    f = data / "tiny" / "streams" / "chunks.gz.bin"
     raw = bytearray(f.read_bytes())
     raw[-1] ^= 0x55
     f.write_bytes(bytes(raw))
@@ -55,7 +55,7 @@ def test_verify_ok_and_corrupt(data):
 
 
 def test_truncated_bundle_gives_clear_error_not_traceback(data):
-    with open(data / "tiny" / "streams" / "msgpack.bin", "r+b") as f:
+    with open(data / "tiny" / "streams" / "chunks.gz.bin", "r+b") as f:
         f.truncate(10)
     r = run("inspect", "tiny", "--data", str(data))
     assert r.exit_code == 1 and "truncated or damaged" in r.output

@@ -128,20 +128,36 @@ def _open(target: str, data: Optional[Path]) -> Bundle:
 
 
 def describe(b: Bundle) -> dict[str, Any]:
+    """What `racecast inspect` shows: the summary, then where the bytes go (per file, stream and channel)."""
     info = summary(b)
     msg = b.streams["msgpack"]
+    if msg.derived:  # measured on one derived block in the middle (built now, ~0.1 s)
+        blk = msg.block((msg.count // 2) // msg.block_items)
+        per_frame = round(len(blk.data) / len(blk), 1)
+    else:
+        per_frame = round(int(msg.info.get("bytes", 0)) / max(1, msg.count), 1)
+    files = {str(k): int(v) for k, v in b.manifest["files"].items()}
     info.update(
         path=str(b.path),
         size_bytes=b.size_bytes,
         format_version=b.manifest["format_version"],
         content_hash=b.manifest.get("content_hash"),
         driver_codes=[d["code"] for d in b.drivers],
+        files=files,
         streams={
-            name: {"items": s.count, "bytes": int(s.info.get("bytes", 0)), "bytes_per_item": round(int(s.info.get("bytes", 0)) / max(1, s.count), 1)}
+            name: {
+                "items": s.count,
+                "stored_bytes": s.nbytes(),
+                "derived_from": s.info.get("derived_from"),
+                **({"bytes_per_item": round(int(s.info.get("bytes", 0)) / max(1, s.count), 1)} if not s.derived else {}),
+            }
             for name, s in b.streams.items()
         },
-        bytes_per_frame=round(int(msg.info.get("bytes", 0)) / max(1, msg.count), 1),
+        channels=b.manifest.get("channels", {}),
+        bytes_per_frame=per_frame,
     )
+    if b.format_version < 3:
+        info["upgrade"] = f"racecast upgrade {b.id}"
     return info
 
 
@@ -151,19 +167,68 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data: DataOpt = None,
 ) -> None:
-    """Show what a bundle holds: frames, duration, drivers, laps, size, bytes per frame."""
+    """Show what a bundle holds and where its bytes go: per file, per stream and per channel."""
     b = _open(target, data)
     info = describe(b)
     if as_json:
         out.print_json(json.dumps(info))
         return
     t = Table(show_header=False, box=None)
-    for k in ("id", "title", "date", "frames", "fps", "duration", "laps", "drivers", "size_bytes", "bytes_per_frame", "path"):
+    for k in ("id", "title", "date", "frames", "fps", "duration", "laps", "drivers", "format_version", "size_bytes",
+              "bytes_per_frame", "path"):  # fmt: skip
         t.add_row(k, str(info[k]))
     t.add_row("driver codes", " ".join(info["driver_codes"]))
+    total = max(1, info["size_bytes"])
+    for name, n in info["files"].items():
+        t.add_row(f"file {name}", f"{n:,} B ({100 * n / total:.1f} %)")
     for name, s in info["streams"].items():
-        t.add_row(f"stream {name}", f"{s['items']} items, {s['bytes']} B, {s['bytes_per_item']} B/item")
+        if s["stored_bytes"] is None:
+            t.add_row(f"stream {name}", f"{s['items']} items, derived from {s['derived_from']} when served (cached)")
+        else:
+            t.add_row(f"stream {name}", f"{s['items']} items, {s['stored_bytes']:,} B stored, {s['bytes_per_item']} B/item")
+    ch = info["channels"]
+    if ch:
+        gz_total = max(1, sum(c["gzip_bytes"] for c in ch.values()))
+        for name, c in sorted(ch.items(), key=lambda kv: -kv[1]["gzip_bytes"]):
+            t.add_row(f"channel {name}", f"{c['gzip_bytes']:,} B gzipped ({100 * c['gzip_bytes'] / gz_total:.1f} %),"
+                                         f" {c['varint_bytes']:,} B as varints")  # fmt: skip
+    if "upgrade" in info:
+        t.add_row("[yellow]old format[/]", f"run `{info['upgrade']}` to rewrite it as format 3 (about 20x smaller)")
     out.print(t)
+
+
+@app.command()
+def upgrade(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Replay ids (or bundle paths) to upgrade.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Upgrade every bundle in the data directory.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Rewrite old bundles (format 1-2) as format 3, in place and atomically; newer ones are left alone."""
+    from .bundle.upgrade import upgrade_bundle
+
+    store = DataDir(data)
+    names = list(targets or [])
+    if all_:
+        names += [i for i in store.ids() if i not in names]
+    if not names:
+        fail("name the replays to upgrade, or pass --all", 2)
+    failed = 0
+    for name in names:
+        path = Path(name) if ("/" in name or Path(name).is_dir()) else None
+        try:
+            if path is None:
+                path = store.path_of(name)
+            before, after = upgrade_bundle(path)
+        except (BundleError, ValueError, OSError) as e:
+            out.print(f"[red]failed[/]: {name}: {e}")
+            failed += 1
+            continue
+        if before == after:
+            out.print(f"up to date: {name}")
+        else:
+            out.print(f"upgraded {name}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -199,7 +264,8 @@ def list_(
         if "error" in r:
             t.add_row(r["id"], f"[red]damaged: {r['error']}[/]", "", "", "", "")
         else:
-            t.add_row(r["id"], r["title"], str(r["laps"]), str(r["frames"]), f"{r['duration']:.0f} s", str(r["drivers"]))
+            title = r["title"] + (f" [yellow](old format: run `{r['upgrade']}`)[/]" if "upgrade" in r else "")
+            t.add_row(r["id"], title, str(r["laps"]), str(r["frames"]), f"{r['duration']:.0f} s", str(r["drivers"]))
     out.print(t)
 
 
@@ -299,7 +365,7 @@ def bench(
     out_md: Annotated[
         Optional[Path], typer.Option("--out", help="Markdown file whose 'Streaming benchmark' section is replaced [default: docs/performance.md of the checkout].")
     ] = None,
-    designs: Annotated[str, typer.Option(help="Comma-separated subset of racecast,seed,floor.")] = "racecast,seed,floor",
+    designs: Annotated[str, typer.Option(help="Comma-separated subset of racecast,seed,floor (also racecast-v2, racecast-before: see benchmarks/harness.py).")] = "racecast,seed,floor",
 ) -> None:
     """Benchmark streaming: racecast, the seed's design and the floor, side by side (source checkout only)."""
     root = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..race import Race
 from .compact import frames_dicts
-from .quantize import FAST, SLOW, quantized, quantized_weather
+from .quantize import FAST, SLOW, quantize, quantized_weather
 from .varint import DecodeError
 from .wire import (
     KIND_CHUNK, KIND_NAMES, MAX_CHUNK_FRAMES, MAX_PAYLOAD_BYTES, Reader, check_size,
@@ -67,10 +67,13 @@ def delta_decode(c: np.ndarray, order: int, axis: int = -1) -> np.ndarray:
 
 
 def _chunk_block(q: dict[str, np.ndarray], first: np.ndarray, nf: int, codes: list[str],
-                 weather: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Bytes of the chunks starting at frames ``first`` (each ``nf`` frames long): (flat, lengths)."""
+                 weather: list[list[tuple[int, int]]], base: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Bytes of the chunks starting at frames ``first`` (each ``nf`` frames long): (flat, lengths).
+
+    Row 0 of the arrays in ``q`` is frame ``base``.
+    """
     C = first.size
-    rows = first[:, None] + np.arange(nf)[None, :]  # (C, F)
+    rows = (first - base)[:, None] + np.arange(nf)[None, :]  # (C, F)
     cols = [first[:, None].astype(np.uint64), np.full((C, 1), nf, dtype=np.uint64)]
     cols.append(np.broadcast_to(np.asarray(code_tokens(codes), dtype=np.uint64), (C, len(code_tokens(codes)))))
     cols.append(zz(delta_code(q["t"][rows], T_ORDER)))
@@ -94,32 +97,48 @@ def _seal(c: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
+#: Chunks encoded at a time: ingest memory stays bounded by a block, not the race.
+BLOCK_CHUNKS = 256
+
+
+def iter_chunk_blocks(race: Race, chunk_frames: int = CHUNK_FRAMES,
+                      block_chunks: int = BLOCK_CHUNKS) -> Iterator[tuple[int, dict[str, np.ndarray], list[bytes]]]:  # fmt: skip
+    """Per block of chunks: (first frame, its quantized columns, its sealed raw chunks), in order."""
+    n = race.n_frames
+    firsts = np.arange(0, n, chunk_frames)
+    weather = quantized_weather(race, race.t[firsts])
+    for c0 in range(0, firsts.size, block_chunks):
+        c1 = min(c0 + block_chunks, firsts.size)
+        f0 = int(firsts[c0])
+        f1 = min(n, int(firsts[c1 - 1]) + chunk_frames)
+        q = quantize(race, f0, f1)
+        full = [c for c in range(c0, c1) if int(firsts[c]) + chunk_frames <= n]
+        out: list[bytes] = []
+        if full:
+            out += split(*_chunk_block(q, firsts[full[0] : full[-1] + 1], chunk_frames, race.codes,
+                                       weather[full[0] : full[-1] + 1], f0))  # fmt: skip
+        if len(full) < c1 - c0:  # the race's last, shorter chunk
+            last = c1 - 1
+            out += split(*_chunk_block(q, firsts[last : last + 1], n - int(firsts[last]), race.codes,
+                                       weather[last : last + 1], f0))  # fmt: skip
+        yield f0, q, [_seal(c) for c in out]
+
+
 def iter_chunks(race: Race, chunk_frames: int = CHUNK_FRAMES) -> Iterator[bytes]:
     """Yield every raw chunk of ``race`` in order."""
-    yield from _raw_chunks(race, chunk_frames)
+    for _f0, _q, chunks in iter_chunk_blocks(race, chunk_frames):
+        yield from chunks
 
 
 _cache: "weakref.WeakKeyDictionary[Race, tuple[int, list[bytes]]]" = weakref.WeakKeyDictionary()
 
 
 def _raw_chunks(race: Race, chunk_frames: int) -> list[bytes]:
-    """Raw chunks, computed once per race object (the compressed variants reuse them)."""
+    """Raw chunks, computed once per race object (the compressed variants of a v2 bundle reuse them)."""
     hit = _cache.get(race)
     if hit is not None and hit[0] == chunk_frames:
         return hit[1]
-    q = quantized(race)
-    n = race.n_frames
-    firsts = np.arange(0, n, chunk_frames)
-    weather = quantized_weather(race, race.t[firsts])
-    out: list[bytes] = []
-    n_full = n // chunk_frames
-    block = 1024
-    for b0 in range(0, n_full, block):
-        b1 = min(b0 + block, n_full)
-        out += split(*_chunk_block(q, firsts[b0:b1], chunk_frames, race.codes, weather[b0:b1]))
-    if n % chunk_frames:
-        out += split(*_chunk_block(q, firsts[n_full:], n % chunk_frames, race.codes, weather[n_full:]))
-    out = [_seal(c) for c in out]
+    out = list(iter_chunks(race, chunk_frames))
     _cache[race] = (chunk_frames, out)
     return out
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..race import Race
 from .msgpack_frames import DRIVER_FIELDS
-from .quantize import BY_NAME, FAST, NULL, SLOW, STATUS_LABELS, T_SCALE, quantized, quantized_weather
+from .quantize import BY_NAME, FAST, NULL, SLOW, STATUS_LABELS, T_SCALE, quantize, quantized_weather
 from .varint import DecodeError, zigzag
 from .wire import (
     KIND_DELTA, KIND_KEY, KIND_NAMES, Reader, check_size, code_tokens,
@@ -68,52 +68,67 @@ def span_rates(v: np.ndarray, k_interval: int, nullable: bool) -> np.ndarray:
 
 
 def iter_compact_frames(race: Race, k_interval: int = KEY_INTERVAL) -> Iterator[bytes]:
-    """Yield the compact payload of every frame (keyframes every ``k_interval`` frames)."""
-    q = quantized(race)
+    """Yield the compact payload of every frame (keyframes every ``k_interval`` frames), a block at a time."""
     n_frames = race.n_frames
-    keys = np.arange(0, n_frames, k_interval)
+    step = max(1, _BLOCK // k_interval) * k_interval
+    for f0 in range(0, n_frames, step):
+        f1 = min(f0 + step, n_frames)
+        keys = np.arange(f0, f1, k_interval)
+        weather = quantized_weather(race, race.t[keys])
+        yield from compact_payloads(quantize(race, f0, f1), f0, race.codes, weather, k_interval)
+
+
+def compact_payloads(q: dict[str, np.ndarray], base: int, codes: list[str] | tuple[str, ...],
+                     weather: list[list[tuple[int, int]]], k_interval: int = KEY_INTERVAL) -> list[bytes]:  # fmt: skip
+    """Compact payloads of the frames in ``q`` (row 0 is frame ``base``, a keyframe).
+
+    ``weather`` holds the quantized weather of each keyframe. The result depends only on
+    the keyframe spans covered, so encoding a race span by span gives the same bytes as whole.
+    """
+    if base % k_interval:
+        raise ValueError(f"a compact block must start on a keyframe, not at frame {base}")
+    n = q["t"].shape[0]
     rates = {s.name: span_rates(q[s.name], k_interval, s.nullable) for s in FAST}
     t_rate = span_rates(q["t"][:, None], k_interval, False)[:, 0]
-    weather = quantized_weather(race, race.t[keys])
-    key_payloads = split(*_key_block(q, keys, rates, t_rate, weather, race.codes))
-    for b0 in range(0, n_frames, _BLOCK):
-        b1 = min(b0 + _BLOCK, n_frames)
-        idx = np.arange(b0, b1)
-        deltas = idx[idx % k_interval != 0]
-        payloads = iter(split(*_delta_block(q, deltas, k_interval, rates, t_rate)) if deltas.size else [])
-        for i in idx.tolist():
-            yield key_payloads[i // k_interval] if i % k_interval == 0 else next(payloads)
+    keys = np.arange(base, base + n, k_interval)
+    key_payloads = split(*_key_block(q, keys, rates, t_rate, weather, list(codes), base))
+    idx = np.arange(base, base + n)
+    deltas = idx[idx % k_interval != 0]
+    delta_payloads = iter(split(*_delta_block(q, deltas, k_interval, rates, t_rate, base)) if deltas.size else [])
+    return [key_payloads[(i - base) // k_interval] if i % k_interval == 0 else next(delta_payloads) for i in idx.tolist()]
 
 
 def _key_block(q: dict[str, np.ndarray], k: np.ndarray, rates: dict[str, np.ndarray], t_rate: np.ndarray,
-               weather: list[list[tuple[int, int]]], codes: list[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Payload bytes of the keyframes at frames ``k`` (span j starts at k[j]): (flat bytes, lengths)."""
+               weather: list[list[tuple[int, int]]], codes: list[str], base: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Payload bytes of the keyframes at frames ``k`` (span j starts at k[j]; row 0 of ``q`` is frame ``base``)."""
     nk = k.size
+    r = k - base
     ct = np.asarray(code_tokens(codes), dtype=np.uint64)
     cols = [k[:, None].astype(np.uint64), np.broadcast_to(ct, (nk, ct.size))]
-    cols += [zz(q["t"][k])[:, None], zz(t_rate)[:, None], zz(q["leader_lap"][k])[:, None]]
+    cols += [zz(q["t"][r])[:, None], zz(t_rate)[:, None], zz(q["leader_lap"][r])[:, None]]
     for s in FAST:
-        cols += [zz(q[s.name][k]), zz(rates[s.name])]
+        cols += [zz(q[s.name][r]), zz(rates[s.name])]
     for s in SLOW:
-        cols.append(zz(q[s.name][k]))
+        cols.append(zz(q[s.name][r]))
     return payloads(KIND_KEY, np.concatenate(cols, axis=1), weather_rows(weather))
 
 
 def _delta_block(q: dict[str, np.ndarray], f: np.ndarray, k_interval: int, rates: dict[str, np.ndarray],
-                 t_rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Payload bytes of delta frames ``f`` (none of them a keyframe): (flat bytes, lengths)."""
+                 t_rate: np.ndarray, base: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Payload bytes of delta frames ``f`` (none of them a keyframe; row 0 of ``q`` is frame ``base``)."""
     B = f.size
-    span = f // k_interval
-    k = span * k_interval
-    n = (f - k)[:, None]
+    span = (f - base) // k_interval  # span within the block: rates are per block span
+    k = span * k_interval  # row of the keyframe
+    rf = f - base  # row of the frame
+    n = (rf - k)[:, None]
     cols = [f[:, None].astype(np.uint64), n.astype(np.uint64)]
-    cols.append(zz(q["t"][f] - q["t"][k] - n[:, 0] * t_rate[span])[:, None])
-    cols.append(zz(q["leader_lap"][f] - q["leader_lap"][k])[:, None])
+    cols.append(zz(q["t"][rf] - q["t"][k] - n[:, 0] * t_rate[span])[:, None])
+    cols.append(zz(q["leader_lap"][rf] - q["leader_lap"][k])[:, None])
     for s in FAST:
         v = q[s.name]
-        cols.append(zz(v[f] - v[k] - n * rates[s.name][span]))
+        cols.append(zz(v[rf] - v[k] - n * rates[s.name][span]))
     # Slow channels: (driver, channel id, value) for each that differs from the keyframe.
-    slow = np.stack([q[s.name][f] for s in SLOW], axis=1)  # (B, S, D)
+    slow = np.stack([q[s.name][rf] for s in SLOW], axis=1)  # (B, S, D)
     slow_key = np.stack([q[s.name][k] for s in SLOW], axis=1)
     fr, si, di = np.nonzero(slow != slow_key)
     ids = np.array([s.id for s in SLOW], dtype=np.uint64)

@@ -29,7 +29,9 @@ from typing import Any, Callable, Iterable, Mapping
 from ..race import Race
 
 FORMAT_NAME = "racecast-bundle"
-FORMAT_VERSION = 2  # 2: streams may be pre-framed for WebSocket; 1 is still read
+#: 3: only ``chunks.gz`` is stored, every other stream is derived from it when served;
+#: 2: every stream stored, frame streams pre-framed for WebSocket; 1: not pre-framed. All are read.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 

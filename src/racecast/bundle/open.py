@@ -1,15 +1,18 @@
-"""Open a replay bundle by memory mapping: milliseconds, whatever the race length.
+"""Open a replay bundle: milliseconds, whatever the race length, reading almost nothing.
 
 Opening reads the manifest and checks structure (format version, every file's
 size, every offset index) so a truncated or damaged bundle is refused here,
-with a clear :class:`BundleError`, never later in the middle of playback.
-:meth:`Bundle.verify` additionally re-hashes the content.
+with a clear :class:`BundleError`. Stream items are then read a block at a time
+with ``pread`` (or, version 3, derived from the chunks) into a shared, bounded
+cache (:mod:`.blocks`), each block checked once as it is built: a file damaged
+or truncated after opening fails that block with a :class:`BundleError`, never
+the process. :meth:`Bundle.verify` re-hashes the content and checks every block.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import mmap
 import os
 from functools import cached_property
 from pathlib import Path
@@ -28,92 +31,10 @@ from ..race import (
     TrackStatus,
     TrackStatusPeriod,
 )
+from .blocks import CACHE, Stream
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
-from .wsframe import binary_header, header_size
-
-
-class Stream:
-    """A sequence of pre-encoded payloads; ``stream[i]`` is a zero-copy memoryview of payload i.
-
-    A pre-framed stream (``framed``) stores each item as a complete WebSocket
-    binary frame: :meth:`message` returns it as one zero-copy slice, ready for a
-    socket, and ``stream[i]`` the payload inside it.
-    """
-
-    __slots__ = ("name", "count", "frames_per_item", "media_type", "info", "framed", "_mv", "_offsets", "_mmap")
-
-    def __init__(self, name: str, info: dict[str, Any], root: Path, sizes: dict[str, int]) -> None:
-        self.name = name
-        self.info = info
-        self.count = int(info["count"])
-        self.frames_per_item = int(info.get("frames_per_item", 1))
-        self.media_type = str(info.get("media_type", "application/octet-stream"))
-        framing = info.get("framing")
-        if framing not in (None, "websocket"):
-            raise BundleError(f"stream {name!r}: unknown framing {framing!r} (from a newer racecast?)")
-        self.framed = framing == "websocket"
-        data_size = sizes[info["data"]]
-        try:
-            offsets = np.load(root / info["index"], mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise BundleError(f"stream {name!r}: offset index unreadable ({e})") from e
-        if offsets.dtype != np.uint64 or offsets.shape != (self.count + 1,):
-            raise BundleError(f"stream {name!r}: offset index has {offsets.dtype}{offsets.shape}, expected uint64({self.count + 1},)")
-        if int(offsets[0]) != 0 or int(offsets[-1]) != data_size:
-            raise BundleError(f"stream {name!r}: offsets end at {int(offsets[-1])}, data file holds {data_size} bytes")
-        if self.count and np.any(offsets[1:] < offsets[:-1]):
-            raise BundleError(f"stream {name!r}: offset index is not monotonic")
-        if self.framed and self.count and int(np.min(offsets[1:] - offsets[:-1])) < 2:
-            raise BundleError(f"stream {name!r}: an item is too short to hold a WebSocket frame header")
-        # Plain Python ints: the hot path indexes this list, not a numpy array.
-        self._offsets: list[int] = offsets.tolist()
-        if data_size:
-            with open(root / info["data"], "rb") as f:
-                self._mmap: mmap.mmap | None = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            self._mv = memoryview(self._mmap)
-        else:
-            self._mmap = None
-            self._mv = memoryview(b"")
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int) -> memoryview:
-        if not 0 <= i < self.count:
-            raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
-        o = self._offsets
-        a, b = o[i], o[i + 1]
-        if self.framed:
-            a += header_size(b - a)
-        return self._mv[a:b]
-
-    def message(self, i: int) -> memoryview | bytes:
-        """Item ``i`` as a complete WebSocket binary frame: a zero-copy slice when pre-framed."""
-        if self.framed:
-            if not 0 <= i < self.count:
-                raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
-            o = self._offsets
-            return self._mv[o[i] : o[i + 1]]
-        payload = self[i]
-        return binary_header(len(payload)) + payload
-
-    def span(self, start: int, stop: int) -> memoryview | bytes:
-        """Payloads ``start..stop`` back to back: one zero-copy view, or a copy for a pre-framed stream."""
-        start = max(0, start)
-        stop = min(self.count, stop)
-        if stop <= start:
-            return memoryview(b"")
-        if self.framed:
-            return b"".join([self[i] for i in range(start, stop)])
-        return self._mv[self._offsets[start] : self._offsets[stop]]
-
-    def close(self) -> None:
-        self._mv.release()
-        if self._mmap is not None:
-            try:
-                self._mmap.close()
-            except BufferError:  # a view is still exported (e.g. in flight); the GC will close it
-                pass
+from .quantize import dequantize_columns
+from .streams import Deriver, compressor, stored_stream
 
 
 class Bundle:
@@ -144,21 +65,71 @@ class Bundle:
                 raise BundleError(f"{self.path}: file {name} is missing") from None
             if actual != size:
                 raise BundleError(f"{self.path}: file {name} is {actual} bytes, expected {size} (truncated or damaged)")
+        self.format_version: int = int(m["format_version"])
+        if not isinstance(arrays, dict) or not isinstance(streams, dict):
+            raise BundleError(f"{self.path}: manifest 'arrays' and 'streams' must be objects")
+        self._deriver: Deriver | None = None
         self._array_info: dict[str, dict[str, Any]] = arrays
         self._arrays: dict[str, np.ndarray] = {}
+        self.streams: dict[str, Stream] = {}
         try:
-            self.streams: dict[str, Stream] = {n: Stream(n, info, self.path, sizes) for n, info in streams.items()}
+            self._open_streams(streams, sizes)
         except KeyError as e:
-            raise BundleError(f"{self.path}: stream refers to a file not in the manifest ({e})") from e
+            self.close()
+            raise BundleError(f"{self.path}: stream refers to a file or stream not in the manifest ({e})") from e
+        except (TypeError, ValueError) as e:
+            self.close()
+            raise BundleError(f"{self.path}: a stream entry of the manifest is malformed ({e!r})") from e
+        except BaseException:
+            self.close()
+            raise
         if "msgpack" not in self.streams or self.streams["msgpack"].count != self.n_frames:
+            self.close()
             raise BundleError(f"{self.path}: the msgpack frame stream is missing or has the wrong length")
-        for name in ("t", "leader_lap", *CHANNELS):
+        needed = ("t", "leader_lap") if self.format_version >= 3 else ("t", "leader_lap", *CHANNELS)
+        for name in needed:
             if name not in arrays:
+                self.close()
                 raise BundleError(f"{self.path}: array {name!r} is missing")
+
+    def _open_streams(self, streams: dict[str, Any], sizes: dict[str, int]) -> None:
+        """Stored streams first, then (version 3) the streams derived from ``chunks.gz``."""
+        derived = {}
+        for name, info in streams.items():
+            if not isinstance(info, dict):
+                raise TypeError(f"stream {name!r} is not an object")
+            if "derived_from" in info:
+                derived[name] = info
+            else:
+                self.streams[name] = stored_stream(name, info, self.path, sizes, self)
+        if not derived:
+            return
+        gz = self.streams.get("chunks.gz")
+        if self.format_version < 3 or gz is None:
+            raise BundleError(f"{self.path}: derived streams need format version 3 and a stored chunks.gz stream")
+        cf = int(gz.info.get("chunk_frames", gz.frames_per_item))
+        if cf != gz.frames_per_item or cf < 1 or gz.count != -(-self.n_frames // cf):
+            raise BundleError(f"{self.path}: chunks.gz holds {gz.count} chunks of {cf} frames for {self.n_frames} frames")
+        d = self._deriver = Deriver(self, gz, cf)
+        if "chunks" not in derived:
+            raise BundleError(f"{self.path}: derived streams need the chunks stream")
+        self.streams["chunks"] = d.chunks_stream(derived.pop("chunks"))
+        for name, info in derived.items():
+            src = info["derived_from"]
+            if src != "chunks":
+                raise BundleError(f"{self.path}: stream {name!r} is derived from {src!r}; this racecast derives only from chunks")
+            if name in ("msgpack", "compact"):
+                self.streams[name] = d.frames_stream(name, info)
+            elif name.startswith("chunks."):
+                fn = compressor(str(info.get("content_encoding")))
+                if fn is not None:  # br / zstd only when their package is installed here
+                    self.streams[name] = d.compressed_stream(name, info, fn)
+            else:
+                raise BundleError(f"{self.path}: stream {name!r} cannot be derived by this racecast (from a newer one?)")
 
     # -- frames ---------------------------------------------------------------------
     def frame(self, i: int, encoding: str = "msgpack") -> memoryview:
-        """Pre-encoded payload of frame ``i``: a zero-copy slice of the mapped file."""
+        """Pre-encoded payload of frame ``i``: a zero-copy slice of a cached block."""
         return self.streams[encoding][i]
 
     @property
@@ -171,18 +142,41 @@ class Bundle:
 
     # -- arrays ---------------------------------------------------------------------
     def array(self, name: str) -> np.ndarray:
-        """A channel (or ``t`` / ``leader_lap``) as a read-only memory-mapped array."""
+        """A channel (or ``t`` / ``leader_lap``) as a read-only array, read whole (never mapped).
+
+        In a version 3 bundle the channels are decoded from the chunks (every chunk is
+        read once; the result is kept): use it for analysis, not per request.
+        """
         a = self._arrays.get(name)
-        if a is None:
-            info = self._array_info[name]
-            try:
-                a = np.load(self.path / info["file"], mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise BundleError(f"{self.path}: array {name!r} unreadable ({e})") from e
-            if a.dtype.str != info["dtype"] or list(a.shape) != list(info["shape"]):
-                raise BundleError(f"{self.path}: array {name!r} is {a.dtype.str}{a.shape}, manifest says {info['dtype']}{info['shape']}")
-            self._arrays[name] = a
+        if a is not None:
+            return a
+        info = self._array_info.get(name)
+        if info is None:
+            if self.format_version >= 3 and name in CHANNELS:
+                return self._decode_channels([name])[name]
+            raise KeyError(name)
+        try:
+            a = np.load(self.path / info["file"], allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise BundleError(f"{self.path}: array {name!r} unreadable ({e})") from e
+        if a.dtype.str != info["dtype"] or list(a.shape) != list(info["shape"]):
+            raise BundleError(f"{self.path}: array {name!r} is {a.dtype.str}{a.shape}, manifest says {info['dtype']}{info['shape']}")
+        a.setflags(write=False)
+        self._arrays[name] = a
         return a
+
+    def _decode_channels(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Channels ``names`` of a version 3 bundle, decoded from every chunk block (in bounded memory)."""
+        nd = len(self.drivers)
+        out = {n: np.empty((self.n_frames, nd), dtype=CHANNELS[n][0]) for n in CHANNELS}
+        chunks = self.streams["chunks"]
+        for b in range(-(-chunks.count // chunks.block_items)):
+            f0, q, _ = self._deriver.decoded(b)  # type: ignore[union-attr]
+            dequantize_columns(q, out, f0)
+        for n, a in out.items():  # keep them all: analysis asks for one channel after another
+            a.setflags(write=False)
+            self._arrays[n] = a
+        return {n: out[n] for n in names}
 
     @cached_property
     def t(self) -> np.ndarray:
@@ -203,14 +197,14 @@ class Bundle:
         lap = max(1, min(int(lap), int(ll[-1]) if len(ll) else 1))
         return min(int(np.searchsorted(ll, lap, side="left")), self.n_frames - 1)
 
-    def race(self) -> Race:
-        """Rebuild the full :class:`Race` (arrays stay memory-mapped)."""
+    def race_header(self) -> Race:
+        """The race without its channels (everything from the manifest plus ``t`` and ``leader_lap``)."""
         m = self.manifest
         return Race(
             fps=self.fps,
             t=self.t,
             drivers=tuple(Driver(**d) for d in m["drivers"]),
-            channels={name: self.array(name) for name in CHANNELS},
+            channels={},
             leader_lap=self.leader_lap,
             total_laps=int(m["total_laps"]),
             geometry=TrackGeometry.from_dict(m["geometry"]),
@@ -229,17 +223,31 @@ class Bundle:
             validate=False,
         )
 
+    def race(self) -> Race:
+        """Rebuild the full :class:`Race` (every channel read or, version 3, decoded)."""
+        if self.format_version >= 3:
+            channels = self._decode_channels(list(CHANNELS))
+        else:
+            channels = {name: self.array(name) for name in CHANNELS}
+        return dataclasses.replace(self.race_header(), channels=channels)
+
     # -- integrity --------------------------------------------------------------------
     def verify(self) -> None:
-        """Re-hash every file against the manifest's content hash; raise :class:`BundleError` on mismatch."""
+        """Re-hash every file against the manifest's content hash, then read and check every block
+        of every stored stream (and, version 3, decode every chunk); raise :class:`BundleError`."""
         expected = self.manifest.get("content_hash")
         actual = content_hash(self.manifest, self.path)
         if actual != expected:
             raise BundleError(f"{self.path}: content hash mismatch (manifest {expected}, files {actual}): the bundle is corrupt")
+        for s in self.streams.values():
+            if not s.derived or s.name == "chunks":
+                for b in range(-(-s.count // s.block_items)):
+                    s.load_block(b)
 
     def close(self) -> None:
         for s in self.streams.values():
             s.close()
+        CACHE.drop(self)
         self._arrays.clear()
 
     def __enter__(self) -> "Bundle":

@@ -95,12 +95,41 @@ def _to_int(a: np.ndarray, scale: int, nullable: bool, what: str) -> np.ndarray:
     return q
 
 
-def quantize(race: Race) -> dict[str, np.ndarray]:
-    """Every channel as int64 arrays shaped (frames, drivers), plus ``t`` (ms) and ``leader_lap``."""
-    out = {q.name: _to_int(race.channels[q.name], q.scale, q.nullable, q.name) for q in QUANTS}
-    out["t"] = _to_int(race.t, T_SCALE, False, "t")
-    out["leader_lap"] = race.leader_lap.astype(np.int64)
+def quantize(race: Race, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+    """Every channel as int64 arrays shaped (frames, drivers), plus ``t`` (ms) and ``leader_lap``.
+
+    ``start``/``stop`` quantize only those frames (row 0 is frame ``start``): encoders
+    work a block at a time so ingest memory does not grow with the race.
+    """
+    sl = slice(start, stop)
+    out = {q.name: _to_int(race.channels[q.name][sl], q.scale, q.nullable, q.name) for q in QUANTS}
+    out["t"] = _to_int(race.t[sl], T_SCALE, False, "t")
+    out["leader_lap"] = race.leader_lap[sl].astype(np.int64)
     return out
+
+
+def dequantize_columns(q: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None,
+                       row: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """Channels back from integers, in the race model's dtypes (NaN for NULL).
+
+    With ``out`` (arrays shaped (frames, drivers)), the values are written into
+    ``out[name][row : row + len]`` instead of new arrays.
+    """
+    res: dict[str, np.ndarray] = {}
+    for spec in QUANTS:
+        a = q[spec.name]
+        dtype = np.dtype(CHANNELS[spec.name][0])
+        if dtype.kind == "f":
+            v = a / spec.scale if spec.scale != 1 else a.astype(np.float64)
+            if spec.nullable:
+                v[a == NULL] = np.nan
+            v = v.astype(dtype)
+        else:
+            v = a.astype(dtype)
+        if out is not None:
+            out[spec.name][row : row + len(v)] = v
+        res[spec.name] = v
+    return res
 
 
 _cache: "weakref.WeakKeyDictionary[Race, dict[str, np.ndarray]]" = weakref.WeakKeyDictionary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 import platformdirs
 
-from .format import MANIFEST, BundleError, validate_id
+from .format import FORMAT_VERSION, MANIFEST, BundleError, validate_id
 from .open import Bundle, open_bundle
 
 ENV_VAR = "RACECAST_DATA"
+log = logging.getLogger("racecast.bundle")
 
 
 def default_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -57,6 +59,12 @@ class DataDir:
                 if not (path / MANIFEST).is_file():
                     raise KeyError(replay_id)
                 b = self._open[replay_id] = open_bundle(path)
+                if b.format_version < FORMAT_VERSION:
+                    log.warning(
+                        "replay %s is an old bundle (format %d, %.0f MB); `racecast upgrade %s` rewrites it"
+                        " as format %d, about 20x smaller", replay_id, b.format_version, b.size_bytes / 1e6,
+                        replay_id, FORMAT_VERSION,
+                    )  # fmt: skip
             return b
 
     def forget(self, replay_id: str) -> None:
@@ -94,4 +102,6 @@ def summary(b: Bundle) -> dict[str, Any]:
         "duration": round(b.duration, 3),
         "drivers": len(b.drivers),
         "laps": int(m.get("total_laps", 0)),
+        "format_version": b.format_version,
+        **({"upgrade": f"racecast upgrade {b.id}"} if b.format_version < FORMAT_VERSION else {}),
     }

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -28,9 +29,12 @@ from .format import (
     item_count,
     validate_id,
 )
-from .chunks import chunk_encoders
+from .chunks import CHUNK_FRAMES, CHUNK_MEDIA_TYPE, ORDER, _compressors, chunk_encoders, delta_code, iter_chunk_blocks
 from .compact import COMPACT_MEDIA_TYPE, KEY_INTERVAL, iter_compact_frames
 from .msgpack_frames import iter_msgpack_frames
+from .quantize import QUANTS
+from .varint import encode_varints
+from .wire import zz
 from .wsframe import binary_header
 
 Progress = Callable[[float], None]
@@ -145,49 +149,152 @@ def write_bundle(
     overwrite: bool = False,
     encoders: Sequence[StreamEncoder] | None = None,
     progress: Progress | None = None,
+    format_version: int = FORMAT_VERSION,
 ) -> Path:
     """Write ``race`` as a bundle at ``path`` (a directory that must not exist unless ``overwrite``).
 
     ``progress(fraction)`` is called as the work advances. Returns the final path.
+    Version 3 (the default) stores the gzip chunks and derives every other stream
+    when served (:mod:`.streams`); ``format_version=2`` (or explicit ``encoders``)
+    writes every stream pre-encoded, as racecast did before (kept for comparison
+    benchmarks and tests of the upgrade path).
     """
     path = Path(path).absolute()
     validate_id(race.id)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (bundles are immutable; pass overwrite to replace it)")
+    if format_version not in (2, 3):
+        raise ValueError(f"can only write bundle format version 2 or 3, not {format_version}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoders = list(default_encoders() if encoders is None else encoders)
     report = progress or (lambda _f: None)
+    if encoders is None and format_version == 3:
+        return _commit(path, race, lambda tmp: _write_v3(tmp, race, report), report)
+    encoders = list(default_encoders() if encoders is None else encoders)
+    return _commit(path, race, lambda tmp: _write_v2(tmp, race, encoders, report), report)
+
+
+def _write_v2(tmp: Path, race: Race, encoders: list[StreamEncoder], report: Progress) -> dict[str, Any]:
     # Progress weights: all arrays count as one stream's worth of work, each stream by its size.
     weights = [len(CHANNELS) + 2] + [max(1, item_count(race.n_frames, e.frames_per_item) // 1000) for e in encoders]
     n_steps = sum(weights)
+    (tmp / "arrays").mkdir()
+    (tmp / "streams").mkdir()
+    arrays: dict[str, Any] = {}
+    columns = {"t": race.t, "leader_lap": race.leader_lap, **race.channels}
+    for k, (name, a) in enumerate(columns.items()):
+        rel = f"arrays/{name}.npy"
+        _save_array(tmp / rel, a)
+        arrays[name] = {"file": rel, "dtype": a.dtype.str, "shape": list(a.shape)}
+        report(k / n_steps)
+    done = weights[0]
+    streams: dict[str, Any] = {}
+    for enc, w in zip(encoders, weights[1:]):
+        base = done
+        streams[enc.name] = _write_stream(tmp, enc, race, lambda f, base=base, w=w: report((base + f * w) / n_steps))
+        done += w
+    return {"format_version": 2, "arrays": arrays, "streams": streams}
 
+
+def _write_v3(tmp: Path, race: Race, report: Progress) -> dict[str, Any]:
+    """The version 3 layout: ``t`` and ``leader_lap``, the gzip chunks, and the recipes of the derived streams.
+
+    Encodes a block of chunks at a time (quantize, chunk, gzip, write), so memory
+    stays bounded by a block whatever the race length.
+    """
+    (tmp / "arrays").mkdir()
+    (tmp / "streams").mkdir()
+    arrays: dict[str, Any] = {}
+    for name, a in (("t", race.t), ("leader_lap", race.leader_lap)):
+        rel = f"arrays/{name}.npy"
+        _save_array(tmp / rel, a)
+        arrays[name] = {"file": rel, "dtype": a.dtype.str, "shape": list(a.shape)}
+    cf = CHUNK_FRAMES
+    n_chunks = item_count(race.n_frames, cf)
+    offsets = np.zeros(n_chunks + 1, dtype=np.uint64)
+    stats = ChannelStats()
+    gz = _compressors()["gz"][1]
+    k = pos = raw_bytes = 0
+    data_name, index_name = "streams/chunks.gz.bin", "streams/chunks.gz.idx.npy"
+    with open(tmp / data_name, "wb") as f:
+        for f0, q, chunks in iter_chunk_blocks(race, cf):
+            stats.add(q)
+            for c in chunks:
+                z = gz(c)
+                f.write(z)
+                pos += len(z)
+                raw_bytes += len(c)
+                k += 1
+                offsets[k] = pos
+            report(0.95 * min(1.0, (f0 + len(q["t"])) / max(1, race.n_frames)))
+        f.flush()
+        os.fsync(f.fileno())
+    if k != n_chunks:
+        raise BundleError(f"chunk encoder produced {k} chunks, expected {n_chunks}")
+    _save_array(tmp / index_name, offsets)
+    chunk_info = {"frames_per_item": cf, "media_type": CHUNK_MEDIA_TYPE, "chunk_frames": cf, "count": n_chunks}
+    derived = {"derived_from": "chunks"}
+    streams: dict[str, Any] = {
+        "msgpack": {**derived, "count": race.n_frames, "frames_per_item": 1, "media_type": "application/msgpack",
+                    "framing": "websocket"},
+        "compact": {**derived, "count": race.n_frames, "frames_per_item": 1, "media_type": COMPACT_MEDIA_TYPE,
+                    "framing": "websocket", "keyframe_interval": cf},
+        "chunks": {**chunk_info, "derived_from": "chunks.gz", "content_encoding": "identity", "bytes_raw": raw_bytes},
+        "chunks.gz": {**chunk_info, "content_encoding": "gzip", "data": data_name, "index": index_name, "bytes": pos},
+        "chunks.br": {**chunk_info, **derived, "content_encoding": "br"},
+        "chunks.zst": {**chunk_info, **derived, "content_encoding": "zstd"},
+    }  # fmt: skip
+    return {"format_version": 3, "arrays": arrays, "streams": streams, "channels": stats.result()}
+
+
+class ChannelStats:
+    """Where the bytes go, per channel: its delta-coded varints alone over the whole race, and gzipped.
+
+    Fast channels are coded as in the chunks (first differences, or second for
+    positions and distances, per driver); slow ones as change events (frame gap,
+    change). Block by block, so it costs no memory.
+    """
+
+    def __init__(self) -> None:
+        self._z = {q.name: zlib.compressobj(6) for q in QUANTS}
+        self._raw = {q.name: 0 for q in QUANTS}
+        self._gz = {q.name: 0 for q in QUANTS}
+
+    def _feed(self, name: str, tokens: np.ndarray) -> None:
+        flat, _ = encode_varints(tokens.ravel())
+        b = flat.tobytes()
+        self._raw[name] += len(b)
+        self._gz[name] += len(self._z[name].compress(b))
+
+    def add(self, q: dict[str, np.ndarray]) -> None:
+        for spec in QUANTS:
+            v = q[spec.name].T  # driver-major
+            if spec.fast:
+                self._feed(spec.name, zz(delta_code(v, ORDER.get(spec.name, 1))))
+            else:
+                d, f = np.nonzero(np.diff(v, axis=1, prepend=v[:, :1] - 1))
+                gaps = np.diff(f, prepend=0)
+                self._feed(spec.name, np.stack([zz(gaps), zz(v[d, f])], axis=1))
+
+    def result(self) -> dict[str, dict[str, int]]:
+        for name, z in self._z.items():
+            self._gz[name] += len(z.flush())
+        return {q.name: {"varint_bytes": self._raw[q.name], "gzip_bytes": self._gz[q.name]} for q in QUANTS}
+
+
+def _commit(path: Path, race: Race, write: Callable[[Path], dict[str, Any]], report: Progress) -> Path:
+    """Run ``write(tmp)`` in a hidden temporary directory, add the manifest, and rename it to ``path``."""
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        (tmp / "arrays").mkdir()
-        (tmp / "streams").mkdir()
-        arrays: dict[str, Any] = {}
-        columns = {"t": race.t, "leader_lap": race.leader_lap, **race.channels}
-        for k, (name, a) in enumerate(columns.items()):
-            rel = f"arrays/{name}.npy"
-            _save_array(tmp / rel, a)
-            arrays[name] = {"file": rel, "dtype": a.dtype.str, "shape": list(a.shape)}
-            report(k / n_steps)
-        done = weights[0]
-        streams: dict[str, Any] = {}
-        for enc, w in zip(encoders, weights[1:]):
-            base = done
-            streams[enc.name] = _write_stream(tmp, enc, race, lambda f, base=base, w=w: report((base + f * w) / n_steps))
-            done += w
+        layout = write(tmp)
         files = {
             str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
         }
         manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": layout.pop("format_version"),
             **race_metadata(race),
-            "arrays": arrays,
-            "streams": streams,
+            **layout,
             "files": files,
             "created_by": f"racecast {__version__}",
         }

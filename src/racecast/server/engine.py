@@ -31,14 +31,15 @@ import asyncio
 import logging
 import math
 
-from ..bundle import Stream
+from ..bundle import BundleError, Stream
 from ..feeds import Feed, FrameFeed
 from ..playback import Clock, Playback, SystemClock
-from ..protocol import Command, ping_message, pong_message, state_message
+from ..protocol import Command, error_message, ping_message, pong_message, state_message
 from .metrics import Metrics
 from .transport import Sink, SinkClosed, binary_header
 
 log = logging.getLogger("racecast.engine")
+_LOGGED: set[tuple[str, str]] = set()  # bundle errors already logged (one line each, bounded)
 
 
 class Viewer:
@@ -222,7 +223,11 @@ class Engine:
     @staticmethod
     def _push(viewer: Viewer, i: int, have: int) -> None:
         """Write what shows frame ``i`` whatever the buffer (commands and the end: bounded)."""
-        payload = viewer.feed.message(i, have)
+        try:
+            payload = viewer.feed.message(i, have)
+        except BundleError as e:
+            Engine._damaged(viewer, e)
+            return
         if payload is not None:
             viewer.sink.push(payload)
             viewer.feed.delivered()
@@ -304,17 +309,23 @@ class Engine:
             pb = v.playback
             i = pb.due(now)
             feed = v.feed
-            if i is None:
-                data = None
-            elif v.framed and type(feed) is FrameFeed:
-                data = v.stream.message(i)  # pre-framed at ingest: a zero-copy slice of the bundle
-            else:
-                data = feed.message(i, pb.last_sent)
-                if v.framed and data is not None:
-                    if type(data) is tuple:  # several messages (chunk mode): one write
-                        data = b"".join([binary_header(len(d)) + d for d in data])
-                    else:
-                        data = binary_header(len(data)) + data
+            try:
+                if i is None:
+                    data = None
+                elif v.framed and type(feed) is FrameFeed:
+                    data = v.stream.message(i)  # pre-framed: a zero-copy slice of a shared, checked block
+                else:
+                    data = feed.message(i, pb.last_sent)
+                    if v.framed and data is not None:
+                        if type(data) is tuple:  # several messages (chunk mode): one write
+                            data = b"".join([binary_header(len(d)) + d for d in data])
+                        else:
+                            data = binary_header(len(data)) + data
+            except BundleError as e:  # the bundle was damaged or replaced on disk: this viewer stops, not the tick
+                self._damaged(v, e)
+                if self.metrics:
+                    self.metrics.error("bundle_damaged")
+                i = data = None
             if data is None:
                 if i is not None:  # nothing due at this position (chunk mode between chunks)
                     pb.last_sent = i
@@ -356,6 +367,20 @@ class Engine:
             if skipped:
                 m.frames_skipped.inc(skipped)
         return sent
+
+    @staticmethod
+    def _damaged(v: Viewer, e: BundleError) -> None:
+        """A block of ``v``'s replay could not be read or decoded: pause it and tell it why (logged once per error)."""
+        v.playback.playing = False
+        key = (v.replay_id, str(e))
+        if key not in _LOGGED:
+            if len(_LOGGED) < 1000:
+                _LOGGED.add(key)
+            log.error("replay %s: %s", v.replay_id, e)
+        try:
+            v.sink.post(error_message(f"this replay cannot be played from here: {e}"))
+        except Exception:
+            log.debug("error message to %r failed", v, exc_info=True)
 
     def _finish(self, v: Viewer, now: float) -> None:
         """A viewer left the playing set during a tick: it reached the end or its connection died."""

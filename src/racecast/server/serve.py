@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,6 +69,16 @@ def uvicorn_config(app: Any, host: str, port: int, *, workers: int = 1, log_leve
     )
 
 
+def _listening(config: uvicorn.Config) -> socket.socket:
+    """Bind and listen at once, so a client that reads the printed URL is queued, not refused.
+
+    uvicorn's ``bind_socket`` only binds; ``listen`` would otherwise wait for the app's start-up.
+    """
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    return sock
+
+
 def serve(
     data_dir: str | os.PathLike[str] | None,
     host: str = "127.0.0.1",
@@ -92,7 +103,7 @@ def serve(
     if workers == 1:
         config = uvicorn_config(create_app(data_dir, **app_options), host, port, log_level=log_level)
         server = uvicorn.Server(config)
-        sock = config.bind_socket()
+        sock = _listening(config)
         if on_ready:
             on_ready(host, sock.getsockname()[1])
         server.run(sockets=[sock])
@@ -103,7 +114,7 @@ def serve(
         os.environ["RACECAST_DATA"] = str(Path(data_dir).absolute())
     os.environ["RACECAST_SERVER_OPTIONS"] = json.dumps(app_options)
     config = uvicorn_config("racecast.server.app:app_from_env", host, port, workers=workers, log_level=log_level, factory=True)
-    sock = config.bind_socket()
+    sock = _listening(config)
     if on_ready:
         on_ready(host, sock.getsockname()[1])
     if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn before 0.5x

@@ -1,0 +1,373 @@
+"""Bundle format 3 and the block cache: derived streams, damage under a running reader, upgrade, fuzzing.
+
+Files are damaged *after* the bundle was opened (what a disk-full copy, ``rsync
+--inplace`` or ``cp`` over a served bundle does): the process must survive (no
+SIGBUS: nothing is mapped) and the damage must surface as a :class:`BundleError`
+naming the bundle, when the damaged block is first needed and at ``verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from racecast.bundle import BundleError, DataDir, open_bundle, write_bundle
+from racecast.bundle.blocks import Block, BlockCache, BlockError
+from racecast.bundle.msgpack_frames import decode_msgpack_frame
+from racecast.bundle.upgrade import upgrade_bundle
+from racecast.cli import app
+from racecast.server import create_app
+from tests.factories import tiny_race
+from tests.serverutil import Viewer, frames_only, running
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 1000  # 40 chunks, 10 blocks of 100 frames
+
+
+@pytest.fixture(scope="module")
+def race():
+    return tiny_race(n_frames=N, n_drivers=4, retire=True, race_id="tiny")
+
+
+@pytest.fixture()
+def v3(tmp_path, race):
+    return write_bundle(race, tmp_path / "tiny")
+
+
+@pytest.fixture()
+def v2(tmp_path, race):
+    return write_bundle(race, tmp_path / "old", format_version=2)
+
+
+def _every_block(b, names=("msgpack", "compact", "chunks", "chunks.gz", "chunks.br", "chunks.zst")) -> None:
+    for name in names:
+        s = b.streams[name]
+        for i in range(0, s.count, s.block_items):
+            s.message(i)
+
+
+# -- damage under a running reader --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_truncated_after_open_fails_the_block_not_the_process(v2, v3, version):
+    path, data = (v3, "chunks.gz.bin") if version == 3 else (v2, "msgpack.bin")
+    b = open_bundle(path)
+    first = bytes(b.frame(0))  # block 0 is now cached
+    with open(path / "streams" / data, "r+b") as f:
+        f.truncate(100)
+    assert bytes(b.frame(1)) != first  # cached blocks keep playing
+    with pytest.raises(BlockError, match="ends early.*truncated or replaced"):
+        b.frame(N - 1)
+    with pytest.raises(BlockError):  # reported again (from the cache), no re-read needed
+        b.frame(N - 2)
+
+
+def test_truncation_under_a_reader_in_another_process_is_no_sigbus(v2):
+    """The issue-13 crash: a mapped file truncated under a reader killed it with SIGBUS."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from racecast.bundle import open_bundle
+        b = open_bundle(sys.argv[1])
+        with open(sys.argv[2], "r+b") as f:
+            f.truncate(10)
+        try:
+            b.frame(int(sys.argv[3]))
+        except Exception as e:
+            print(type(e).__name__)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script, str(v2), str(v2 / "streams" / "msgpack.bin"), str(N - 1)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "BlockError"
+
+
+def test_flipped_websocket_header_never_reaches_a_socket(v2):
+    """A stored pre-framed item whose header no longer matches its length is refused when its block is read."""
+    b = open_bundle(v2)
+    data = v2 / "streams" / "msgpack.bin"
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 0x40  # RSV bit in frame 0's first header byte
+    data.write_bytes(bytes(raw))
+    with pytest.raises(BlockError, match="item 0 has a damaged WebSocket frame header"):
+        b.streams["msgpack"].message(0)
+    with pytest.raises(BundleError):
+        open_bundle(v2).verify()
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.95])
+def test_corrupt_gzip_chunk_is_refused_at_verify_and_when_served(v3, where):
+    data = v3 / "streams" / "chunks.gz.bin"
+    raw = bytearray(data.read_bytes())
+    raw[int(len(raw) * where)] ^= 0x5A
+    data.write_bytes(bytes(raw))
+    b = open_bundle(v3)  # same sizes: the structure checks pass
+    with pytest.raises(BundleError):
+        b.verify()
+    with pytest.raises(BlockError, match="chunk"):
+        _every_block(b)
+
+
+def test_a_bundle_replaced_by_another_race_is_refused_per_block(tmp_path, v3):
+    other = write_bundle(tiny_race(n_frames=N, n_drivers=3, race_id="tiny"), tmp_path / "other")
+    b = open_bundle(v3)
+    # Same size is unlikely; copy the other race's chunks over ours in place (what `cp` over a served bundle does).
+    (v3 / "streams" / "chunks.gz.bin").write_bytes((other / "streams" / "chunks.gz.bin").read_bytes())
+    with pytest.raises(BlockError):
+        _every_block(b)
+
+
+# -- the block cache ----------------------------------------------------------------------------
+
+
+def test_block_cache_stays_within_its_bound():
+    cache = BlockCache(max_bytes=10_000)
+    for k in range(100):
+        blk = cache.get(("o", "s", k), lambda k=k: Block(k, bytes(1000), [0, 500, 1000]))
+        assert bytes(blk.mv[:3]) == b"\0\0\0"
+        assert cache.nbytes <= 10_000
+    assert 1 <= len(cache) <= 10
+    built = []
+    cache.get(("o", "s", 99), lambda: built.append(1) or Block(0, b"", [0]))
+    assert built == []  # the most recent block is still cached
+    cache.drop("o")
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+def test_derived_blocks_are_shared_not_rebuilt(v3):
+    b = open_bundle(v3)
+    s = b.streams["msgpack"]
+    first = s.message(10)
+    again = b.streams["msgpack"].message(20)
+    assert first.obj is again.obj  # one block, sliced by every send
+
+
+def test_the_next_block_is_built_ahead_in_the_background(v3):
+    from racecast.bundle.blocks import CACHE
+
+    b = open_bundle(v3)
+    s = b.streams["msgpack"]
+    s.message(0)
+    assert CACHE.holds((b, "msgpack", 1), wait=30)  # built by the worker thread, not by this call
+    before = CACHE.misses
+    s.message(s.block_items)  # block 1: a hit
+    assert CACHE.misses == before
+    last = s.count - 1
+    s.message(last)
+    assert not CACHE.holds((b, "msgpack", last // s.block_items + 1), wait=1)  # nothing past the end
+
+
+# -- format 3 content ----------------------------------------------------------------------------
+
+
+def test_v3_msgpack_frames_match_v2_within_resolution(v2, v3):
+    b2, b3 = open_bundle(v2), open_bundle(v3)
+    for i in (0, 1, 249, 250, 500, N - 1):
+        f2, f3 = decode_msgpack_frame(b2.frame(i)), decode_msgpack_frame(b3.frame(i))
+        assert f3["frame_index"] == f2["frame_index"] == i and f3["t"] == f2["t"] and f3["lap"] == f2["lap"]
+        assert f3.get("weather") == f2.get("weather")
+        for code, car2 in f2["drivers"].items():
+            car3 = f3["drivers"][code]
+            assert list(car3) == list(car2)
+            for k, v in car2.items():
+                if isinstance(v, float):
+                    assert car3[k] == pytest.approx(v, abs=0.06, rel=1e-5), (i, code, k)  # half a step of the chunks (x, y in 1/10 m)
+                else:
+                    assert car3[k] == v, (i, code, k)
+
+
+def test_v3_is_a_small_fraction_of_v2(v2, v3):
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
+    assert size(v3) * 10 < size(v2)
+
+
+def test_v3_writes_are_deterministic(tmp_path, race):
+    a = write_bundle(race, tmp_path / "a")
+    b = write_bundle(race, tmp_path / "b")
+    for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_unknown_derived_stream_is_refused(v3):
+    m = json.loads((v3 / "manifest.json").read_text())
+    m["streams"]["hologram"] = {"derived_from": "chunks", "count": 1}
+    (v3 / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="'hologram' cannot be derived"):
+        open_bundle(v3)
+
+
+def test_missing_compressor_drops_only_its_stream(v3, monkeypatch):
+    import racecast.bundle.open as bopen
+
+    monkeypatch.setattr(bopen, "compressor", lambda coding: None)
+    b = open_bundle(v3)
+    assert "chunks.br" not in b.streams and "chunks.zst" not in b.streams
+    assert "msgpack" in b.streams and "chunks.gz" in b.streams
+
+
+# -- upgrade ---------------------------------------------------------------------------------------
+
+
+def test_upgrade_rewrites_v2_as_v3_and_keeps_the_race(v2):
+    before = open_bundle(v2)
+    frames = [bytes(before.streams["compact"].message(i)) for i in range(0, N, 97)]
+    before.close()
+    old, new = upgrade_bundle(v2)
+    assert new * 10 < old
+    b = open_bundle(v2)
+    assert b.format_version == 3
+    b.verify()
+    assert [bytes(b.streams["compact"].message(i)) for i in range(0, N, 97)] == frames
+    assert upgrade_bundle(v2) == (new, new)  # already current: left alone
+
+
+def test_upgrade_cli_and_the_hint_for_old_bundles(tmp_path, race):
+    data = tmp_path / "data"
+    write_bundle(race, data / "tiny", format_version=2)
+    runner = CliRunner()
+    r = runner.invoke(app, ["inspect", "tiny", "--json", "--data", str(data)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["upgrade"] == "racecast upgrade tiny"
+    [s] = DataDir(data).summaries()
+    assert s["format_version"] == 2 and s["upgrade"] == "racecast upgrade tiny"
+    r = runner.invoke(app, ["upgrade", "--all", "--data", str(data)])
+    assert r.exit_code == 0 and "upgraded tiny" in r.stdout, r.output
+    r = runner.invoke(app, ["inspect", "tiny", "--json", "--data", str(data)])
+    info = json.loads(r.stdout)
+    assert info["format_version"] == 3 and "upgrade" not in info
+    assert info["streams"]["chunks.gz"]["stored_bytes"] > 0 and info["streams"]["msgpack"]["derived_from"] == "chunks"
+    assert set(info["channels"]) >= {"x", "y", "speed", "status"}
+    r = runner.invoke(app, ["inspect", "tiny", "--data", str(data)])
+    assert "channel x" in r.stdout and "derived from chunks" in r.stdout
+    r = runner.invoke(app, ["upgrade", "nope", "--data", str(data)])
+    assert r.exit_code == 1 and "failed" in r.stdout and "Traceback" not in r.output
+
+
+def test_upgrade_refuses_a_damaged_old_bundle(v2):
+    data = v2 / "streams" / "compact.bin"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="content hash mismatch"):
+        upgrade_bundle(v2)
+    assert open_bundle(v2).format_version == 2  # left as it was
+
+
+# -- the server keeps serving -------------------------------------------------------------------
+
+
+def test_viewer_of_a_damaged_replay_gets_an_error_others_keep_playing(tmp_path):
+    data = tmp_path / "data"
+    write_bundle(tiny_race(n_frames=N, race_id="bad"), data / "bad")
+    write_bundle(tiny_race(n_frames=N, race_id="good"), data / "good")
+
+    async def go(srv) -> None:
+        bad = await Viewer.open(srv.ws_url("bad"))
+        good = await Viewer.open(srv.ws_url("good"))
+        await bad.ready()
+        await good.ready()
+        with open(data / "bad" / "streams" / "chunks.gz.bin", "r+b") as f:
+            f.truncate(50)
+        await bad.send(action="seek", frame=N - 10)
+        err = await bad.until("error")
+        assert "truncated or replaced" in err["message"]
+        await good.command(action="play", speed=4.0)
+        got = frames_only(await good.collect(0.6))
+        assert got and got == sorted(got)
+        await bad.close()
+        await good.close()
+
+    with running(create_app(data)) as srv:
+        asyncio.run(go(srv))
+        with srv.http() as c:
+            assert c.get("/api/replays/good").status_code == 200
+
+
+# -- fuzzing the stored-block codecs --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory, race):
+    root = tmp_path_factory.mktemp("fuzz")
+    return {3: write_bundle(race, root / "v3"), 2: write_bundle(race, root / "v2", format_version=2)}
+
+
+def _mutated(src: Path, dst: Path, data: str, edits: list[tuple[float, int]], cut: float | None) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    f = dst / "streams" / data
+    raw = bytearray(f.read_bytes())
+    for where, value in edits:
+        raw[int(where * (len(raw) - 1))] = value
+    f.write_bytes(bytes(raw))
+    b = open_bundle(dst)
+    if cut is not None:  # truncated after opening
+        with open(f, "r+b") as fh:
+            fh.truncate(int(cut * len(raw)))
+    return b
+
+
+_edits = st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=0, max_size=6)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=_edits, cut=st.none() | st.floats(0, 1))
+def test_fuzz_gzip_chunk_blocks_only_ever_raise_block_errors(pristine, tmp_path_factory, edits, cut):
+    """Format 3: whatever happens to chunks.gz.bin, every derived stream either serves or raises BlockError."""
+    b = _mutated(pristine[3], tmp_path_factory.mktemp("m") / "b", "chunks.gz.bin", edits, cut)
+    for name, s in b.streams.items():
+        for i in range(0, s.count, max(1, s.block_items // 2)):
+            try:
+                s.message(i)
+            except BlockError:
+                pass
+    try:
+        b.verify()
+    except BundleError:
+        pass
+    b.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=_edits, cut=st.none() | st.floats(0, 1), name=st.sampled_from(["msgpack.bin", "chunks.gz.bin", "chunks.bin"]))
+def test_fuzz_stored_v2_blocks_only_ever_raise_block_errors(pristine, tmp_path_factory, edits, cut, name):
+    """Format 2: a served pre-framed item is always exactly one binary frame of its length, or refused."""
+    from racecast.bundle.wsframe import binary_header, header_size
+
+    b = _mutated(pristine[2], tmp_path_factory.mktemp("m") / "b", name, edits, cut)
+    for s in b.streams.values():
+        for i in range(0, s.count, 7):
+            try:
+                m = bytes(s.message(i))
+            except BlockError:
+                continue
+            h = header_size(len(m))
+            assert m[:h] == binary_header(len(m) - h)
+    b.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes_as_a_gzip_chunk(blob):
+    from racecast.bundle.streams import _checker
+
+    check = _checker("chunks.gz", {"media_type": "application/x-racecast-chunk", "content_encoding": "gzip"}, False)
+    for payload in (blob, gzip.compress(blob, mtime=0)):
+        try:
+            check(0, payload, [0, len(payload)])
+        except BlockError:
+            pass
