@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test accuracy bench bench-quick bench-chunks bench-storage chromium node services install clean screenshot
+.PHONY: demo test accuracy bench bench-quick bench-chunks bench-rooms bench-storage chromium node services install clean screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ bench-storage: $(VENV)/.installed-test
 # Replays of the real sessions in ../shared/realdata scored against their truth -> docs/accuracy.md (~10 minutes).
 accuracy: $(VENV)/.installed-test
 	nice -n 10 $(VENV)/bin/racecast accuracy
+
+# Rooms and the caching proxy (docs/performance.md, "Rooms and the caching proxy"): ~3 minutes.
+bench-rooms: $(VENV)/.installed-test services
+	$(PY) -m benchmarks.rooms
 
 # Refresh docs/screenshot.png (the viewer mid-race in Chromium at 1280x720).
 screenshot: $(VENV)/.installed-test chromium
