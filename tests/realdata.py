@@ -37,9 +37,10 @@ def require_pack(session: str | None = None) -> Path:
     return where
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1)
 def real_race(session: str, path: str) -> Any:
-    """The session ingested one way (cached for the whole test run)."""
+    """The session ingested one way (the last one is cached: a real race holds ~0.5 GB, so
+    group tests by (session, path), e.g. with a class-scoped parametrization)."""
     return realdata.load_race(require_pack(session), path)
 
 

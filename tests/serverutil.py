@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import msgpack
@@ -21,6 +21,61 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from racecast.server.serve import uvicorn_config
+
+#: Multiplier for every real-time bound in the tests (``RACECAST_TEST_TIME_SCALE=4`` on a slow or busy
+#: machine). What can be driven by a fake clock is; what must be real time waits for an event with a
+#: generous deadline scaled by this, never for a fixed sleep.
+TIME_SCALE = float(os.environ.get("RACECAST_TEST_TIME_SCALE", "1") or 1)
+
+
+def T(seconds: float) -> float:
+    """A real-time bound in seconds, scaled by ``RACECAST_TEST_TIME_SCALE``."""
+    return seconds * TIME_SCALE
+
+
+class StepClock:
+    """A fake clock shared by a test and a server running in another thread: time moves only by :meth:`advance`.
+
+    Given to ``create_app(clock=...)``, the engine serves a tick only once this clock has reached it,
+    so each :meth:`advance` of one frame period makes exactly one tick's frames due.
+    """
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self._us = round(t * 1e6)  # whole microseconds: no float error accumulates over thousands of steps
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self._us / 1e6
+
+    def advance(self, dt: float) -> float:
+        with self._lock:
+            self._us += round(dt * 1e6)
+            return self._us / 1e6
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until it is truthy (returns it); fail after ``T(timeout)`` real seconds."""
+    end = time.monotonic() + T(timeout)
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {T(timeout):.1f} s")
+        time.sleep(0.02)
+
+
+async def async_wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """:func:`wait_until` for async tests (``cond`` runs in a thread, it may do blocking I/O)."""
+    end = time.monotonic() + T(timeout)
+    while True:
+        got = await asyncio.to_thread(cond)
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {T(timeout):.1f} s")
+        await asyncio.sleep(0.02)
+
 
 DIRECT = "racecast.server.transport:RacecastWSProtocol"  # the fast path
 PLAIN = "websockets-sansio"  # stock uvicorn protocol: the app falls back to ASGI sends
@@ -56,16 +111,16 @@ class Running:
 
 
 @contextmanager
-def running(app: Any, ws: str = DIRECT) -> Iterator[Running]:
-    """Serve ``app`` on 127.0.0.1:<free port> until the block ends."""
-    config = uvicorn_config(app, "127.0.0.1", 0, log_level="error")
+def running(app: Any, ws: str = DIRECT, limits: Any = None) -> Iterator[Running]:
+    """Serve ``app`` on 127.0.0.1:<free port> until the block ends (``limits``: a ConnectionLimits)."""
+    config = uvicorn_config(app, "127.0.0.1", 0, log_level="error", limits=limits)
     config.ws = ws
     server = uvicorn.Server(config)
     sock = config.bind_socket()
     port = sock.getsockname()[1]
     t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + T(15)
     while not server.started:
         if time.monotonic() > deadline or not t.is_alive():
             raise RuntimeError("uvicorn did not start")
@@ -92,11 +147,12 @@ class Viewer:
 
     @classmethod
     async def open(cls, url: str, **kw: Any) -> "Viewer":
-        ws = await websockets.connect(url, open_timeout=10, max_size=2**24, **kw)
+        ws = await websockets.connect(url, open_timeout=T(10), max_size=2**24, **kw)
         return cls(ws)
 
     async def next(self, timeout: float = 5.0) -> dict | int:
-        m = await asyncio.wait_for(self.ws.recv(), timeout)
+        """The next message; ``timeout`` is scaled by :func:`T` (a bound, not a window)."""
+        m = await asyncio.wait_for(self.ws.recv(), T(timeout))
         if isinstance(m, str):
             d = json.loads(m)
             self.texts.append(d)
@@ -107,9 +163,9 @@ class Viewer:
 
     async def until(self, type_: str, timeout: float = 5.0) -> dict:
         """Read until a JSON message of ``type_``; returns it."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + T(timeout)
         while True:
-            m = await self.next(max(0.01, end - time.monotonic()))
+            m = await self.next(max(0.01, end - time.monotonic()) / TIME_SCALE)
             if isinstance(m, dict) and m.get("type") == type_:
                 return m
 
@@ -136,13 +192,43 @@ class Viewer:
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             try:
-                out.append(await self.next(left))
+                out.append(await self.next(left / TIME_SCALE))
             except asyncio.TimeoutError:
                 break
         return out
 
+    async def next_frame(self, timeout: float = 5.0) -> int:
+        """Read up to the next binary frame; its index."""
+        while True:
+            m = await self.next(timeout)
+            if isinstance(m, int):
+                return m
+
+    async def step(self, clock: StepClock, n: int, dt: float = 0.04) -> list[int]:
+        """Move ``clock`` one tick (``dt``) at a time, ``n`` times, reading the frame each tick sends.
+
+        For a playing viewer at speed >= 1 on a server built with ``clock``: every tick sends one frame.
+        """
+        got = []
+        for _ in range(n):
+            clock.advance(dt)
+            got.append(await self.next_frame())
+        return got
+
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def run_ticks(engine: Any, clock: StepClock, n: int, dt: float = 0.04) -> None:
+    """Move ``clock`` ``n`` ticks, each time waiting until ``engine`` (in the server's thread) has served it.
+
+    Whatever each tick sends (a frame, a chunk, nothing) is then in the socket before the next
+    one; a command sent afterwards is answered after all of it.
+    """
+    for _ in range(n):
+        before = engine.ticks
+        clock.advance(dt)
+        await async_wait_until(lambda: engine.ticks > before, what="the server's tick")
 
 
 def frames_only(msgs: list[dict | int]) -> list[int]:
@@ -155,7 +241,7 @@ class StalledClient:
     def __init__(self, port: int, path: str) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(5)
+        s.settimeout(T(5))
         s.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         s.sendall(

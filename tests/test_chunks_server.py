@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +18,7 @@ from racecast.bundle.chunks import decode_chunk, decode_chunks
 from racecast.bundle.compact import decode_compact
 from racecast.server import create_app
 from racecast.server.chunks_http import IMMUTABLE, MAX_CHUNKS_PER_REQUEST, choose_coding
-from tests.serverutil import DIRECT, PLAIN, Running, running, write_race
+from tests.serverutil import DIRECT, PLAIN, Running, StepClock, T, run_ticks, running, write_race
 
 N = 1000  # 40 chunks
 
@@ -33,7 +32,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(data: Path) -> Iterator[Running]:
-    with running(create_app(data)) as r:
+    with running(create_app(data, clock=StepClock())) as r:
         yield r
 
 
@@ -192,32 +191,36 @@ def test_ws_compact_frames_decode_at_4x_and_after_seeks(data, ws_impl):
             key = None
             got = []
 
-            async def take(seconds: float) -> None:
+            async def read_until(reply: str) -> None:
                 nonlocal key
-                end = time.monotonic() + seconds
-                while (left := end - time.monotonic()) > 0:
-                    try:
-                        m = await asyncio.wait_for(ws.recv(), left)
-                    except asyncio.TimeoutError:
-                        return
+                while not isinstance(m := await asyncio.wait_for(ws.recv(), T(5)), str) or f'"{reply}"' not in m:
                     if isinstance(m, bytes):
                         f = decode_compact(m, key)
                         key = f.key
                         got.append(f.frame_index)
 
-            await take(0.3)
+            async def take(command: str, ticks: int) -> None:
+                """Send ``command`` and read its reply, run the server's clock ``ticks`` ticks, read what they sent."""
+                await ws.send(command)
+                await read_until("state")
+                await run_ticks(engine, clock, ticks)
+                await ws.send('{"action": "ping"}')
+                await read_until("pong")  # everything the ticks sent came before
+
+            await ws.send('{"action": "ping"}')
+            await read_until("pong")
             assert got == [0]
-            await ws.send('{"action": "play", "speed": 4}')
-            await take(1.5)
-            await ws.send('{"action": "seek", "frame": 613}')
-            await take(0.5)
-            await ws.send('{"action": "seek", "frame": 37}')
-            await take(0.5)
+            await take('{"action": "play", "speed": 4}', 30)
+            await take('{"action": "seek", "frame": 613}', 10)
+            await take('{"action": "seek", "frame": 37}', 10)
             steps = [b - a for a, b in zip(got, got[1:])]
             assert sorted(steps)[len(steps) // 2] == 4  # 4x: every 4th frame, each decodable
             assert 613 in got and 37 in got
 
-    with running(create_app(data), ws=ws_impl) as r:
+    clock = StepClock()
+    app = create_app(data, clock=clock)
+    engine = app.state.racecast.engine
+    with running(app, ws=ws_impl) as r:
         asyncio.run(go(r.port))
 
 
@@ -234,17 +237,16 @@ def test_ws_chunk_mode_pushes_chunks_ahead_and_the_client_paces(srv, bundle, com
             first = await asyncio.wait_for(ws.recv(), 5)
             assert decode_chunk(unpack(first)).first_frame == 0
             await ws.send('{"action": "play", "speed": 1}')
-            chunks, texts = [], 0
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 3.0:
-                try:
-                    m = await asyncio.wait_for(ws.recv(), 3.0 - (time.monotonic() - t0))
-                except asyncio.TimeoutError:
-                    break
+            chunks = []
+            while not isinstance(m := await asyncio.wait_for(ws.recv(), T(5)), str) or '"state"' not in m:
                 if isinstance(m, bytes):
                     chunks.append(decode_chunk(unpack(m)).first_frame // 25)
-                else:
-                    texts += 1
+            engine = srv.app.state.racecast.engine
+            await run_ticks(engine, engine.clock, 75)  # 3 s of the server's clock, a tick at a time
+            await ws.send('{"action": "ping"}')  # answered after everything those ticks sent
+            while not isinstance(m := await asyncio.wait_for(ws.recv(), T(5)), str) or '"pong"' not in m:
+                if isinstance(m, bytes):
+                    chunks.append(decode_chunk(unpack(m)).first_frame // 25)
             assert chunks == list(range(1, len(chunks) + 1))  # in order, none twice, none missing
             assert 3 <= len(chunks) <= 7, chunks  # ~1 per second plus a 2 s lookahead, not 25 per second
             await ws.send('{"action": "seek", "frame": 777}')

@@ -300,7 +300,7 @@ def write(tmp_path, text, name="bad.csv"):
         ("time,driver,x,y\n0,A,1,2\n0,B,1,2\n1,A,2,2\n0.5,A,3,2\n1,B,2,2\n",
          r"time goes backwards for driver 'A' at row 4 \(line 5\): 1 s then 0.5 s"),
         ("time,driver,x,y\n0,A,1,2\n1,A,inf,2\n", r"column 'x' row 2 \(line 3\): inf is not a finite number"),
-        ("time,driver,x,y\n0,A,1,2\n0,B,,\n1,B,,\n", r"driver 'B' has no rows with both x and y"),
+        ("time,driver,x,y\n0,A,,\n1,A,,\n0,B,0,0\n", r"no driver has a valid position"),
         ("time,driver,x,y,lat,lon\n0,A,1,2,45,7\n", r"x/y or as lat/lon, not both"),
         (GOOD.replace("time,driver,x,y", "time,driver,x,y,status").replace("\n", ",flying\n").replace("y,status,flying", "y,status"),
          r"column 'status' row 1 \(line 2\): unknown status 'flying'"),

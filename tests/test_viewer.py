@@ -28,6 +28,7 @@ import racecast
 from racecast.bundle import open_bundle, write_bundle
 from racecast.race import Compound, Race, Status
 from tests.factories import tiny_race
+from tests.serverutil import T
 
 CHROMIUM = os.environ.get("RACECAST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -36,7 +37,7 @@ FPS = 25
 N_FRAMES = 25 * 120  # two minutes: leaders change, laps 1-3
 N_DRIVERS = 6
 PIT = (3 * FPS, 5 * FPS)  # frames in which the last car is in the pit lane (tiny_race's pit stop)
-WAIT_MS = 10_000
+WAIT_MS = round(T(10) * 1000)  # scaled by RACECAST_TEST_TIME_SCALE
 #: What the viewer can play: chunk mode (its default) and the two frame encodings (?encoding=...).
 ENCODINGS = ["chunks", "compact", "msgpack"]
 CHUNK = 25  # frames per chunk
@@ -476,14 +477,14 @@ def test_reconnects_and_resumes_after_the_server_restarts(new_page: Callable[...
     page.locator("#reconnect").wait_for(state="visible", timeout=WAIT_MS)
     time.sleep(0.5)  # a few reconnect attempts fail while the server is gone
     server.start()
-    wait_state(page, "s.connected && s.reconnects === 1 && s.frame === 1000", timeout=20_000)
+    wait_state(page, "s.connected && s.reconnects === 1 && s.frame === 1000", timeout=2 * WAIT_MS)
     assert page.locator("#reconnect").is_hidden()
     assert not state(page)["playing"]
     # Playing: it comes back playing, from where it was (not from the start).
     page.click("#play")
     wait_state(page, "s.playing && s.frame > 1050")
     server.restart()
-    wait_state(page, "s.connected && s.reconnects === 2", timeout=20_000)
+    wait_state(page, "s.connected && s.reconnects === 2", timeout=2 * WAIT_MS)
     at = state(page)["frame"]
     assert at >= 1050
     wait_state(page, f"s.playing && s.frame > {at + 25}")
@@ -697,7 +698,7 @@ def test_chunk_mode_plays_through_at_64x(new_page: Callable[..., Page], server: 
     page.keyboard.press("4")
     wait_state(page, "s.speed === 64")
     page.keyboard.press("Space")
-    wait_state(page, f"!s.playing && s.frame === {N_FRAMES - 1}", timeout=20_000)
+    wait_state(page, f"!s.playing && s.frame === {N_FRAMES - 1}", timeout=2 * WAIT_MS)
     st = state(page)
     shown = page.evaluate("() => window.shown")
     assert shown == sorted(shown) and len(shown) >= 10, shown

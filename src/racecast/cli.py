@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from .bundle import Bundle, BundleError, DataDir, open_bundle, summary, validate_id, write_bundle
+from .race import RaceError
 
 app = typer.Typer(
     help="racecast: stream race replays to many browser viewers from pre-encoded bundles.",
@@ -285,7 +286,8 @@ RedisOpt = Annotated[
 
 
 def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, path: str, what: str, ingest: bool = True,
-           ingest_options: dict[str, Any] | None = None, redis: str | None = None) -> None:  # fmt: skip
+           ingest_options: dict[str, Any] | None = None, redis: str | None = None, limits: Any = None,
+           **app_options: Any) -> None:  # fmt: skip
     from .server.serve import check_redis_url, display_url, serve
 
     if redis is not None:
@@ -299,7 +301,8 @@ def _serve(store: DataDir, host: str, port: int, workers: int, log_level: str, p
         extra: dict[str, Any] = {"ingest_options": ingest_options} if ingest_options else {}
         if redis is not None:
             extra["redis"] = redis
-        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest, **extra)
+        serve(store.root, host, port, workers=workers, log_level=log_level, on_ready=ready, ingest=ingest, limits=limits,
+              **extra, **app_options)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}")
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; the shutdown was clean
@@ -328,8 +331,39 @@ def serve(
         Optional[Path], typer.Option("--fastf1-cache", help="FastF1 cache directory for server-side ingest [default: FastF1's].")
     ] = None,
     redis: RedisOpt = None,
+    allowed_host: Annotated[
+        Optional[list[str]],
+        typer.Option("--allowed-host", help="A host name clients reach this server by (repeat; '*' any). Other Host headers "
+                     "are refused (DNS rebinding). [default: the loopback names for a loopback --host, else any]"),
+    ] = None,
+    allowed_origin: Annotated[
+        Optional[list[str]],
+        typer.Option("--allowed-origin", help="A browser origin (e.g. https://viewer.example) allowed on the WebSocket and "
+                     "POST besides the page's own (repeat; '*' any). [default: localhost origins]"),
+    ] = None,
+    max_connections: Annotated[int, typer.Option("--max-connections", help="Most WebSocket viewers at once (more: close 1013).", min=1)] = 10_000,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", help="Seconds a client has to send a request's headers (silent sockets, slowloris); 0: none.", min=0)
+    ] = 10.0,
+    max_header_bytes: Annotated[
+        int, typer.Option("--max-header-bytes", help="Largest request line + headers; larger gets 400.", min=1024)
+    ] = 16 * 1024,
+    keep_alive_timeout: Annotated[
+        float, typer.Option("--keep-alive-timeout", help="Seconds an HTTP connection may stay idle between requests.", min=1)
+    ] = 5.0,
+    ping_interval: Annotated[
+        float, typer.Option("--ping-interval", help="Seconds between WebSocket keepalive pings; 0: none.", min=0)
+    ] = 20.0,
+    ping_timeout: Annotated[
+        float, typer.Option("--ping-timeout", help="Seconds a viewer has to answer a ping (one that never reads is dropped); 0: never.", min=0)
+    ] = 20.0,
 ) -> None:
-    """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, rooms, /metrics."""
+    """Serve the replays in the data directory: web viewer, REST API, WebSocket playback, rooms, /metrics.
+
+    Limits for misbehaving clients and what an operator must do on a public host: docs/security.md.
+    """
+    from .server.serve import ConnectionLimits
+
     store = DataDir(data)
     n = len(store.ids())
     what = f"serving {n} replay{'s' if n != 1 else ''} from {store.root}{'' if ingest else ' (ingest disabled)'} at"
@@ -338,7 +372,10 @@ def serve(
         options["offline"] = True
     if fastf1_cache is not None:
         options["cache_dir"] = str(fastf1_cache.absolute())
-    _serve(store, host, port, workers, log_level, "/", what, ingest, options, redis)
+    limits = ConnectionLimits(header_timeout=header_timeout, max_header_bytes=max_header_bytes, keep_alive=keep_alive_timeout,
+                              ping_interval=ping_interval, ping_timeout=ping_timeout)
+    _serve(store, host, port, workers, log_level, "/", what, ingest, options, redis, limits=limits,
+           allowed_hosts=allowed_host or None, allowed_origins=allowed_origin or None, max_connections=max_connections)
 
 
 @app.command()
@@ -429,11 +466,17 @@ def _write_ingested(load: Callable[[Callable[[str, float], None]], Any], store: 
             race = load(update)
         except IngestError as e:
             fail(str(e))
-    path = store.path_of(race.id)
+    try:
+        path = store.path_of(race.id)
+    except ValueError as e:
+        fail(str(e), 2)
     if path.exists() and not force:
         fail(f"{path} already exists (use --force to replace it)")
     with progress_bar("encoding bundle") as upd:
-        write_bundle(race, path, overwrite=force, progress=upd)
+        try:
+            write_bundle(race, path, overwrite=force, progress=upd)
+        except (BundleError, RaceError) as e:
+            fail(str(e))
     out.print(f"wrote [bold]{race.id}[/]: {race.n_frames} frames -> {path}")
     for w in race.event.get("warnings", ()):
         console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False, soft_wrap=True)
@@ -475,6 +518,11 @@ def ingest_table(
 
     if session.strip().upper() not in ("R", "Q"):
         fail(f"--session must be R or Q, got {session!r}", 2)
+    if replay_id is not None:
+        try:
+            validate_id(replay_id)  # before loading a possibly huge table
+        except ValueError as e:
+            fail(str(e), 2)
     _write_ingested(lambda upd: load_table(file, id=replay_id, progress=upd, session=session), DataDir(data), force)
 
 

@@ -72,6 +72,10 @@ server {{
     # Immutable one-second chunks: cached, misses collapsed into one upstream request.
     location ~ ^/api/replays/[^/]+/chunks {{
         proxy_pass http://racecast;
+        # (a location's proxy_set_header replaces every inherited one: the server's are repeated)
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header Connection "";
         proxy_set_header Accept-Encoding $racecast_coding;
         proxy_cache racecast_chunks;
         proxy_cache_key "$request_uri|$racecast_coding";
@@ -87,6 +91,8 @@ server {{
     # The replay WebSocket: long-lived, unbuffered.
     location /ws/ {{
         proxy_pass http://racecast;
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection $racecast_connection;
         proxy_buffering off;

@@ -20,6 +20,7 @@ import math
 from typing import Protocol
 
 from .bundle import Bundle, Stream
+from .errors import BadRequest
 from .playback import Playback
 
 #: Chunk mode: how far ahead of the playhead chunks are pushed (seconds of wall time), and a hard cap.
@@ -33,8 +34,10 @@ CHUNK_BATCH = 2
 CHUNK_COMPRESSIONS = {"identity": "", "gzip": ".gz", "br": ".br", "zstd": ".zst"}
 
 
-class FeedError(ValueError):
+class FeedError(BadRequest, ValueError):
     """A connection option this replay cannot honour (unknown encoding, mode or compression)."""
+
+    kind = "bad_encoding"
 
 
 class Feed(Protocol):

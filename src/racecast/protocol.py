@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Union
 
+from .errors import BadRequest
+
 #: Largest accepted control message (bytes of UTF-8). Bigger ones close the socket with 1009.
 MAX_COMMAND_BYTES = 4096
 MIN_SPEED = 0.1
@@ -22,8 +24,10 @@ MAX_SPEED = 64.0
 ACTIONS = ("play", "pause", "seek", "speed", "ping", "pong")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(BadRequest, ValueError):
     """A command the server refuses; ``str(e)`` is sent to the client as is."""
+
+    kind = "bad_command"
 
 
 class CommandTooLarge(ProtocolError):

@@ -22,6 +22,10 @@ import numpy as np
 DEFAULT_FPS = 25
 
 
+#: Most drivers (moving objects) in one race: positions are stored as int8.
+MAX_DRIVERS = 127
+
+
 class RaceError(ValueError):
     """A race that breaks the model's invariants (shape, time, positions...)."""
 
@@ -33,6 +37,7 @@ class Status(IntEnum):
     PIT = 1
     OUT = 2  # retired / not running; stays out
     FINISHED = 3  # took the chequered flag
+    DNS = 4  # did not start: listed (last), never drawn on the map, never running
 
     @property
     def label(self) -> str:
@@ -357,6 +362,8 @@ def validate_race(race: Race) -> None:
     nd = race.n_drivers
     if nd < 1:
         _fail("a race needs at least one driver")
+    if nd > MAX_DRIVERS:
+        _fail(f"a race holds at most {MAX_DRIVERS} drivers (positions are stored as 8-bit integers), got {nd}")
     codes = race.codes
     if len(set(codes)) != nd:
         dup = sorted({c for c in codes if codes.count(c) > 1})
@@ -387,8 +394,8 @@ def validate_race(race: Race) -> None:
     if bad_rows.size:
         f = int(bad_rows[0])
         _fail(f"positions at frame {f} are not a permutation of 1..{nd}: {dict(zip(codes, pos[f].tolist()))}")
-    # Cars still in the race (not OUT) hold the top positions.
-    out = status == Status.OUT
+    # Cars still in the race (not OUT, not DNS) hold the top positions; non-starters the last.
+    out = (status == Status.OUT) | (status == Status.DNS)
     if out.any():
         n_running = nd - out.sum(axis=1)
         bad = (~out) & (pos > n_running[:, None])
@@ -398,6 +405,12 @@ def validate_race(race: Race) -> None:
                 f"position at frame {f}: driver {codes[dr]} is running in P{pos[f, dr]} "
                 f"behind a retired car (only {n_running[f]} cars running)"
             )
+        dns = status == Status.DNS
+        n_started = nd - dns.sum(axis=1)
+        bad = (~dns) & (pos > n_started[:, None])
+        if bad.any():
+            f, dr = (int(v) for v in np.argwhere(bad)[0])
+            _fail(f"position at frame {f}: driver {codes[dr]} in P{pos[f, dr]} behind a car that did not start")
     if not isinstance(race.total_laps, int) or race.total_laps < 0:
         _fail(f"total_laps must be a non-negative integer, got {race.total_laps!r}")
     g = race.geometry
@@ -424,12 +437,14 @@ def empty_channels(n_frames: int, n_drivers: int) -> dict[str, np.ndarray]:
 
 
 def rank_positions(race_progress: np.ndarray, status: np.ndarray) -> np.ndarray:
-    """Running order per frame from progress: running cars by progress, retired cars last.
+    """Running order per frame from progress: running cars by progress, retired cars after them,
+    non-starters last.
 
     Ties keep driver order (stable sort), so the result is deterministic.
     """
     n, nd = race_progress.shape
     key = np.where(status == Status.OUT, race_progress - 1e6, race_progress)
+    key = np.where(status == Status.DNS, -2e6, key)
     order = np.argsort(-key, axis=1, kind="stable")
     pos = np.empty((n, nd), dtype=np.int8)
     rows = np.arange(n)[:, None]

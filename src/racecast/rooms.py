@@ -28,6 +28,7 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from .errors import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TRY_LATER, RacecastError
 from .protocol import Command, Pause, Play, ProtocolError, Seek, SetSpeed, dumps
 
 #: Room ids: 10 characters of lowercase base32 (a-z, 2-7); 50 bits, unguessable enough to share as a link.
@@ -44,28 +45,39 @@ _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 _EPS = 1e-6
 
 
-class RoomError(ValueError):
+class RoomError(RacecastError, ValueError):
     """A room request that cannot be honoured; ``str(e)`` is meant for the client."""
+
+    http_status = 422
+    close_code = CLOSE_BAD_REQUEST
+    kind = "room_refused"
 
 
 class InvalidRoomId(RoomError):
-    pass
+    http_status = 400
 
 
 class UnknownRoom(RoomError):
-    pass
+    http_status = 404
+    close_code = CLOSE_NOT_FOUND
 
 
 class RoomFull(RoomError):
-    pass
+    http_status = 503
+    close_code = CLOSE_TRY_LATER
 
 
 class TooManyRooms(RoomError):
-    pass
+    http_status = 503
+    close_code = CLOSE_TRY_LATER
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, headers={"Retry-After": "60"})
 
 
 class WrongToken(RoomError):
-    pass
+    http_status = 403
+    close_code = CLOSE_FORBIDDEN
 
 
 class NotInControl(ProtocolError):

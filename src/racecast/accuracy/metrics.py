@@ -169,6 +169,8 @@ def crossing_order(ctx: Context) -> Result | None:
         ahead = sum(1 for (te, e) in done.get(k, []) if out_t.get(e, math.inf) >= t)
         done.setdefault(k, []).append((t, d))
         j = ctx.col(d)
+        if t > out_t.get(d, math.inf):
+            continue  # crossed after it stopped (rolling into the pits): it is out, not racing
         n += 1
         if j is None:
             continue

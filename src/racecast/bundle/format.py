@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..errors import Damaged
 from ..race import Race
 
 FORMAT_NAME = "racecast-bundle"
@@ -38,13 +39,13 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class BundleError(Exception):
-    """A bundle that cannot be used: missing, truncated, corrupt or from a newer racecast."""
+class BundleError(Damaged):
+    """A bundle that cannot be used: missing, truncated, corrupt, malformed or from a newer racecast."""
 
 
 def validate_id(replay_id: str) -> str:
     """Return ``replay_id`` if it is a safe bundle name (no paths, no dot-files), else raise."""
-    if not isinstance(replay_id, str) or not _ID_RE.match(replay_id) or ".." in replay_id:
+    if not isinstance(replay_id, str) or not _ID_RE.fullmatch(replay_id) or ".." in replay_id:  # fullmatch: no trailing newline
         raise ValueError(
             f"invalid replay id {replay_id!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )

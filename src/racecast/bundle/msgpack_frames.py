@@ -13,7 +13,7 @@ units and codes (docs/protocol.md, "Seed compatibility", has the field-by-field 
 * ``brake`` 0-1 (FastF1's brake is on/off; the model's 0-100 % / 100), ``throttle`` 0-100;
 * ``race_progress`` metres of race (laps x track length), like the seed's;
 * ``gap_to_leader`` / ``gap_to_previous`` seconds, 0 for the leader and when unknown;
-* ``status`` "Running", "Pit", "Retired" or "Finished";
+* ``status`` "Running", "Pit", "Retired", "Finished" or "DNS" (did not start);
 * ``weather`` on every frame, with ``rain_state`` "Dry" or "Raining".
 
 Floats are packed single-precision; integer-valued channels are packed as integers;
@@ -48,7 +48,10 @@ SEED_DRIVER_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 STATUS_LABELS = {int(s): s.label for s in Status}  # the model's labels (racecast's encodings)
 #: Car status as the seed's clients read it (its leaderboard greys out "Retired").
-SEED_STATUS = {int(Status.RUNNING): "Running", int(Status.PIT): "Pit", int(Status.OUT): "Retired", int(Status.FINISHED): "Finished"}
+SEED_STATUS = {
+    int(Status.RUNNING): "Running", int(Status.PIT): "Pit", int(Status.OUT): "Retired", int(Status.FINISHED): "Finished",
+    int(Status.DNS): "DNS",  # did not start: listed, never drawn
+}  # fmt: skip
 #: The model's DRS states as FastF1's raw codes (8: eligible, 10/12/14: open).
 SEED_DRS = {int(Drs.OFF): 0, int(Drs.ELIGIBLE): 8, int(Drs.OPEN): 12}
 #: FastF1 position units per metre.

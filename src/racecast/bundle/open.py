@@ -35,6 +35,7 @@ from .blocks import CACHE, Stream
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
 from .quantize import dequantize_columns
 from .streams import Deriver, compressor, stored_stream
+from .manifest import validate_manifest
 
 
 class Bundle:
@@ -55,10 +56,13 @@ class Bundle:
             streams = m["streams"]
         except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"{self.path}: manifest is missing or has a malformed field ({e!r})") from e
+        root = self.path.resolve()
         for name, size in sizes.items():
             p = self.path / name
             if ".." in Path(name).parts or Path(name).is_absolute():
                 raise BundleError(f"{self.path}: manifest lists a file outside the bundle: {name!r}")
+            if not p.resolve().is_relative_to(root):  # a symlink out of the bundle: never served
+                raise BundleError(f"{self.path}: file {name} is a link to outside the bundle")
             try:
                 actual = p.stat().st_size
             except FileNotFoundError:
@@ -274,18 +278,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         m = json.loads(mpath.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
         raise BundleError(f"{path}: {MANIFEST} is not valid JSON ({e}); the bundle is corrupt") from e
-    if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
-        raise BundleError(f"{path}: {MANIFEST} is not a racecast bundle manifest")
-    v = m.get("format_version")
-    if not isinstance(v, int):
-        raise BundleError(f"{path}: bundle has no format version")
-    if v > FORMAT_VERSION:
-        raise BundleError(
-            f"{path}: bundle format version {v} is newer than this racecast supports ({FORMAT_VERSION}); upgrade racecast"
-        )
-    if v < 1:
-        raise BundleError(f"{path}: bundle format version {v} is not valid")
-    return m
+    except RecursionError:
+        raise BundleError(f"{path}: {MANIFEST} nests too deeply to be a racecast manifest") from None
+    return validate_manifest(m, str(path))
 
 
 def open_bundle(path: str | os.PathLike[str]) -> Bundle:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from .open import Bundle, open_bundle
 
 ENV_VAR = "RACECAST_DATA"
 log = logging.getLogger("racecast.bundle")
+#: Hidden temporary directories untouched this long (s) are a killed writer's: removed on open/list.
+ORPHAN_AGE = 3600.0
 
 
 def default_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -47,6 +51,29 @@ class DataDir:
             p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()
         )
 
+    def clean_orphans(self, max_age: float = ORPHAN_AGE) -> list[Path]:
+        """Remove writers' hidden temporary directories (``.<id>.tmp-*``, ``.<id>.old-*``) untouched for
+        ``max_age`` seconds: what a writer killed mid-write (SIGKILL, power loss) leaves behind.
+
+        A bundle is renamed into place whole, so these are never a replay; a live writer
+        touches its directory far more often than ``max_age``. Returns what was removed.
+        """
+        if not self.root.is_dir():
+            return []
+        now = time.time()
+        removed = []
+        for p in self.root.iterdir():
+            if not (p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)) or p.is_symlink() or not p.is_dir():
+                continue
+            try:
+                newest = max([p.stat().st_mtime] + [c.stat().st_mtime for c in p.iterdir()])
+            except OSError:
+                continue
+            if now - newest >= max_age:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+        return removed
+
     def exists(self, replay_id: str) -> bool:
         return (self.path_of(replay_id) / MANIFEST).is_file()
 
@@ -74,12 +101,13 @@ class DataDir:
 
     def summaries(self) -> list[dict[str, Any]]:
         """One summary per bundle; damaged bundles are listed with their error instead."""
+        self.clean_orphans()
         out = []
         for rid in self.ids():
             try:
                 out.append(summary(self.open(rid)))
-            except BundleError as e:
-                out.append({"id": rid, "error": str(e)})
+            except (BundleError, ValueError) as e:
+                out.append({"id": rid, "status": "damaged", "error": str(e)})
         return out
 
     def close(self) -> None:

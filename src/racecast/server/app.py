@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Sequence
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, model_validator
@@ -45,6 +46,10 @@ from .ingest import (
     session_code,
 )
 from .metrics import Metrics
+from ..errors import BadRequest, NotFound
+from .errors import FaultLog
+from .hosts import LOCAL_HOSTS, HostCheck
+from .errors import install as install_error_handlers
 from .replays import InvalidId, Replay, Replays, UnknownReplay
 from .rooms import RoomHub
 from .rooms_http import add_room_routes
@@ -80,6 +85,7 @@ class ServerState:
     #: Why ``POST /api/sessions`` could not provide a session (id -> message), so the seed's
     #: client, which ignores the POST's answer, hears it as ``loading_error`` on the WebSocket.
     session_errors: "BoundedDict" = field(default_factory=lambda: BoundedDict(64))
+    faults: FaultLog = field(default_factory=lambda: FaultLog(logging.getLogger("racecast.faults")))
 
 
 class SessionRequest(BaseModel):
@@ -114,7 +120,7 @@ class LapTelemetryRequest(BaseModel):
 def _lap_ref(v: str) -> tuple[str, int]:
     code, sep, lap = v.partition(":")
     if not sep or not code or not lap.isdigit() or len(lap) > 4:
-        raise HTTPException(422, f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}")
+        raise BadRequest(f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}", http_status=422)
     return code, int(lap)
 
 
@@ -141,6 +147,7 @@ def create_app(
     *,
     max_connections: int = 10_000,
     allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     command_rate: float = 120.0,
     command_burst: float = 600.0,
     buffer_limit: int = DEFAULT_BUFFER_LIMIT,
@@ -162,6 +169,8 @@ def create_app(
 ) -> FastAPI:
     """Build the racecast app serving the bundles in ``data_dir``.
 
+    ``allowed_hosts``: Host header names this server answers to (DNS rebinding
+    protection; None: the loopback names; ``["*"]``: any).
     ``allowed_origins``: browser origins allowed on the WebSocket besides the
     page's own (None: any localhost origin; ``["*"]``: any). ``command_rate`` /
     ``command_burst``: per-connection command budget (a connection over it is closed
@@ -231,15 +240,17 @@ def create_app(
     app.state.racecast = state
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
+    def host_refused(kind: str, message: str) -> None:
+        metrics.error(kind)
+        state.faults.note(kind, message)
+
+    hosts = sorted(LOCAL_HOSTS) if allowed_hosts is None else list(allowed_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=hosts, allowed_origins=state.allowed_origins, on_refused=host_refused)
+    install_error_handlers(app)
+
     def replay_or_error(replay_id: str) -> Replay:
-        try:
-            return state.replays.get(replay_id)
-        except InvalidId as e:
-            raise HTTPException(400, str(e)) from None
-        except UnknownReplay:
-            raise HTTPException(404, f"no replay {replay_id!r} on this server") from None
-        except BundleError as e:
-            raise HTTPException(500, f"replay {replay_id!r} cannot be opened: {e}") from None
+        """The replay; raises the :class:`RacecastError` the error handler turns into its JSON answer."""
+        return state.replays.get(replay_id)
 
     def metadata_response(request: Request, r: Replay) -> Response:
         gz = "gzip" in request.headers.get("accept-encoding", "")
@@ -264,17 +275,17 @@ def create_app(
     def replay_frames(
         replay_id: str,
         request: Request,
-        start: int = Query(0, ge=0),
+        start: int = Query(0),  # range-checked below: 400 like any start outside the replay
         count: int = Query(250, ge=1, le=MAX_FRAMES_PER_REQUEST),
         encoding: str = Query("msgpack", max_length=40),
     ) -> Response:
         r = replay_or_error(replay_id)
         stream = r.bundle.streams.get(encoding)
         if stream is None or stream.frames_per_item != 1:
-            raise HTTPException(400, f"unknown frame encoding {encoding!r}")
+            raise BadRequest(f"unknown frame encoding {encoding!r}")
         n = r.bundle.n_frames
-        if start >= n:
-            raise HTTPException(400, f"start {start} is outside the replay (0..{n - 1})")
+        if not 0 <= start < n:
+            raise BadRequest(f"start {start} is outside the replay (0..{n - 1})")
         stop = min(n, start + count)
         etag = f'{r.etag[:-1]}-{encoding}-{start}-{stop}"'
         headers = {
@@ -301,8 +312,8 @@ def create_app(
     @app.post("/api/sessions", summary="Seed-compatible: open a session's replay, ingesting it if needed")
     async def create_session(req: SessionRequest) -> Response:
         st = session_code(req.session_type) or req.session_type
-        if not _SESSION_TYPE.match(st):
-            raise HTTPException(422, f"session_type must be 1-8 letters or digits, got {req.session_type!r}")
+        if not _SESSION_TYPE.fullmatch(st):
+            raise BadRequest(f"session_type must be 1-8 letters or digits, got {req.session_type[:40]!r}", http_status=422)
         sid = f"{req.year}_{req.round_num}_{st}"
         mgr = state.ingest
         job = mgr.job(sid) if mgr is not None else None
@@ -359,11 +370,7 @@ def create_app(
                 return JSONResponse(job.status())
             if (why := state.session_errors.get(session_id)) is not None:
                 return JSONResponse({"session_id": session_id, "loading": False, "status": "failed", "error": why})
-            raise HTTPException(404, f"no session {session_id!r} on this server") from None
-        except InvalidId as e:
-            raise HTTPException(400, str(e)) from None
-        except BundleError as e:
-            raise HTTPException(500, f"replay {session_id!r} cannot be opened: {e}") from None
+            raise NotFound(f"no session {session_id!r} on this server") from None
         body = '{"session_id":' + json.dumps(session_id) + ',"loading":false,"metadata":' + r.metadata_json + "}"
         return Response(body.encode(), media_type="application/json")
 
@@ -373,11 +380,9 @@ def create_app(
         try:
             return await state.replays.aget(sid)
         except UnknownReplay:
-            raise HTTPException(404, f"no session {sid!r} on this server (POST /api/sessions loads it)") from None
+            raise NotFound(f"no session {sid!r} on this server (POST /api/sessions loads it)") from None
         except InvalidId as e:
-            raise HTTPException(422, str(e)) from None
-        except BundleError as e:
-            raise HTTPException(500, f"replay {sid!r} cannot be opened: {e}") from None
+            raise BadRequest(str(e), http_status=422) from None
 
     async def traces(r: Replay, pairs: list[tuple[str, int]], render: Any) -> list[Any]:
         codes = [d["code"] for d in r.bundle.manifest["drivers"]]
@@ -388,7 +393,7 @@ def create_app(
         try:
             return await asyncio.to_thread(work)
         except CompareError as e:
-            raise HTTPException(404, str(e)) from None
+            raise NotFound(str(e)) from None
 
     @app.post("/api/telemetry/laps", summary="Seed-compatible: telemetry of drivers' laps (distance, speed, throttle, brake, gear, x, y)")
     async def telemetry_laps(req: LapTelemetryRequest) -> dict[str, Any]:
@@ -471,7 +476,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes", "error": "too_large"}, status_code=413)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await too_big(scope, receive, send)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
 from ..bundle import Bundle, Stream
 from ..bundle.chunks import CHUNK_MEDIA_TYPE
+from ..errors import BadRequest, NotFound
 
 if TYPE_CHECKING:
     from .replays import Replay
@@ -99,11 +100,11 @@ def chunk_response(request: Request, replay: "Replay", first: int, count: int) -
     streams = _streams(replay.bundle)
     raw = streams.get("identity")
     if raw is None:
-        raise HTTPException(404, f"replay {replay.id!r} has no chunks (written by an older racecast)")
+        raise NotFound(f"replay {replay.id!r} has no chunks (written by an older racecast)")
     available = [c for c in streams if count == 1 or c != "br"]
     coding = choose_coding(request.headers.get("accept-encoding"), available)
     if coding is None:
-        raise HTTPException(406, f"no acceptable content coding; this server has: {', '.join(available)}")
+        raise BadRequest(f"no acceptable content coding; this server has: {', '.join(available)}", http_status=406)
     etag = _etag(replay, first, count, coding)
     headers = {
         "ETag": etag,
@@ -130,7 +131,7 @@ def add_chunk_routes(app: FastAPI, replay_or_error: Callable[[str], "Replay"]) -
         r = replay_or_error(replay_id)
         total = _total(r)
         if k >= total:
-            raise HTTPException(404, f"chunk {k} is outside the replay (0..{total - 1})")
+            raise NotFound(f"chunk {k} is outside the replay (0..{total - 1})")
         return chunk_response(request, r, k, 1)
 
     @app.get("/api/replays/{replay_id}/chunks", summary="Several chunks back to back: ?from=K&count=M")
@@ -143,12 +144,12 @@ def add_chunk_routes(app: FastAPI, replay_or_error: Callable[[str], "Replay"]) -
         r = replay_or_error(replay_id)
         total = _total(r)
         if start >= total:
-            raise HTTPException(400, f"from={start} is outside the replay (0..{total - 1})")
+            raise BadRequest(f"from={start} is outside the replay (0..{total - 1})")
         return chunk_response(request, r, start, min(count, total - start))
 
 
 def _total(r: "Replay") -> int:
     s = r.bundle.streams.get("chunks")
     if s is None:
-        raise HTTPException(404, f"replay {r.id!r} has no chunks (written by an older racecast)")
+        raise NotFound(f"replay {r.id!r} has no chunks (written by an older racecast)")
     return s.count

@@ -87,7 +87,7 @@ class TickSchedule:
 
     def advance(self, now: float) -> tuple[float, int]:
         """The tick to run at ``now``: its scheduled time and how many ticks were skipped to reach it."""
-        missed = max(0, int((now - self.next_target) / self.period))
+        missed = max(0, int((now - self.next_target) / self.period + 1e-6))  # float error must not lose a tick
         self.k += missed
         target = self.next_target
         self.k += 1
@@ -122,6 +122,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._idle_until: float | None = None  # when the first viewer started playing after an idle spell
         # Plain counters (also flushed into metrics each tick).
         self.frames_sent = 0
         self.frames_skipped = 0
@@ -156,6 +157,8 @@ class Engine:
         self._set_playing(viewer, False)
 
     def _set_playing(self, viewer: Viewer, playing: bool) -> None:
+        if playing and not self._playing and not self._scheduled:
+            self._idle_until = self.clock.monotonic()  # the ticker's grid starts here, not when it wakes up
         if not viewer.every_tick:
             if playing:
                 if viewer not in self._scheduled:
@@ -417,21 +420,23 @@ class Engine:
 
     def _on_grid(self, t: float) -> float:
         """The next tick time on the wheel's grid (multiples of the period) from ``t``."""
-        return math.ceil(t * self.fps) / self.fps
+        return math.ceil(t * self.fps - 1e-6) / self.fps  # a time a float error past a grid point is on it
 
     async def _run(self) -> None:
         assert self._wake is not None
         mono = self.clock.monotonic
         m = self.metrics
-        sched = TickSchedule(self.period, self._on_grid(mono()))
+        sched = TickSchedule(self.period, self._on_grid(mono() if self._idle_until is None else self._idle_until))
         while True:
             if not self._playing and not self._scheduled:
                 self._wake.clear()
                 await self._wake.wait()
-                sched = TickSchedule(self.period, self._on_grid(mono()))
+                sched = TickSchedule(self.period, self._on_grid(mono() if self._idle_until is None else self._idle_until))
             delay = sched.next_target - mono()
             if delay > 0:
                 await asyncio.sleep(delay)
+                if mono() + 1e-6 < sched.next_target:  # never serve a tick before its time (a fake clock not moved yet)
+                    continue
             t0 = mono()
             target, missed = sched.advance(t0)
             if missed:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..bundle import DataDir
+from ..errors import Busy, Unavailable
 
 log = logging.getLogger("racecast.ingest")
 
@@ -68,12 +69,19 @@ STAGES: dict[str, tuple[float, float, str]] = {
 QUEUED, LOADING, DONE, FAILED = "queued", "loading", "done", "failed"
 
 
-class IngestUnavailable(Exception):
+class IngestUnavailable(Unavailable):
     """Ingest cannot run on this server (the loader's dependency is missing)."""
 
+    kind = "ingest_unavailable"
 
-class IngestBusy(Exception):
+
+class IngestBusy(Busy):
     """Every ingest slot and queue place is taken."""
+
+    kind = "ingest_busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "60"})
 
 
 def fastf1_missing() -> str | None:

@@ -12,6 +12,8 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,15 +24,27 @@ import numpy as np
 
 from ..analysis.compare import seed_quali_segments
 from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
+from ..bundle.format import MANIFEST
+from ..errors import BadRequest, NotFound
 from ..protocol import Bounds
 
+log = logging.getLogger("racecast.server")
 
-class InvalidId(ValueError):
+
+class InvalidId(BadRequest, ValueError):
     """An id that could not name a bundle (looks like a path, bad characters...)."""
 
+    kind = "invalid_id"
 
-class UnknownReplay(KeyError):
+
+class UnknownReplay(NotFound, KeyError):
     """No bundle with that id in the data directory."""
+
+    kind = "unknown_replay"
+
+    def __init__(self, replay_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"no replay {replay_id!r} on this server")
+        self.replay_id = replay_id
 
 
 def sector_of_points(geometry: dict[str, Any]) -> list[int]:
@@ -176,7 +190,10 @@ class Replays:
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data = DataDir(data_dir)
+        for p in self.data.clean_orphans():  # a writer killed mid-write while no server ran
+            log.warning("removed a killed writer's temporary directory %s", p.name)
         self._open: dict[str, Replay] = {}
+        self._stamps: dict[str, tuple[int, ...] | None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -191,11 +208,30 @@ class Replays:
         return list(self._open)
 
     def cached(self, replay_id: str) -> Replay | None:
-        return self._open.get(replay_id)
+        """The opened replay if it is still the bundle on disk (else None: :meth:`get` re-opens it)."""
+        r = self._open.get(replay_id)
+        if r is not None and self._stamps.get(replay_id) != self._stamp(replay_id):
+            self.forget(replay_id)  # replaced or rewritten under us: new viewers get the new one
+            return None
+        return r
+
+    def _stamp(self, replay_id: str) -> tuple[int, ...] | None:
+        """What identifies the bundle on disk now: its directory's inode and its manifest's inode, size, mtime.
+
+        A bundle replaced atomically (a renamed directory) has a new directory inode; one
+        overwritten in place has a rewritten manifest. A stat or two, so every lookup checks.
+        """
+        try:
+            path = self.data.path_of(replay_id)
+            d = os.stat(path)
+            m = os.stat(path / MANIFEST)
+        except (OSError, ValueError):
+            return None
+        return (d.st_dev, d.st_ino, m.st_ino, m.st_size, m.st_mtime_ns)
 
     def get(self, replay_id: str) -> Replay:
         """The opened replay; raises :class:`InvalidId`, :class:`UnknownReplay` or :class:`BundleError`."""
-        r = self._open.get(replay_id)
+        r = self.cached(replay_id)
         if r is not None:
             return r
         try:
@@ -203,29 +239,39 @@ class Replays:
         except ValueError as e:
             raise InvalidId(str(e)) from None
         t0 = time.perf_counter()
+        stamp = self._stamp(replay_id)  # before opening: a change while we open is seen next time
         try:
             bundle = self.data.open(replay_id)
         except KeyError:
             raise UnknownReplay(replay_id) from None
+        except BundleError as e:  # the client learns why, not where the data directory is
+            raise BundleError(f"replay {replay_id!r} cannot be opened: {str(e).replace(str(self.root), '<data>')}") from e
         with self._lock:
             r = self._open.get(replay_id)
             if r is None:
-                r = Replay.open(replay_id, bundle)
+                try:
+                    r = Replay.open(replay_id, bundle)
+                except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, RecursionError) as e:
+                    # validate_manifest should have caught it: still one replay's problem, never the server's
+                    raise BundleError(f"replay {replay_id!r} cannot be described: {type(e).__name__}: {str(e)[:200]}") from e
                 r = dataclasses.replace(r, load_time=time.perf_counter() - t0)
                 self._open[replay_id] = r
+                self._stamps[replay_id] = stamp
         return r
 
     async def aget(self, replay_id: str) -> Replay:
         """:meth:`get` off the event loop the first time (mapping a big bundle takes milliseconds)."""
-        r = self._open.get(replay_id)
+        r = self.cached(replay_id)
         if r is not None:
             return r
         return await asyncio.to_thread(self.get, replay_id)
 
     def forget(self, replay_id: str) -> None:
-        """Open ``replay_id`` afresh next time (a re-ingest replaced it); viewers of the old one keep it."""
+        """Open ``replay_id`` afresh next time (it was replaced); viewers of the old one keep it, and its
+        mapping (of files perhaps deleted) is released when the last of them leaves."""
         with self._lock:
             self._open.pop(replay_id, None)
+            self._stamps.pop(replay_id, None)
         self.data.forget(replay_id)
 
     def summaries(self) -> list[dict[str, Any]]:
@@ -234,7 +280,7 @@ class Replays:
             try:
                 out.append(summary(self.get(rid).bundle))
             except (BundleError, InvalidId, UnknownReplay) as e:
-                out.append({"id": rid, "error": str(e)})
+                out.append({"id": rid, "status": "damaged", "error": str(e)})
         return out
 
     def close(self) -> None:

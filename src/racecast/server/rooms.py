@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..protocol import Command, Ping, Pong, error_message
+from ..errors import CLOSE_UNAVAILABLE
 from ..rooms import (
     MAX_ROOM_MEMBERS,
     MAX_ROOMS,
@@ -57,6 +58,9 @@ HOUSEKEEPING_INTERVAL = 1.0
 
 class RoomsUnavailable(RoomError):
     """Rooms are off in this process (several workers and no shared backend)."""
+
+    http_status = 501
+    close_code = CLOSE_UNAVAILABLE
 
 
 class Backend(Protocol):

@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..bundle.wsframe import OP_TEXT, binary_header, frame_header
+from .http import FAULTS
 
 #: The ASGI scope extension under which :class:`RacecastWSProtocol` exposes itself.
 EXTENSION = "racecast.transport"
@@ -71,8 +72,79 @@ class Sink(Protocol):
         ...
 
 
+#: A closing connection whose peer has not taken the rest of its bytes after this many seconds is
+#: aborted (RST): a client that never reads must not keep its socket and buffer for ever.
+ABORT_AFTER = 5.0
+
+
+class _CloseWithin:
+    """An asyncio transport whose ``close()`` becomes ``abort()`` if the connection is not gone ``delay`` s later.
+
+    ``transport.close()`` waits until the write buffer is flushed, which for a peer
+    that never reads is never. The hot-path methods are bound once (no per-call indirection).
+    """
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        self._t = transport
+        self._loop = loop
+        self._delay = delay
+        self._timer: asyncio.TimerHandle | None = None
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+        self.get_write_buffer_size = transport.get_write_buffer_size
+
+    def close(self) -> None:
+        self._t.close()
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._delay, self._abort)
+
+    def _abort(self) -> None:  # still not gone (connection_lost cancels this timer)
+        self._t.abort()
+
+    def abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._t.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._t, name)
+
+
 class RacecastWSProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, exposing itself to the app, closing with 1001 on shutdown."""
+    """uvicorn's websockets-sansio protocol, exposing itself to the app, closing with 1001 on shutdown.
+
+    Also: a close that cannot complete (the peer never reads) becomes an abort after
+    :data:`ABORT_AFTER` s, and a keepalive ping left unanswered aborts at once.
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.transport = _CloseWithin(transport, self.loop, ABORT_AFTER)  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        t = self.transport
+        if isinstance(t, _CloseWithin) and t._timer is not None:
+            t._timer.cancel()
+        super().connection_lost(exc)
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn logs an ERROR with a traceback per text message that is not UTF-8: a client can
+        # send thousands. Refuse it here (close 1007) with one rate-limited line.
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                bytes(data).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                FAULTS.note("invalid_utf8", f"text message that is not UTF-8 from {self.client}; closed 1007")
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()  # fails the connection with 1011 and closes...
+        self.transport.abort()  # ...which a peer that does not answer pings will not complete
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

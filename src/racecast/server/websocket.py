@@ -13,13 +13,22 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..bundle import BundleError
-from ..feeds import FeedError, make_feed
+from ..errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INGEST_FAILED,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    Busy,
+    Forbidden,
+    RacecastError,
+)
+from ..feeds import make_feed
+from ..sources import IngestError
 from ..playback import Playback
 from ..protocol import (
     MAX_COMMAND_BYTES,
@@ -36,10 +45,10 @@ from ..protocol import (
     parse_command,
 )
 from .engine import Viewer
+from .hosts import origin_allowed
 from .ingest import DONE, Job
-from .replays import InvalidId, Replay, UnknownReplay
+from .replays import Replay, UnknownReplay
 from .rooms import Admission, RoomsUnavailable
-from ..rooms import InvalidRoomId, RoomError, RoomFull, TooManyRooms, UnknownRoom, WrongToken
 from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
 
 if TYPE_CHECKING:
@@ -47,40 +56,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("racecast.ws")
 
-# Close codes (docs/protocol.md lists them all).
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008  # Origin not allowed
-CLOSE_TOO_BIG = 1009  # control message over the size limit
-CLOSE_INTERNAL = 1011  # the replay could not be opened
-CLOSE_TRY_LATER = 1013  # connection limit reached
-CLOSE_BAD_REQUEST = 4400  # invalid replay id or encoding
-CLOSE_NOT_FOUND = 4404  # no such replay
-CLOSE_INGEST_FAILED = 4500  # the replay's server-side ingest failed
-CLOSE_FORBIDDEN = 4403  # a room's host token that does not match
-CLOSE_UNAVAILABLE = 4501  # rooms are off on this server (several workers without Redis)
+# Close codes: racecast.errors defines them (docs/protocol.md lists them all).
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+class OriginRefused(Forbidden):
+    kind = "origin"
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] | None) -> bool:
-    """Browsers send Origin; accept the page's own origin, then ``allowed`` (None: any localhost origin).
-
-    Clients that send no Origin (not browsers) are accepted: Origin is a browser
-    protection against other sites' pages, not authentication.
-    """
-    if origin is None:
-        return True
-    o = origin.strip().lower().rstrip("/")
-    try:
-        parts = urlsplit(o)
-        hostname = parts.hostname
-    except ValueError:
-        return False
-    if host and parts.netloc == host.strip().lower():
-        return True
-    if allowed is None:
-        return hostname in _LOCAL_HOSTS
-    return "*" in allowed or o in {a.strip().lower().rstrip("/") for a in allowed}
+class ServerFull(Busy):
+    kind = "capacity"
 
 
 #: Query parameters only racecast's clients send; a connection without any speaks the seed protocol.
@@ -141,6 +124,13 @@ async def _refuse(ws: WebSocket, code: int, reason: str, message: str | None = N
         pass
 
 
+async def refuse(ws: WebSocket, state: "ServerState", e: RacecastError) -> None:
+    """The WebSocket side of the error model: count ``e``, send it as ``loading_error``, close with its code."""
+    state.metrics.error(e.kind)
+    state.faults.note(e.kind, e.message)
+    await _refuse(ws, e.close_code, e.kind.replace("_", " ")[:60], e.message)
+
+
 async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
     """Serve one viewer of ``/ws/replay/{replay_id}`` until it leaves."""
     mono = state.engine.clock.monotonic
@@ -148,14 +138,12 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
     metrics = state.metrics
     replay_id = ws.path_params.get("replay_id", "")
     if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), state.allowed_origins):
-        metrics.error("origin")
         await ws.accept()
-        await _refuse(ws, CLOSE_POLICY, "origin not allowed")
+        await refuse(ws, state, OriginRefused(f"origin {str(ws.headers.get('origin'))[:100]!r} not allowed"))
         return
     if len(state.connections) >= state.max_connections:
-        metrics.error("capacity")
         await ws.accept()
-        await _refuse(ws, CLOSE_TRY_LATER, f"server full ({state.max_connections} connections)")
+        await refuse(ws, state, ServerFull(f"server full ({state.max_connections} connections)"))
         return
     conn = Connection(ws)
     state.connections.add(conn)
@@ -169,39 +157,21 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             await ws.send_text(loading_progress(0.0, f"opening replay {replay_id[:64]}", percent=seed))
         try:
             replay = cached or await state.replays.aget(replay_id)
-        except InvalidId as e:
-            metrics.error("invalid_id")
-            await _refuse(ws, CLOSE_BAD_REQUEST, "invalid replay id", str(e))
-            return
-        except UnknownReplay:
+        except UnknownReplay as e:
             job = state.ingest.job(replay_id) if state.ingest is not None else None
             # (an ingest that ended while we looked leaves no job but a bundle)
             if job is None and not (state.ingest is not None and state.replays.data.exists(replay_id)):
-                metrics.error("unknown_replay")
                 why = state.session_errors.get(replay_id)  # what POST /api/sessions could not do
-                await _refuse(ws, CLOSE_NOT_FOUND, "unknown replay", why or f"no replay {replay_id!r} on this server")
-                return
+                raise (UnknownReplay(replay_id, why) if why else e) from None
             if job is not None and not await _await_ingest(ws, state, job, seed):
                 return
             try:
                 replay = await state.replays.aget(replay_id)
             except (UnknownReplay, BundleError) as e:
-                metrics.error("ingest_failed")
-                await _refuse(ws, CLOSE_INGEST_FAILED, "ingest failed", f"replay {replay_id!r} was ingested but cannot be opened: {e!r}")
-                return
-        except BundleError as e:
-            metrics.error("damaged_replay")
-            log.warning("replay %s cannot be opened: %s", replay_id, e)
-            await _refuse(ws, CLOSE_INTERNAL, "replay unavailable", f"replay {replay_id!r} cannot be opened: {e}")
-            return
+                raise IngestError(f"replay {replay_id!r} was ingested but cannot be opened: {e}") from None
         bundle = replay.bundle
         playback = Playback(bundle.n_frames, bundle.fps)
-        try:
-            feed = make_feed(bundle, playback, dict(ws.query_params))
-        except FeedError as e:
-            metrics.error("bad_encoding")
-            await _refuse(ws, CLOSE_BAD_REQUEST, "unknown encoding", str(e))
-            return
+        feed = make_feed(bundle, playback, dict(ws.query_params))
         admission = None
         if "room" in ws.query_params:
             admission = await _admit(ws, state, replay_id)
@@ -215,6 +185,11 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
             state.rooms.attach(admission, viewer)  # type: ignore[union-attr]  # at the room's position now
         state.engine.add(viewer)
         await _read_commands(ws, state, viewer, replay)
+    except RacecastError as e:  # every refusal: a loading_error, then its documented close code
+        if viewer is not None:
+            _detach(state, viewer)  # no frame may follow the close frame
+            viewer = None
+        await refuse(ws, state, e)
     except WebSocketDisconnect:
         pass
     finally:
@@ -224,24 +199,11 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
 
 
 async def _admit(ws: WebSocket, state: "ServerState", replay_id: str) -> Admission | None:
-    """Check ``?room=ROOM[&token=TOKEN]``; on refusal send ``loading_error``, close, return None."""
+    """Check ``?room=ROOM[&token=TOKEN]``; a refusal raises its ``RoomError`` (each carries its close code)."""
     hub = state.rooms
-    try:
-        if hub is None:
-            raise RoomsUnavailable("rooms are off on this server")
-        return await hub.admit(ws.query_params["room"], replay_id, ws.query_params.get("token"))
-    except RoomError as e:
-        state.metrics.error("room_refused")
-        code = (
-            CLOSE_UNAVAILABLE if isinstance(e, RoomsUnavailable)
-            else CLOSE_NOT_FOUND if isinstance(e, UnknownRoom)
-            else CLOSE_FORBIDDEN if isinstance(e, WrongToken)
-            else CLOSE_TRY_LATER if isinstance(e, (RoomFull, TooManyRooms))
-            else CLOSE_BAD_REQUEST
-        )  # fmt: skip
-        reason = "invalid room id" if isinstance(e, InvalidRoomId) else "room refused"
-        await _refuse(ws, code, reason, str(e))
-        return None
+    if hub is None:
+        raise RoomsUnavailable("rooms are off on this server")
+    return await hub.admit(ws.query_params["room"], replay_id, ws.query_params.get("token"))
 
 
 async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: bool = False) -> bool:

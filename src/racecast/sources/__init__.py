@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..errors import RacecastError
+
 #: ``progress(stage, fraction)``: called by long-running sources as they work; ``fraction``
 #: goes from 0 to 1 within each stage. Sources may call it from a worker thread.
 ProgressFn = Callable[[str, float], None]
 
 
-class IngestError(Exception):
+class IngestError(RacecastError):
     """Input that cannot become a race; the message names the problem for the user."""
+
+    http_status = 422
+    close_code = 4500
+    kind = "ingest_failed"
 
 
 __all__ = ["IngestError", "ProgressFn"]

@@ -182,7 +182,8 @@ def progress_from_crossings(
         by_time = (grid[mid] - cross_t[a]) / (cross_t[b] - cross_t[a])
         # A lap whose positions barely moved (position feed broken) falls back to time.
         frac = np.where(den >= 0.5 * lap_len * dk, by_dist, by_time)
-        p[mid] = k[a] + dk * np.clip(frac, 0.0, 1.0)
+        # a lap is complete at its crossing, not a frame before (interpolation can round up)
+        p[mid] = k[a] + dk * np.clip(frac, 0.0, 1.0 - 1e-7)
     return p
 
 
@@ -195,7 +196,9 @@ def running_order(progress: np.ndarray, status: np.ndarray, finish_order: np.nda
     key = progress.astype(np.float64, copy=True)
     if finish_order is not None:
         fo = np.nan_to_num(np.asarray(finish_order, dtype=np.float64), nan=0.0)
-        key = np.where(status == Status.FINISHED, key - 1e-6 * fo[None, :], key)
+        # a finished car is ahead of one still on the same lap count (whose progress may round
+        # up to it a frame early); finishers among themselves in the order they took the flag
+        key = np.where(status == Status.FINISHED, key + 1e-4 - 1e-6 * fo[None, :], key)
     return rank_positions(key, status)
 
 
@@ -392,3 +395,221 @@ def path_fractions(x: np.ndarray, y: np.ndarray, ts: np.ndarray, at: Sequence[fl
     if s[-1] <= 0:
         return [0.0 for _ in at]
     return [float(np.interp(a, ts, s) / s[-1]) for a in at]
+
+
+# -- race rules shared by the real-data sources --------------------------------------------
+
+#: A car that ends within this distance (m) of where its data ends has stopped there.
+STOP_RADIUS = 5.0
+#: Running-order key step between grid slots (ties before the first crossing).
+_GRID_STEP = 1e-3
+
+
+#: A car that spends less than this (s) within STOP_RADIUS of its last position was still driving
+#: when its data ended.
+STOP_DWELL = 1.0
+
+
+def stop_time(t: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float = STOP_RADIUS) -> float:
+    """When a car reached the place where its data ends: the first sample from which it stays
+    within ``radius`` m of its last position; a car still driving when its data ends (there
+    for less than :data:`STOP_DWELL`) stopped at its last sample."""
+    if t.size == 0:
+        return math.nan
+    far = np.hypot(x - x[-1], y - y[-1]) > radius
+    idx = np.flatnonzero(far)
+    first = float(t[idx[-1] + 1]) if idx.size else float(t[0])
+    return first if float(t[-1]) - first >= STOP_DWELL else float(t[-1])
+
+
+def chequered_flag(
+    crossings: Sequence[tuple[np.ndarray, np.ndarray]], scheduled: int | None = None
+) -> tuple[float, int, np.ndarray]:
+    """(flag time, race laps, each car's finish time) from the line crossings.
+
+    The race is over when the first car completes the last lap (the most laps anyone
+    completed, capped at ``scheduled`` when known); every other car takes the flag at its
+    first crossing after that, on the lead lap or laps down. Finish time is NaN for a car
+    that never crossed after the flag.
+    """
+    ks = [int(ck.max()) for _, ck in crossings if ck.size]
+    n = len(crossings)
+    if not ks:
+        return math.inf, 0, np.full(n, np.nan)
+    total = max(ks)
+    if scheduled is not None and 0 < scheduled < total:
+        total = int(scheduled)
+    t_flag = min(float(ct[ck == total].min()) for ct, ck in crossings if (ck == total).any())
+    fin = np.full(n, np.nan)
+    for j, (ct, _ck) in enumerate(crossings):
+        after = np.flatnonzero(ct >= t_flag - 1e-9)
+        if after.size:
+            fin[j] = float(ct[after[0]])
+    return t_flag, total, fin
+
+
+def order_key(
+    grid: np.ndarray,
+    prog: np.ndarray,
+    crossings: Sequence[tuple[np.ndarray, np.ndarray]],
+    grid_rank: np.ndarray,
+    fps: int,
+    lap1: Sequence[tuple[np.ndarray, np.ndarray, float]] | None = None,
+    lap_len: float = 0.0,
+    pit_start: np.ndarray | None = None,
+) -> np.ndarray:
+    """The progress used to rank cars.
+
+    Before its first line crossing a car is placed by where it is along the track
+    (``lap1``: per car, frame indices and their along-track positions from
+    :func:`along_track`), counted back from the line it will cross next -- not by the
+    length of its own path to that line, which weaving, a safety car or the pit lane
+    make longer or shorter. At lights out that is the grid; ties (and cars without
+    ``lap1``) go by ``grid_rank`` (0 = pole). Pit-lane starters (``pit_start``) are
+    behind every car on the grid until their first crossing. On the frame where a
+    crossing registers, cars that crossed within that frame are in the order they
+    crossed (timing order), not by the centimetres each drove since.
+    """
+    key = prog.astype(np.float64, copy=True)
+    dt = 1.0 / fps
+    # how far ahead of its lights-out position a car's first crossing lies (whole laps of the
+    # centre line past the grid), for cars that never cross: as for the cars that do
+    ahead_of_start = [
+        lap_len * round(sc / lap_len) - float(sv[0]) for _i, sv, sc in (lap1 or ()) if sv.size and math.isfinite(sc)
+    ] if lap_len > 0 else []
+    to_line = float(np.median(ahead_of_start)) if ahead_of_start else math.nan
+    for j, (ct, ck) in enumerate(crossings):
+        first = float(ct[0]) if ct.size else math.inf
+        k1 = int(ck[0]) if ck.size else 1
+        before = np.flatnonzero(grid < first)
+        tie = _GRID_STEP * 1e-3 * float(grid_rank[j])
+        if pit_start is not None and pit_start[j]:
+            key[before, j] = k1 - 1.5 - tie
+        elif lap1 is not None and lap_len > 0 and lap1[j][0].size:
+            idx, s, s_cross = lap1[j]
+            # the line ahead: the whole lap nearest to where the car is when it first crosses
+            # (positions at a timing instant scatter by metres; the line is exact)
+            if math.isfinite(s_cross):
+                nominal = lap_len * round(s_cross / lap_len)
+            elif math.isfinite(to_line):
+                nominal = lap_len * round((float(s[0]) + to_line) / lap_len)
+            else:
+                nominal = lap_len * math.ceil(float(s[0]) / lap_len + 1e-9)
+            vals = np.full(before.size, np.nan)
+            pos = np.searchsorted(idx, before)
+            ok = (pos < idx.size) & (idx[np.minimum(pos, idx.size - 1)] == before)
+            vals[ok] = k1 + (s[pos[ok]] - nominal) / lap_len
+            vals = np.minimum(vals, k1 - 1e-7) - tie
+            key[before[ok], j] = vals[ok]
+        else:
+            key[before, j] = k1 - 0.5 - _GRID_STEP * float(grid_rank[j])
+        for t, k in zip(ct.tolist(), ck.tolist()):
+            i = int(np.searchsorted(grid, t - 1e-9))
+            if i < grid.size and grid[i] - t < dt:
+                key[i, j] = k + 1e-9 * (grid[i] - t)
+    return key
+
+
+def lap1_along(
+    geometry: TrackGeometry, grid: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, first_cross: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One car before its first crossing: (frame indices, along-track position at each, and
+    at the crossing -- NaN without one); positions projected on the track, unwrapped."""
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0), math.nan)
+    if t.size == 0:
+        return empty
+    end = first_cross if math.isfinite(first_cross) else float(t[-1])
+    m = t <= end + 1.0
+    m[: min(2, t.size)] = True
+    s = along_track(geometry, x[m], y[m])
+    idx = np.flatnonzero(grid < end)
+    if idx.size == 0:
+        return empty
+    vals = np.interp(grid[idx], t[m], s)
+    s_cross = float(np.interp(first_cross, t[m], s)) if math.isfinite(first_cross) else math.nan
+    return idx, vals, s_cross
+
+
+def grid_ranks(slot_s: np.ndarray, pit_lane: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
+    """Grid rank per car (0 = pole): ``given`` grid positions (1-based; 0 or NaN = pit lane or
+    unknown) where known, else the order along the track at the start (``slot_s``: metres ahead
+    of the line, larger = further ahead); pit-lane starters after every grid car."""
+    nd = slot_s.size
+    pos = np.full(nd, np.nan) if given is None else np.asarray(given, dtype=np.float64).copy()
+    pit = np.asarray(pit_lane, dtype=bool).copy()
+    has_grid = np.isfinite(pos) & (pos > 0)
+    if given is not None:
+        pit |= np.isfinite(pos) & (pos <= 0)
+    key = np.where(has_grid, pos, np.nan)
+    if not has_grid.any():
+        key = -np.asarray(slot_s, dtype=np.float64)
+    else:  # cars without a given slot go by where they stood, after those with one
+        key = np.where(has_grid, key, 1e6 - np.asarray(slot_s, dtype=np.float64))
+    key = np.where(pit, 1e9 + key, key)
+    rank = np.empty(nd, dtype=np.int64)
+    rank[np.argsort(key, kind="stable")] = np.arange(nd)
+    return rank
+
+
+def start_slots(geometry: TrackGeometry, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(metres ahead of the line, metres off the centre line) of each car's start position."""
+    s = project_along(geometry, x, y)
+    L = geometry.length
+    ahead = np.where(s > L / 2, s - L, s)
+    cx, cy = geometry.centerline_x, geometry.centerline_y
+    off = np.array([float(np.min(np.hypot(cx - a, cy - b))) for a, b in zip(np.atleast_1d(x), np.atleast_1d(y))])
+    return ahead, off
+
+
+def pit_lane_start(ahead: np.ndarray, off: np.ndarray, half_width: float = HALF_WIDTH) -> np.ndarray:
+    """Cars that start from the pit lane: off the track (further from the centre line than two
+    track half-widths), or standing apart from the grid (further from the nearest other car
+    than four times the typical slot spacing, and than 30 m): grid slots are a few metres apart."""
+    ahead = np.asarray(ahead, dtype=np.float64)
+    pit = np.asarray(off) > 2.0 * half_width
+    on = np.flatnonzero(~pit)
+    if on.size >= 3:
+        a = ahead[on]
+        gap = np.abs(a[:, None] - a[None, :])
+        np.fill_diagonal(gap, np.inf)
+        nearest = gap.min(axis=1)
+        spacing = float(np.median(nearest))
+        pit[on[nearest > max(30.0, 4.0 * spacing)]] = True
+    return pit
+
+
+
+def along_track(geometry: TrackGeometry, x: np.ndarray, y: np.ndarray, coarse: float = 25.0) -> np.ndarray:
+    """Distance along the track (m), unwrapped over laps, of each point of a trace in driving order.
+
+    The nearest centre-line point is found on a coarse copy of the line first, then on the
+    segments around it (cheap enough for thousands of samples).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size == 0:
+        return np.zeros(0)
+    cx, cy = geometry.centerline_x, geometry.centerline_y
+    m = cx.size
+    seg = np.hypot(np.roll(cx, -1) - cx, np.roll(cy, -1) - cy)
+    s0 = np.concatenate([[0.0], np.cumsum(seg)[:-1]])
+    total = float(seg.sum())
+    step = max(1, int(round(coarse / max(float(np.median(seg)), 1e-6))))
+    ci = np.arange(0, m, step)
+    near = np.empty(x.size, dtype=np.int64)
+    for lo in range(0, x.size, 4096):
+        qx, qy = x[lo : lo + 4096, None], y[lo : lo + 4096, None]
+        near[lo : lo + 4096] = ci[np.argmin((cx[ci] - qx) ** 2 + (cy[ci] - qy) ** 2, axis=1)]
+    best_d = np.full(x.size, np.inf)
+    best_s = np.zeros(x.size)
+    for off in range(-step - 1, step + 2):
+        a = (near + off) % m
+        b = (a + 1) % m
+        ax, ay, dx, dy = cx[a], cy[a], cx[b] - cx[a], cy[b] - cy[a]
+        l2 = np.where(seg[a] > 0, seg[a] ** 2, 1.0)
+        u = np.clip(((x - ax) * dx + (y - ay) * dy) / l2, 0.0, 1.0)
+        d = (ax + u * dx - x) ** 2 + (ay + u * dy - y) ** 2
+        better = d < best_d
+        best_d = np.where(better, d, best_d)
+        best_s = np.where(better, s0[a] + u * seg[a], best_s)
+    return np.unwrap(best_s, period=total)

@@ -20,11 +20,14 @@ How the conversion stays honest:
   the laps and the instants they complete come from the timing data (``Laps.Time``),
   so at every line crossing the order is exactly the timing order; between crossings
   the fraction is the share of the distance driven. Before a car's first crossing
-  (the grid, the first corners) the progress counts down the distance still to go to
-  the line, so the car nearest the line leads. Cars take the chequered flag at their
-  first crossing after the winner's: from then on their order is frozen in the order
-  they finished. A car that stops for good without finishing is OUT from the moment
-  it stopped (ranked behind every running car), a car in the pit lane is PIT.
+  (the grid, the first corners) it is placed by where it is along the track, counted
+  back from the line it will cross next -- at lights out that is the grid; pit-lane
+  starters (``results.GridPosition`` 0) are behind every grid car until their first
+  crossing. Cars take the chequered flag at their first crossing after the winner's:
+  from then on their order is frozen in the order they finished. A car that stops for
+  good without finishing is OUT from the moment it came to rest (ranked behind every
+  running car), a car in the pit lane is PIT; a car in the results with no position
+  data and no lap did not start: DNS, listed last, never drawn.
 * Qualifying and practice replay the whole session; the order is the timing-screen
   order (best lap so far), cars in the garage are PIT.
 """
@@ -62,7 +65,14 @@ from racecast.sources.ingest_report import with_warnings
 from racecast.sources.officials import attach_officials
 from racecast.sources._common import (
     build_race,
+    chequered_flag,
     fallback_color,
+    grid_ranks,
+    lap1_along,
+    order_key,
+    pit_lane_start,
+    start_slots,
+    stop_time,
     fill_order,
     median_lap_length,
     clean_samples,
@@ -720,6 +730,65 @@ def _pit_intervals(dl: _Laps, race_like: bool) -> list[tuple[float, float]]:
     return out
 
 
+def _non_starters(frames: FastF1Frames, traces: Mapping[str, _Trace], laps: Mapping[str, _Laps]) -> list[str]:
+    """Driver numbers in the results (or pos_data) with no valid position and no completed lap."""
+    known: list[str] = list(traces)
+    res = frames.results
+    if res is not None and len(res) and "DriverNumber" in res.columns:
+        known += [_text(v) for v in res["DriverNumber"]]
+    out = []
+    for num in dict.fromkeys(k for k in known if k):
+        tr = traces.get(num)
+        dl = laps.get(num)
+        if (tr is None or tr.t.size == 0) and (dl is None or dl.cross_t.size == 0):
+            out.append(num)
+    return out
+
+
+def _grid_ranks(
+    frames: FastF1Frames, nums: list[str], dlaps: list[_Laps], geometry: Any, ch: Mapping[str, np.ndarray], start_f: int, dns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start order, pit-lane starters): the results' GridPosition (0 = pit lane, last), else
+    where cars stood at the start, with cars leaving the pit lane on lap 1 (or standing off
+    the grid) behind it."""
+    ahead, off = start_slots(geometry, ch["x"][start_f], ch["y"][start_f])
+    pit = pit_lane_start(ahead, off) | dns
+    for j, dl in enumerate(dlaps):
+        if dl.number.size and dl.number[0] == 1 and math.isfinite(dl.pit_out[0]):
+            pit[j] = True
+    given = None
+    res = frames.results
+    if res is not None and len(res) and "GridPosition" in res.columns and "DriverNumber" in res.columns:
+        gp = {_text(r): _scalar_float(v) for r, v in zip(res["DriverNumber"], res["GridPosition"])}
+        given = np.array([gp.get(num, math.nan) for num in nums], dtype=np.float64)
+        if not np.isfinite(given).any():
+            given = None
+        else:
+            pit = dns | (np.isfinite(given) & (given <= 0))  # the official grid says who started from the pit lane (0)
+    return grid_ranks(ahead, pit, given), pit
+
+
+def _results_disagree(
+    results: pd.DataFrame | None, nums: list[str], drivers: list[Driver], dlaps: list[_Laps], t_fin: np.ndarray, dns: np.ndarray
+) -> list[str]:
+    """Warnings where the results' lap count disagrees with the laps the timing data shows."""
+    if results is None or len(results) == 0 or "Laps" not in results.columns or "DriverNumber" not in results.columns:
+        return []
+    laps_of = {_text(r): _scalar_float(v) for r, v in zip(results["DriverNumber"], results["Laps"])}
+    # disqualified / excluded cars: their official lap count is not what they drove
+    cp = results["ClassifiedPosition"] if "ClassifiedPosition" in results.columns else [""] * len(results)
+    dsq = {_text(r) for r, c in zip(results["DriverNumber"], cp) if _text(c).upper() in ("D", "E")}
+    out = []
+    for j, num in enumerate(nums):
+        want = laps_of.get(num, math.nan) if num not in dsq else math.nan
+        if not math.isfinite(want) or dns[j]:
+            continue
+        got = int(dlaps[j].cross_k.max()) if dlaps[j].cross_k.size else 0
+        if got != int(want):
+            out.append(f"driver {drivers[j].code}: the results say {int(want)} laps, the timing data has {got}; the replay follows the timing data")
+    return out
+
+
 def race_from_fastf1_frames(
     frames: FastF1Frames,
     *,
@@ -733,19 +802,26 @@ def race_from_fastf1_frames(
     numbers = [n for n, tr in traces.items() if tr.t.size > 0]
     if not numbers:
         raise IngestError("FastF1 data has no position samples for any driver")
-    pairs = _drivers(frames.results, numbers)
+    warnings: list[str] = []
+    # A car with neither a position sample (FastF1 gives non-starters all-zero filler) nor
+    # a completed lap did not start: listed as DNS, never drawn. In races only: in other
+    # sessions a car that never left the garage is simply not in the session's data.
+    dns_nums = _non_starters(frames, traces, laps) if frames.race_like else []
+    pairs = _drivers(frames.results, numbers + dns_nums)
     nums = [num for num, _ in pairs]
     drivers = [d for _, d in pairs]
-    cars = {n: _car_trace(frames.car_data.get(n), frames.t0_date) for n in nums}
+    dns = np.array([num in dns_nums for num in nums], dtype=bool)
+    live = [num for num in nums if num not in dns_nums]
+    cars = {n: _car_trace(frames.car_data.get(n), frames.t0_date) for n in live}
     dlaps = [laps.get(n) or _Laps.empty() for n in nums]
-    start, begin, end = _window(frames, {n: laps[n] for n in nums if n in laps}, {n: traces[n] for n in nums})
+    start, begin, end = _window(frames, {n: laps[n] for n in live if n in laps}, {n: traces[n] for n in live})
     grid = frame_grid(begin, end, fps)
     n, nd = grid.size, len(drivers)
     report(progress, "prepare", 1.0)
 
     # -- track geometry from a clean lap ------------------------------------------------
     report(progress, "geometry", 0.0)
-    ref_num, ref_i, ref_t, ref_x, ref_y = _reference_lap({k: laps[k] for k in nums if k in laps}, traces, frames.race_like)
+    ref_num, ref_i, ref_t, ref_x, ref_y = _reference_lap({k: laps[k] for k in live if k in laps}, traces, frames.race_like)
     scale = _position_scale(ref_t, ref_x, ref_y, cars.get(ref_num))
     rx, ry = ref_x * scale, ref_y * scale
     rl = laps[ref_num]
@@ -757,7 +833,7 @@ def race_from_fastf1_frames(
         closed=True,
         sectors=sectors,
         drs_zones=_drs_zone_fractions(ref_t, rx, ry, cars.get(ref_num)),
-        pit_lane=_pit_lane({k: laps[k] for k in nums if k in laps}, traces, scale),
+        pit_lane=_pit_lane({k: laps[k] for k in live if k in laps}, traces, scale),
         rotation=frames.rotation,
     )
     report(progress, "geometry", 1.0)
@@ -767,6 +843,8 @@ def race_from_fastf1_frames(
     dist = np.zeros((n, nd))
     last_move = np.full(nd, -math.inf)
     for j, num in enumerate(nums):
+        if dns[j]:
+            continue
         tr = traces[num]
         x, y = tr.x * scale, tr.y * scale
         ch["x"][:, j] = resample_linear(tr.t, x, grid)
@@ -793,6 +871,8 @@ def race_from_fastf1_frames(
     start_f = int(np.clip(np.searchsorted(grid, start), 0, n - 1))
     prog = np.zeros((n, nd))
     for j, dl in enumerate(dlaps):
+        if dns[j]:
+            continue
         if dl.cross_t.size:
             prog[:, j] = progress_from_crossings(grid, dist[:, j], dl.cross_t, dl.cross_k, lap_len)
         else:  # never completed a lap: where it stood at the start, plus distance since
@@ -810,33 +890,56 @@ def race_from_fastf1_frames(
     finish_order = np.full(nd, np.nan)
     t_fin = np.full(nd, math.inf)
     t_out = np.full(nd, math.inf)
+    crossings = [(dl.cross_t, dl.cross_k) for dl in dlaps]
     if frames.race_like:
-        max_k = max((int(dl.cross_k.max()) for dl in dlaps if dl.cross_k.size), default=0)
-        flag_ts = [float(dl.cross_t[dl.cross_k == max_k].min()) for dl in dlaps if dl.cross_k.size and dl.cross_k.max() == max_k]
-        t_flag = min(flag_ts) if flag_ts else math.inf
+        # Classification at the line: the flag falls when the first car completes the last
+        # lap; every other car takes it at its first crossing after that (laps down too).
+        _t_flag, _total, fin_t = chequered_flag(crossings, frames.total_laps)
         for j, dl in enumerate(dlaps):
-            after = np.flatnonzero(dl.cross_t >= t_flag)
-            if after.size:
-                t_fin[j] = dl.cross_t[after[0]]
-                fin = grid >= t_fin[j]
-                prog[fin, j] = dl.cross_k[after[0]]
+            if dns[j]:
+                continue
+            if np.isfinite(fin_t[j]):
+                t_fin[j] = fin_t[j]
+                fin = grid >= t_fin[j] - 1e-9
+                prog[fin, j] = dl.cross_k[np.flatnonzero(dl.cross_t >= t_fin[j] - 1e-9)[0]]
                 status[fin, j] = Status.FINISHED
             else:
+                # out from where it stopped (the first sample from which it stays put); its
+                # progress still counts a line crossing it rolled over after that (pit lane)
+                tr = traces[nums[j]]
+                t_out[j] = stop_time(tr.t, tr.x * scale, tr.y * scale)
+                if not math.isfinite(t_out[j]):
+                    t_out[j] = last_move[j]
                 last_cross = float(dl.cross_t.max()) if dl.cross_t.size else -math.inf
-                t_out[j] = max(last_cross, last_move[j])
-                out = grid > t_out[j]
-                if out.any():
-                    first = int(np.argmax(out))
-                    prog[out, j] = prog[first - 1, j] if first > 0 else prog[0, j]
-                    dist[out, j] = dist[first - 1, j] if first > 0 else dist[0, j]
-                    status[out, j] = Status.OUT
+                freeze = max(t_out[j], last_cross, float(tr.t[-1]) if tr.t.size else -math.inf)
+                after = grid > freeze
+                if after.any():
+                    first = int(np.argmax(after))
+                    held = prog[first - 1, j] if first > 0 else prog[0, j]
+                    prog[after, j] = max(held, float(dl.cross_k[-1])) if dl.cross_k.size else held
+                    dist[after, j] = dist[first - 1, j] if first > 0 else dist[0, j]
+                status[grid >= t_out[j], j] = Status.OUT
         finished = np.flatnonzero(np.isfinite(t_fin))
         finish_order[finished[np.argsort(t_fin[finished], kind="stable")]] = np.arange(1, finished.size + 1)
         for j in finished:
-            fin = grid >= t_fin[j]
+            fin = grid >= t_fin[j] - 1e-9
             if fin.any():
                 dist[fin, j] = dist[int(np.argmax(fin)), j]
-        positions = running_order(prog, status, finish_order)
+        status[:, dns] = Status.DNS
+        ranks, pit_start = _grid_ranks(frames, nums, dlaps, geometry, ch, start_f, dns)
+        lap1 = []
+        for j, num in enumerate(nums):
+            tr = traces.get(num)
+            if dns[j] or tr is None or tr.t.size == 0:
+                lap1.append((np.zeros(0, dtype=np.int64), np.zeros(0), math.nan))
+                continue
+            first = float(dlaps[j].cross_t[0]) if dlaps[j].cross_t.size else math.inf
+            idx, s_along, s_cross = lap1_along(geometry, grid, tr.t, tr.x * scale, tr.y * scale, first)
+            keep = grid[idx] >= start  # from lights out; before it the grid is the grid
+            lap1.append((idx[keep], s_along[keep], s_cross))
+        key = order_key(grid, prog, crossings, ranks, fps, lap1, geometry.length, pit_start)
+        positions = running_order(key, status, finish_order)
+        warnings += _results_disagree(frames.results, nums, drivers, dlaps, t_fin, dns)
     else:
         positions, best = _best_lap_order(grid, dlaps, drivers)
     rel = fill_order(ch, positions, status, prog)
@@ -847,8 +950,11 @@ def race_from_fastf1_frames(
     lap[status == Status.FINISHED] = np.round(prog[status == Status.FINISHED]).astype(np.int64)
     lap = np.clip(lap, 0, None)
     if frames.race_like:
-        lap = np.maximum(lap, 1)
+        lap = np.maximum(lap, 1)  # LAP 1 from lights out, also for a grid behind the line
         lap[grid < start] = 0
+        lap[:, dns] = 0
+        for name in ("x", "y", "speed", "dist", "rel_dist", "race_progress"):
+            ch[name][:, dns] = 0
     ch["lap"][:] = lap
     if frames.race_like:
         leader = np.argmax(positions == 1, axis=1)
@@ -889,6 +995,7 @@ def race_from_fastf1_frames(
         "corners": _corners(frames.corners, scale),
         # drivers with lap times but not one position sample can't be drawn: left out
         "skipped_drivers": sorted(set(laps) - set(nums)),
+        "warnings": warnings,
     }
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
     race = build_race(

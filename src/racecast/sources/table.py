@@ -31,10 +31,20 @@ or ``name (unit)``):
 Anything else is an error naming the column. Resampling, progress and running order
 follow the FastF1 source: positions hold across gaps longer than
 ``max(1 s, 3 x the driver's median sample interval)``; progress is anchored at line
-crossings (the ``lap`` increments, else crossings of the start line of the derived
-track); a car whose samples end more than 5 s before the others is OUT from its last
-sample. The track is the first complete lap of the driver with the most samples (or,
-when no trace closes a loop, that driver's whole path, open).
+crossings: the ``lap`` increments at the data's own instant where the boundary sample
+appears twice (old lap, new lap, same time), else where the trace crosses the start line
+of the derived track; data that ends on the line while moving ends with a crossing.
+Classification at the line: once the first car completes the last lap (when the table
+says so with a ``finished`` status, or that car's data ends there), every other car takes
+the flag at its first crossing after that. Before its first crossing a car is placed by
+where it is along the track (the grid at lights out; a car in the pit lane or standing
+apart from the grid starts behind it). A car whose samples end more than 5 s before the
+others is OUT from where it stopped (the table's ``out`` status when it has one); a
+driver without a single valid position (blank, or all at 0,0) did not start: DNS.
+Contradictions in the data (a lap column going backwards, a status that disagrees with
+the laps, a driver without positions) become warnings in ``Race.event["warnings"]``.
+The track is the first complete lap of the driver with the most samples (or, when no
+trace closes a loop, that driver's whole path, open).
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from racecast.race import (
     DEFAULT_FPS,
     Compound,
     Driver,
+    PitStop,
     Race,
     Status,
     TrackGeometry,
@@ -63,7 +74,14 @@ from racecast.sources._common import (
     HALF_WIDTH,
     MAX_GAP,
     build_race,
+    chequered_flag,
     fill_order,
+    grid_ranks,
+    lap1_along,
+    order_key,
+    pit_lane_start,
+    start_slots,
+    stop_time,
     median_lap_length,
     clean_samples,
     fallback_color,
@@ -83,6 +101,9 @@ from racecast.sources._common import (
 )
 
 STOP_SENDING = 5.0  # s: a driver whose samples end this much before the others is OUT
+#: m: data ending (while moving) this close to the timing line ends on it; in real F1 data the
+#: positions sampled at a timing-line instant scatter up to +-60 m around the line
+LINE_TOLERANCE = 75.0
 MAX_CELLS = 400_000_000  # frames x drivers; beyond this the time column is surely wrong
 
 # base name -> (kind, default unit)
@@ -324,6 +345,10 @@ class _Samples:
     rows: np.ndarray  # original row index of each sample
     extra: dict[str, np.ndarray]  # channel -> values (aligned with t)
     meta: dict[str, str]
+    #: exact line crossings given by the data: (times, laps completed) where the lap
+    #: column steps up between two rows of the same instant (the boundary sample twice)
+    boundaries: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, dtype=np.int64))
+    no_positions: bool = False  # not one valid position: did not start (listed as DNS)
 
 
 def _status_codes(col: Any, name: str, csv: bool) -> np.ndarray:
@@ -363,7 +388,7 @@ def _tyre_codes(col: Any, name: str, csv: bool) -> np.ndarray:
     return out
 
 
-def _samples(df: Any, cols: _Columns, csv: bool) -> list[_Samples]:
+def _samples(df: Any, cols: _Columns, csv: bool, warnings: list[str]) -> list[_Samples]:
     role = cols.role
     n = len(df)
     t = _times(df[role["time"]], role["time"], cols.factor["time"], csv)
@@ -415,8 +440,13 @@ def _samples(df: Any, cols: _Columns, csv: bool) -> list[_Samples]:
             )
         xm, ym = x[m], y[m]
         valid = np.isfinite(xm) & np.isfinite(ym)
-        if not valid.any():
-            raise IngestError(f"driver {code!r} has no rows with both x and y")
+        boundaries = _boundaries(code, tm, extra["lap"][m] if "lap" in extra else None, warnings)
+        # every position at exactly (0, 0) is FastF1's filler for "no position" (a non-starter)
+        no_positions = not valid.any() or bool(np.all((xm[valid] == 0) & (ym[valid] == 0)))
+        if no_positions:
+            warnings.append(f"driver {code!r} has no valid positions (every x/y blank, or all at 0,0): listed as did not start")
+            valid = np.zeros(tm.size, dtype=bool)
+            valid[0] = True  # one placeholder sample keeps its time and details; never drawn
         ts, xs, ys, rs, *ex = clean_samples(tm, xm, ym, rows, *(v[m] for v in extra.values()), valid=valid)
         meta = {}
         for k, v in meta_cols.items():
@@ -426,8 +456,28 @@ def _samples(df: Any, cols: _Columns, csv: bool) -> list[_Samples]:
             nums = extra["number"][m]
             nums = nums[np.isfinite(nums)]
             meta["number"] = str(int(nums[0])) if nums.size else ""
-        out.append(_Samples(code, ts, xs, ys, rs, {k: e for k, e in zip(extra, ex) if k != "number"}, meta))
+        out.append(_Samples(code, ts, xs, ys, rs, {k: e for k, e in zip(extra, ex) if k != "number"}, meta, boundaries, no_positions))
     return out
+
+
+def _boundaries(code: str, t: np.ndarray, lap: np.ndarray | None, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Exact crossings where the lap steps up between two rows of one instant; warns when the lap goes back."""
+    empty = (np.zeros(0), np.zeros(0, dtype=np.int64))
+    if lap is None:
+        return empty
+    ok = np.isfinite(lap)
+    tt, ll = t[ok], lap[ok]
+    if tt.size < 2:
+        return empty
+    back = np.flatnonzero(np.diff(ll) < 0)
+    if back.size:
+        i = int(back[0])
+        warnings.append(
+            f"driver {code!r}: the lap column goes backwards {back.size} time(s), first at {tt[i + 1]:g} s "
+            f"({ll[i]:g} -> {ll[i + 1]:g}); laps are counted from the highest lap reached"
+        )
+    step = np.flatnonzero((np.diff(ll) > 0) & (np.diff(tt) == 0))
+    return tt[step].astype(np.float64), (ll[step + 1] - 1).astype(np.int64)
 
 
 def _id_text(v: Any) -> str:
@@ -466,7 +516,18 @@ def _find_loop(s: _Samples, d: np.ndarray) -> tuple[int, int] | None:
 
 
 def _lap_loop(s: _Samples) -> tuple[int, int] | None:
-    """(first sample of lap v, first sample of lap v+1) for the first complete lap v."""
+    """(first sample of lap v, first sample of lap v+1) for the first complete lap v.
+
+    Where the data marks its crossings exactly (the boundary sample twice), the lap runs
+    from that sample to the next one, so the derived start line is the timing line.
+    """
+    bt, bk = s.boundaries
+    for a in range(bt.size - 1):
+        if bk[a + 1] - bk[a] == 1:
+            i0 = int(np.searchsorted(s.t, bt[a]))
+            j = int(np.searchsorted(s.t, bt[a + 1]))
+            if j - i0 >= 10 and j < s.t.size:
+                return i0, j
     lap = s.extra.get("lap")
     if lap is None:
         return None
@@ -482,7 +543,7 @@ def _lap_loop(s: _Samples) -> tuple[int, int] | None:
 
 
 def _derive_geometry(samples: list[_Samples], dists: list[np.ndarray]) -> tuple[TrackGeometry, bool]:
-    best = max(range(len(samples)), key=lambda i: (samples[i].t.size, -i))
+    best = max(range(len(samples)), key=lambda i: (not samples[i].no_positions, samples[i].t.size, -i))
     s, d = samples[best], dists[best]
     loop = _lap_loop(s) or _find_loop(s, d)
     if loop is not None:
@@ -519,18 +580,25 @@ def _crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, closed: bool, lap
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     geo_t, geo_d = _line_crossings(s, d, geo, half_len=3 * HALF_WIDTH)
     lap = s.extra.get("lap")
+    bt, bk = s.boundaries
     if lap is not None and np.isfinite(lap).sum() >= 2:
         idx = np.flatnonzero(np.isfinite(lap))
         inc = np.flatnonzero(np.diff(lap[idx]) > 0)
-        ct, ck = [], []
+        cand = list(zip(bt.tolist(), bk.tolist()))  # the data's own instants
         for q in inc:
             i0, i1 = idx[q], idx[q + 1]
-            inside = geo_t[(geo_t >= s.t[i0]) & (geo_t <= s.t[i1])]
-            t = float(inside[0]) if inside.size else 0.5 * (s.t[i0] + s.t[i1])
             k = int(lap[i1]) - 1
+            if ((bt >= s.t[i0]) & (bt <= s.t[i1]) & (bk == k)).any():
+                continue
+            # no instant given: where the trace crosses the derived line, else halfway
+            inside = geo_t[(geo_t >= s.t[i0]) & (geo_t <= s.t[i1])]
+            cand.append((float(inside[0]) if inside.size else 0.5 * (s.t[i0] + s.t[i1]), k))
+        cand.sort()
+        ct, ck = [], []
+        for t, k in cand:
             if not ct or (t > ct[-1] and k > ck[-1]):
-                ct.append(t)
-                ck.append(k)
+                ct.append(float(t))
+                ck.append(int(k))
         return np.array(ct, dtype=np.float64), np.array(ck, dtype=np.int64)
     # no lap column: count crossings of the derived start line, ignoring any that come
     # less than half a lap after the previous one (jitter on the line)
@@ -600,9 +668,10 @@ def race_from_dataframe(
     cols = _map_columns(list(df.columns))
     if len(df) == 0:
         raise IngestError(f"{what} has no rows (only a header)")
-    samples = _samples(df, cols, csv)
+    warnings: list[str] = []
+    samples = _samples(df, cols, csv, warnings)
     report(progress, "read", 1.0)
-    ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored}
+    ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
     ev.update(event or {})
     race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
     code = session.strip().upper()
@@ -627,15 +696,21 @@ def race_from_samples(
     geometry: TrackGeometry | None = None,
     event: dict[str, Any] | None = None,
 ) -> Race:
-    t_begin = min(float(s.t[0]) for s in samples)
-    t_last = max(float(s.t[-1]) for s in samples)
+    live = [s for s in samples if not s.no_positions]
+    if not live:
+        raise IngestError("no driver has a valid position (every x/y is blank, or all at 0,0)")
+    t_begin = min(float(s.t[0]) for s in live)
+    t_last = max(float(s.t[-1]) for s in live)
     nd = len(samples)
+    ev = dict(event or {})
+    warnings: list[str] = ev.setdefault("warnings", [])
     if (t_last - t_begin) * fps * nd > MAX_CELLS:
         raise IngestError(
             f"the table spans {(t_last - t_begin) / 3600:.1f} h: too long to replay at {fps} fps "
             "(is the time column in seconds? use e.g. 'time_ms' for milliseconds)"
         )
-    grid = frame_grid(t_begin, t_last, fps)
+    # the last frame is at or after the last sample: the last car over the line is shown finished
+    grid = frame_grid(t_begin, t_last + (1.0 - 1e-6) / fps, fps)
     n = grid.size
     dists = [path_distance(s.x, s.y) for s in samples]
     report(progress, "geometry", 0.0)
@@ -684,10 +759,15 @@ def race_from_samples(
     report(progress, "order", 0.0)
     lap_len = float(geo.length)
     crossings = [_crossings(s, dists[j], geo, closed, lap_len) for j, s in enumerate(samples)]
+    if closed:
+        crossings = [_end_at_line(s, geo, crossings[j]) if not s.no_positions else crossings[j] for j, s in enumerate(samples)]
     lap_len = _lap_length(crossings, grid, dist, lap_len)
     prog = np.zeros((n, nd))
     status = np.zeros((n, nd), dtype=np.int8)
+    col_status = np.full((n, nd), -1, dtype=np.int8)  # the table's own status (-1: none)
     for j, s in enumerate(samples):
+        if s.no_positions:
+            continue
         ct, ck = crossings[j]
         if ct.size:
             prog[:, j] = progress_from_crossings(grid, dist[:, j], ct, ck, lap_len)
@@ -699,47 +779,100 @@ def race_from_samples(
             prog[:, j] = np.minimum(p, 0.999) if closed else p
         if "status" in s.extra:
             tt, vv = _finite(s.t, s.extra["status"])
-            status[:, j] = _fill(resample_hold(tt, vv, grid), float(Status.RUNNING)).astype(np.int8)
-        else:  # not sending (for more than a few seconds) = not running
-            if s.t[0] > t_begin + STOP_SENDING:
-                status[grid < s.t[0], j] = Status.OUT
-            if s.t[-1] < t_last - STOP_SENDING:
-                status[grid > s.t[-1], j] = Status.OUT
+            col_status[:, j] = _fill(resample_hold(tt, vv, grid), float(Status.RUNNING)).astype(np.int8)
+            status[:, j] = np.where(col_status[:, j] == Status.PIT, Status.PIT, Status.RUNNING)
+        if s.t[0] > t_begin + STOP_SENDING:  # joined late: not running before its first sample
+            status[grid < s.t[0], j] = Status.OUT
+
+    # Classification at the line: the flag falls when the first car completes the last lap;
+    # every other car takes it at its first crossing after that, on the lead lap or laps down.
+    by_line = closed and any(ct.size for ct, _ in crossings)
+    t_fin = np.full(nd, np.nan)
+    if by_line:
+        t_flag, _total, t_fin = chequered_flag(crossings)
+        # A table that just stops mid-race has no flag: the race is over only when the table
+        # says so (a 'finished' status) or the winner's data ends on that crossing.
+        said_finished = bool((col_status == Status.FINISHED).any())
+        winner_stops = any(
+            ct.size and abs(float(ct.min(initial=math.inf, where=ct >= t_flag - 1e-9)) - t_flag) < 1e-9 and s.t[-1] <= t_flag + 1.0
+            for s, (ct, _ck) in zip(samples, crossings)
+        )
+        if not (said_finished or winner_stops):
+            t_fin[:] = np.nan
+        for j, s in enumerate(samples):
+            # a column that calls a car finished when its laps never took the flag would
+            # silently reorder the result (the reverse, a column that lags the line, is common)
+            said = bool((col_status[:, j] == Status.FINISHED).any())
+            if said and not np.isfinite(t_fin[j]) and not s.no_positions:
+                warnings.append(
+                    f"driver {s.code!r}: the status column says finished, but its laps never took the chequered flag "
+                    "(no line crossing after the winner's); the laps win"
+                )
+    else:  # no line: the status column's finish (first 'finished' sample)
+        for j in range(nd):
+            fin = np.flatnonzero(col_status[:, j] == Status.FINISHED)
+            if fin.size:
+                t_fin[j] = grid[int(fin[0])]
     t_out = np.full(nd, math.inf)
-    finish_t = np.full(nd, math.nan)
-    for j in range(nd):
-        fin = np.flatnonzero(status[:, j] == Status.FINISHED)
-        if fin.size:
-            f0 = int(fin[0])
-            frozen, t_fin = prog[f0, j], grid[f0]
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            continue
+        if np.isfinite(t_fin[j]):
+            f0 = int(np.searchsorted(grid, t_fin[j] - 1e-9))
             ct, ck = crossings[j]
-            k = math.floor(frozen)
-            if closed and frozen - k < 0.05 and (ck == k).any():
-                # flagged just after the line (status samples lag it): finished there
-                t_fin = float(ct[ck == k][0])
-                f0 = min(f0, int(np.searchsorted(grid, t_fin)))
-                frozen = float(k)
+            at = np.flatnonzero(np.abs(ct - t_fin[j]) < 1e-9)
+            frozen = float(ck[at[0]]) if at.size else prog[min(f0, n - 1), j]
             status[f0:, j] = Status.FINISHED
             prog[f0:, j] = frozen
-            dist[f0:, j] = dist[f0, j]
-            finish_t[j] = t_fin
-        out = status[:, j] == Status.OUT
-        if out[-1]:  # out for good: progress stays where it stopped
-            f0 = _last_run_start(out)
-            prog[f0:, j] = prog[f0, j]
-            dist[f0:, j] = dist[f0, j]
-            t_out[j] = grid[f0]
-    finished = np.flatnonzero(np.isfinite(finish_t))
+            dist[f0:, j] = dist[min(f0, n - 1), j]
+            continue
+        # not finished: out from the table's own 'out', else from where a car whose data ends early stopped
+        col_out = col_status[:, j] == Status.OUT
+        if col_out[-1]:
+            t_out[j] = grid[_last_run_start(col_out)]
+        elif s.t[-1] < t_last - STOP_SENDING:
+            t_out[j] = stop_time(s.t, s.x, s.y)
+        if math.isfinite(t_out[j]):
+            status[grid >= t_out[j], j] = Status.OUT
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            status[:, j] = Status.DNS
+            prog[:, j] = 0.0
+            dist[:, j] = 0.0
+    finished = np.flatnonzero(np.isfinite(t_fin))
     finish_order = np.full(nd, np.nan)
-    finish_order[finished[np.argsort(finish_t[finished], kind="stable")]] = np.arange(1, finished.size + 1)
-    positions = running_order(prog, status, finish_order)
+    finish_order[finished[np.argsort(t_fin[finished], kind="stable")]] = np.arange(1, finished.size + 1)
+    # before its first crossing a car holds its grid slot (pit-lane starters behind the grid)
+    ranks, pit_start = _grid_ranks(samples, geo, closed, grid, col_status)
+    if by_line:
+        lap1 = [
+            lap1_along(geo, grid, s.t, s.x, s.y, float(ct[0]) if ct.size else math.inf) if not s.no_positions else (np.zeros(0, dtype=np.int64), np.zeros(0), math.nan)
+            for s, (ct, _ck) in zip(samples, crossings)
+        ]
+        key = order_key(grid, prog, crossings, ranks, fps, lap1, geo.length, pit_start)
+    else:
+        key = prog
+    positions = running_order(key, status, finish_order)
     rel = fill_order(ch, positions, status, prog)
     ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0) if closed else np.clip(prog, 0.0, 1.0)
     ch["dist"][:] = dist - dist[0][None, :]
-    lap = np.clip(np.floor(prog).astype(np.int64) + 1, 0, None) if closed else np.ones((n, nd), dtype=np.int64)
+    if closed:
+        lap = np.floor(prog).astype(np.int64) + 1
+        for j, s in enumerate(samples):  # the table's own lap where it gives one (grid behind the line)
+            if "lap" in s.extra and not s.no_positions:
+                tt, vv = _finite(s.t, s.extra["lap"])
+                if tt.size:
+                    lap[:, j] = np.maximum(lap[:, j], resample_hold(tt, vv, grid).astype(np.int64))
+        fin = status == Status.FINISHED
+        lap[fin] = np.round(prog[fin]).astype(np.int64)
+        lap = np.maximum(lap, 0)
+    else:
+        lap = np.ones((n, nd), dtype=np.int64)
+    lap[status == Status.DNS] = 0
     ch["lap"][:] = lap
     leader = np.argmax(positions == 1, axis=1)
-    leader_lap = np.maximum.accumulate(lap[np.arange(n), leader])
+    # the header shows LAP 1 from lights out (the first frame), even with the grid behind the line
+    leader_lap = np.maximum(np.maximum.accumulate(lap[np.arange(n), leader]), 1)
     # timing-screen gaps and lap times from the crossings, unless the table gave them
     gap, interval = race_gaps(grid, crossings, t_out)
     for j, s in enumerate(samples):
@@ -751,6 +884,10 @@ def race_from_samples(
         if "lap_time" not in s.extra and ct.size > 1:
             consecutive = np.diff(ck) == 1
             ch["lap_time"][:, j] = step_values(ct[1:][consecutive], np.diff(ct)[consecutive], grid, np.nan)
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            for name in ("x", "y", "speed", "throttle", "brake", "gear", "drs", "tyre", "tyre_age", "dist", "rel_dist", "race_progress"):
+                ch[name][:, j] = 0
     report(progress, "order", 1.0)
 
     drivers = []
@@ -766,7 +903,6 @@ def race_from_samples(
             )
         )
     total = max((int(ck.max()) for _, ck in crossings if ck.size), default=0) if closed else 1
-    ev = dict(event or {})
     ev.update({"session_time_offset": round(t_begin, 3), "closed_track": closed})
     return build_race(
         "the table",
@@ -779,7 +915,77 @@ def race_from_samples(
         channels=ch,
         leader_lap=leader_lap,
         total_laps=max(int(total), 0),
+        pit_stops=_pit_stops(samples, t_begin),
     )
+
+
+def _end_at_line(s: _Samples, geo: TrackGeometry, cross: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A car whose data ends on the timing line while moving crossed it there (a finish or a
+    retirement into the pits whose last row is the crossing): count that crossing."""
+    ct, ck = cross
+    if s.t.size < 2 or (ct.size and ct[-1] >= s.t[-1] - 1e-6):
+        return cross
+    along = float(project_along(geo, s.x[-1:], s.y[-1:])[0])
+    if min(along, geo.length - along) > LINE_TOLERANCE:
+        return cross
+    recent = s.t >= s.t[-1] - 1.0
+    moved = float(np.hypot(s.x[recent][-1] - s.x[recent][0], s.y[recent][-1] - s.y[recent][0]))
+    if moved < 1.0:
+        return cross  # it stopped on the line: that is not a crossing
+    lap = s.extra.get("lap")
+    if lap is not None and np.isfinite(lap[-1]):
+        k = int(lap[-1])  # the lap it was on, completed here
+    elif ck.size:
+        k = int(ck[-1]) + 1
+    else:
+        return cross
+    if ck.size and k <= ck[-1]:
+        return cross
+    return np.append(ct, float(s.t[-1])), np.append(ck, k).astype(np.int64)
+
+
+def _grid_ranks(
+    samples: list[_Samples], geo: TrackGeometry, closed: bool, grid: np.ndarray, col_status: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid slots from the data: the order along the track at the start; cars in the pit lane
+    (the status column says pit, or off the track) start behind the grid."""
+    nd = len(samples)
+    x0 = np.array([float(s.x[0]) for s in samples])
+    y0 = np.array([float(s.y[0]) for s in samples])
+    ahead, off = start_slots(geo, x0, y0)
+    pit = pit_lane_start(ahead, off) if closed else np.zeros(nd, dtype=bool)
+    for j, s in enumerate(samples):
+        i = int(np.searchsorted(grid, s.t[0]))
+        if i < grid.size and col_status[i, j] == Status.PIT:
+            pit[j] = True
+        if s.no_positions:
+            pit[j] = True
+    return grid_ranks(ahead, pit), pit
+
+
+def _pit_stops(samples: list[_Samples], t_begin: float) -> tuple[PitStop, ...]:
+    """Stops from the status column's pit stretches (not a pit-lane start, not a retirement in the pits)."""
+    stops = []
+    for s in samples:
+        st = s.extra.get("status")
+        if st is None or s.no_positions:
+            continue
+        pit = st == Status.PIT
+        edges = np.flatnonzero(np.diff(pit.astype(np.int8)) != 0) + 1
+        bounds = np.concatenate([[0], edges, [pit.size]])
+        lap = s.extra.get("lap")
+        tyre = s.extra.get("tyre")
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if not pit[a] or a == 0 or b >= pit.size or st[b] != Status.RUNNING:
+                continue
+            k = int(lap[a]) if lap is not None and np.isfinite(lap[a]) else 0
+
+            def comp(i: int) -> Compound:
+                v = tyre[i] if tyre is not None else math.nan
+                return Compound(int(v)) if np.isfinite(v) else Compound.UNKNOWN
+
+            stops.append(PitStop(s.code, k, round(float(s.t[a] - t_begin), 3), round(float(s.t[b] - t_begin), 3), comp(a - 1), comp(b)))
+    return tuple(sorted(stops, key=lambda p: (p.t_in, p.driver)))
 
 
 def _finite(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -79,7 +79,7 @@ export const DRIVER_FIELDS = [
   "x", "y", "speed", "gear", "lap", "position", "tyre", "tyre_age", "throttle", "brake", "drs",
   "dist", "rel_dist", "race_progress", "gap", "interval", "lap_time", "sector1", "sector2", "sector3", "status",
 ];
-const STATUS_LABELS = ["running", "pit", "out", "finished"];
+const STATUS_LABELS = ["running", "pit", "out", "finished", "dns"];
 const WEATHER_NAMES = { 1: "air_temp", 2: "track_temp", 3: "humidity", 4: "rainfall", 5: "wind_speed", 6: "wind_direction" };
 
 function bytesOf(buf) {

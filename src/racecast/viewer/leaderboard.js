@@ -64,9 +64,11 @@ export class Leaderboard {
       if (!row) return;
       const c = cars[code];
       const ahead = k > 0 ? cars[order[k - 1]] : null;
-      const out = c.status === "out";
+      const dns = c.status === "dns";
+      const out = c.status === "out" || dns;
       let gapText;
-      if (out) gapText = "OUT";
+      if (dns) gapText = "DNS";
+      else if (out) gapText = "OUT";
       else if (k === 0) gapText = this.mode === "gap" ? "Leader" : "Interval";
       else if (this.mode === "gap") gapText = fmtGap(c.gap, this.timed ? 0 : Math.floor((leader.race_progress ?? 0) - (c.race_progress ?? 0)));
       else gapText = fmtGap(c.interval, this.timed ? 0 : Math.floor((ahead.race_progress ?? 0) - (c.race_progress ?? 0)));

@@ -155,7 +155,7 @@ export function messagesUntil(meta, t) {
   return lo;
 }
 
-const SEED_STATUS = { Running: "running", Pit: "pit", Retired: "out", Finished: "finished" };
+const SEED_STATUS = { Running: "running", Pit: "pit", Retired: "out", Finished: "finished", DNS: "dns" };
 
 /**
  * A msgpack frame (the seed's units and codes: x/y in 1/10 m, tyre 0 SOFT..4 WET, FastF1 DRS codes,

@@ -85,7 +85,7 @@ export class Telemetry {
       f("speed").textContent = Math.round(c.speed);
       f("speed").parentElement.dataset.speed = Math.round(c.speed);
       f("gear").textContent = c.gear === 0 ? "N" : c.gear;
-      f("position").textContent = c.status === "out" ? "OUT" : `P${c.position}`;
+      f("position").textContent = c.status === "out" ? "OUT" : c.status === "dns" ? "DNS" : `P${c.position}`;
       const drs = f("drs");
       drs.textContent = DRS_TEXT[c.drs] ?? "DRS";
       drs.dataset.drs = c.drs;

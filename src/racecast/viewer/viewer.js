@@ -341,6 +341,8 @@ export class Viewer {
         this._placePlayhead(j, true);
         this.state.chunks_skipped += 1;
         p = i = j;
+        this.buf.trim(p); // the window moves with the jump: chunks now behind it go
+        this.state.chunks_held = this.buf.size;
         f = this.buf.get(j);
       }
     }
@@ -493,6 +495,7 @@ export class Viewer {
     const pos = this._positionsAt(now);
     const cars = [];
     for (const [code, c] of Object.entries(this.cur.drivers)) {
+      if (c.status === "dns") continue; // did not start: listed, never drawn
       const d = this.meta.byCode.get(code);
       const p = pos.get(code);
       cars.push({ code, x: p.x, y: p.y, color: d ? d.color : "#ccc", out: c.status === "out", pit: c.status === "pit", position: c.position });
