@@ -356,3 +356,11 @@ def finished_tiny() -> Any:
     ch = {k: v.copy() for k, v in race.channels.items()}
     ch["status"][-10:, :] = Status.FINISHED
     return dataclasses.replace(race, channels=ch)
+
+
+def test_practice_results_are_the_best_lap_order_unofficial() -> None:
+    race = tiny_race()
+    new = attach_officials(race, results=_results(race.codes, [None, None, None]), session="FP1", race_like=False)
+    doc = new.event["results"]
+    assert doc["official"] is False and "best-lap order" in doc["note"] and "warnings" not in new.event
+    assert "qualifying" not in new.event

@@ -58,6 +58,9 @@ def official_race() -> Race:
 
 def quali_race() -> Race:
     race = tiny_race(n_frames=N, n_drivers=4, race_id="quali")
+    ch = {k: v.copy() for k, v in race.channels.items()}
+    ch["race_progress"] += 2.0 * np.arange(race.n_drivers)[None, :]  # cars have done different numbers of laps
+    race = dataclasses.replace(race, channels=ch)
     segs = [{"name": "Q1", "start": 0.0, "end": 10.0}, {"name": "Q2", "start": 15.0, "end": 24.0}, {"name": "Q3", "start": 28.0, "end": 36.0}]
     race = with_event(race, session_type="Q", qualifying={"source": "data", "segments": segs, "eliminated": {}, "order": race.codes})
     return attach_officials(race, session="R")  # results: the order at the end, unofficial
@@ -152,3 +155,12 @@ def test_bundles_from_before_results_open_without_a_results_view(new_page: Calla
     page = open_replay(new_page, server, "oldstyle")
     seek(page, N - 1)
     assert page.locator("#results").is_hidden() and state(page)["results_shown"] is False
+
+
+def test_qualifying_leaderboard_shows_times_not_laps_behind(new_page: Callable[..., Page], server: Server) -> None:
+    """A qualifying is ranked by lap times: no "+N LAPS" from race progress, no places gained vs frame 0."""
+    page = open_replay(new_page, server, "quali")
+    seek(page, N - 1)
+    texts = page.evaluate("() => [...document.querySelectorAll('#board-rows .row')].map((r) => r.querySelector('.gap').textContent + '|' + r.querySelector('.delta').textContent)")
+    assert texts and not any("LAP" in t for t in texts)
+    assert all(t.split("|")[1] == "" for t in texts)

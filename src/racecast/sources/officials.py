@@ -5,8 +5,9 @@ One call for every source (:func:`attach_officials`), after the race model is bu
 * qualifying-like sessions (Q, sprint qualifying / shootout) get the knockout running
   order and their segments (:mod:`.qualifying`);
 * every session gets ``event["results"]`` (:mod:`.results`): the official
-  classification when the source has one (FastF1 results), else the order the replay
-  ends with, marked unofficial;
+  classification when the source has one (FastF1 results of a race, sprint or
+  qualifying), else the order the replay ends with, marked unofficial (practice has no
+  classification: its order is the best-lap order);
 * anything the results and the data disagree on becomes an ingest warning
   (``event["warnings"]``, :mod:`.ingest_report`).
 """
@@ -41,7 +42,7 @@ def attach_officials(
     if quali:
         race, w = knockout(race, results=results, segment_prefix="SQ" if session.upper() != "Q" else "Q", laps=laps)
         warnings += w
-    if results is not None and len(results):
+    if results is not None and len(results) and (race_like or quali):
         doc, w = official_results(race, results)
         warnings += w
     elif quali:

@@ -216,7 +216,8 @@ def knockout(
             if not math.isfinite(shown[j]):
                 continue
             same = [o for o in order[:i] if group[o] == group[j] and math.isfinite(shown[o])]
-            g[j] = shown[j] - shown[same[0]] if same else 0.0
+            # gap to the fastest of the same segment group (the overall P1 is 0; a frozen group's first has none)
+            g[j] = shown[j] - shown[same[0]] if same else (0.0 if i == 0 else np.nan)
             if same:
                 iv[j] = shown[j] - shown[same[-1]]
         orders.append(pos)

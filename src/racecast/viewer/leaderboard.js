@@ -10,6 +10,7 @@ export class Leaderboard {
     this.toggle = toggle;
     this.onSelect = onSelect;
     this.mode = "gap"; // or "interval"
+    this.timed = false; // a session ranked by lap times (qualifying, practice): no "laps behind", no places vs the grid
     this.rows = new Map();
     toggle.addEventListener("click", (ev) => {
       this.setMode(this.mode === "gap" ? "interval" : "gap");
@@ -69,11 +70,11 @@ export class Leaderboard {
       if (dns) gapText = "DNS";
       else if (out) gapText = "OUT";
       else if (k === 0) gapText = this.mode === "gap" ? "Leader" : "Interval";
-      else if (this.mode === "gap") gapText = fmtGap(c.gap, Math.floor((leader.race_progress ?? 0) - (c.race_progress ?? 0)));
-      else gapText = fmtGap(c.interval, Math.floor((ahead.race_progress ?? 0) - (c.race_progress ?? 0)));
+      else if (this.mode === "gap") gapText = fmtGap(c.gap, this.timed ? 0 : Math.floor((leader.race_progress ?? 0) - (c.race_progress ?? 0)));
+      else gapText = fmtGap(c.interval, this.timed ? 0 : Math.floor((ahead.race_progress ?? 0) - (c.race_progress ?? 0)));
       const tyre = compound(c.tyre);
       const g = grid ? grid[code] : null;
-      const delta = g && !out ? g - c.position : null;
+      const delta = g && !out && !this.timed ? g - c.position : null;
       const flags = [];
       if (c.status === "pit") flags.push('<b class="pit">PIT</b>');
       if (c.status === "finished") flags.push('<b class="fin" title="Finished">FIN</b>');

@@ -528,6 +528,7 @@ export class Viewer {
     if (m.geometry) this.history.lapLen = m.geometry.length || this.map.lapLen || 5000;
     this.board = new Leaderboard($("#board-rows"), $("#gap-toggle"), { onSelect: (c, add) => this.select(c, add) });
     this.board.setDrivers(m.drivers);
+    this.board.timed = timedSession(m);
     this.telemetry = new Telemetry($("#telemetry"), m, this.history);
     this.timeline = new Timeline($("#scrubber"), m, { onSeek: (f) => this.seek(f), onScrub: (f) => this.seek(f) });
     this.timeline.draw();
@@ -874,6 +875,12 @@ export class Viewer {
     clearTimeout(this.toastTimer);
     this.toastTimer = setTimeout(() => (t.hidden = true), 4000);
   }
+}
+
+/** Ranked by lap times, not race progress: a qualifying (segments) or a practice / qualifying session type. */
+function timedSession(m) {
+  if (m.qualifying && m.qualifying.segments && m.qualifying.segments.length) return true;
+  return /^(Q|FP\d)$/.test(String((m.event || {}).session_type || "")); // SQ/SS were sprints before 2024: segments decide
 }
 
 function gridOf(frame) {
