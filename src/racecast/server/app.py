@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from .. import __version__
-from ..analysis.compare import CompareError, compare_laps, lap_trace, seed_lap_telemetry, seed_sector_times
+from ..analysis.compare import CompareError, compare_laps, lap_trace, parse_lap_ref, resolve_laps, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..playback import Clock
 from ..rooms import MAX_ROOM_MEMBERS, MAX_ROOMS, ROOM_GRACE_S
@@ -94,11 +94,14 @@ class LapTelemetryRequest(BaseModel):
         return self
 
 
-def _lap_ref(v: str) -> tuple[str, int]:
+def _lap_ref(v: str) -> tuple[str, int | str]:
     code, sep, lap = v.partition(":")
-    if not sep or not code or not lap.isdigit() or len(lap) > 4:
-        raise BadRequest(f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}", http_status=422)
-    return code, int(lap)
+    try:
+        if not sep or not code:
+            raise ValueError
+        return code, parse_lap_ref(lap)
+    except ValueError:
+        raise BadRequest(f"a lap is CODE:LAP with LAP a number, fastest or same (e.g. VER:12), got {v[:40]!r}", http_status=422) from None
 
 
 def _msgpack_array_header(n: int) -> bytes:
@@ -362,11 +365,11 @@ def create_app(
         except InvalidId as e:
             raise BadRequest(str(e), http_status=422) from None
 
-    async def traces(r: Replay, pairs: list[tuple[str, int]], render: Any) -> list[Any]:
+    async def traces(r: Replay, pairs: list[tuple[str, int | str]], render: Any) -> list[Any]:
         codes = [d["code"] for d in r.bundle.manifest["drivers"]]
 
         def work() -> list[Any]:  # milliseconds of numpy and list building per lap: off the event loop
-            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in pairs]
+            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in resolve_laps(r.bundle, codes, pairs)]
 
         try:
             return await asyncio.to_thread(work)
@@ -386,8 +389,8 @@ def create_app(
     @app.get("/api/replays/{replay_id}/compare", summary="Two laps aligned by distance (speed, throttle, brake, gear, time delta)")
     async def replay_compare(
         replay_id: str,
-        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12"),
-        b: str = Query(..., max_length=20, description="CODE:LAP"),
+        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12 or VER:fastest"),
+        b: str = Query(..., max_length=20, description="CODE:LAP; LAP may also be same (a's lap number)"),
         step: float = Query(5.0, ge=1.0, le=100.0, description="distance step (m)"),
     ) -> dict[str, Any]:
         r = replay_or_error(replay_id)
