@@ -58,7 +58,7 @@ def measure(bundle, params: dict[str, str], viewers: int, seconds: float) -> dic
         pb.start()
         eng.command(v, Play(speed=1.0), clock.t + k * 1e-5)  # spread over a tick, like real connections
     ticks = round(seconds * eng.fps)
-    visits0 = getattr(eng, "visits", 0)  # (older engines did not count)
+    visits0 = eng.visits
     cpu0 = time.process_time()
     for _ in range(ticks):
         eng.tick(clock.advance(eng.period))
@@ -68,7 +68,7 @@ def measure(bundle, params: dict[str, str], viewers: int, seconds: float) -> dic
         "ticks": ticks,
         "us_per_tick": round(cpu / ticks * 1e6, 1),
         "us_per_viewer_second": round(cpu / (viewers * seconds) * 1e6, 2),
-        "visits_per_viewer_second": round((getattr(eng, "visits", 0) - visits0) / (viewers * seconds), 2),
+        "visits_per_viewer_second": round((eng.visits - visits0) / (viewers * seconds), 2),
         "frames_sent": eng.frames_sent,
     }
 

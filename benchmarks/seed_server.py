@@ -42,6 +42,46 @@ from racecast.race import CHANNELS
 FPS = 25
 
 
+def materialise(race: Any, b0: int, b1: int) -> list[dict[str, dict[str, Any]]]:
+    """Frames ``b0:b1`` of ``race`` as the seed holds them: ``[{code: {field: value}}]``."""
+    cols = []
+    for name in DRIVER_FIELDS:
+        a = np.asarray(race.channels[name][b0:b1])
+        if name == "status":
+            cols.append([[STATUS_LABELS[v] for v in row] for row in a.tolist()])
+        elif name in ("throttle", "brake"):
+            cols.append(np.rint(a).astype(int).tolist())
+        elif CHANNELS[name][2]:
+            obj = a.astype(object)
+            obj[np.isnan(a)] = None
+            cols.append(obj.tolist())
+        else:
+            cols.append(a.tolist())
+    codes = race.codes
+    return [
+        {code: {f: cols[j][k][d] for j, f in enumerate(DRIVER_FIELDS)} for d, code in enumerate(codes)}
+        for k in range(b1 - b0)
+    ]
+
+
+def seed_bytes_per_frame(race: Any, sample: int = 2000) -> float:
+    """Mean size of the seed's packed frame over ``sample`` frames spread across ``race`` (the bandwidth reference)."""
+    step = max(1, race.n_frames // sample)
+    sizes = []
+    for i in range(0, race.n_frames, step):
+        (frame,) = materialise(race, i, i + 1)
+        sizes.append(len(msgpack.packb(frame_dict(frame, i, float(race.t[i]), int(race.leader_lap[i])))))
+    return sum(sizes) / len(sizes)
+
+
+def frame_dict(timeline_i: dict[str, dict[str, Any]], i: int, t: float, lap: int) -> dict[str, Any]:
+    """The per-send frame dict, built from the per-driver dicts (as the seed does on every send)."""
+    drivers = {}
+    for code, d in timeline_i.items():
+        drivers[code] = {f: d[f] for f in DRIVER_FIELDS}
+    return {"frame_index": i, "t": t, "lap": lap, "drivers": drivers}
+
+
 class Session:
     """A race materialised as Python objects: ``timeline[i][code] -> {field: value}``."""
 
@@ -50,35 +90,14 @@ class Session:
         self.n_frames = race.n_frames
         self.t: list[float] = race.t.tolist()
         self.lap: list[int] = race.leader_lap.tolist()
-        codes = race.codes
         self.timeline: list[dict[str, dict[str, Any]]] = []
         block = 1024
         for b0 in range(0, race.n_frames, block):
-            b1 = min(b0 + block, race.n_frames)
-            cols = []
-            for name in DRIVER_FIELDS:
-                a = np.asarray(race.channels[name][b0:b1])
-                if name == "status":
-                    cols.append([[STATUS_LABELS[v] for v in row] for row in a.tolist()])
-                elif name in ("throttle", "brake"):
-                    cols.append(np.rint(a).astype(int).tolist())
-                elif CHANNELS[name][2]:
-                    obj = a.astype(object)
-                    obj[np.isnan(a)] = None
-                    cols.append(obj.tolist())
-                else:
-                    cols.append(a.tolist())
-            for k in range(b1 - b0):
-                self.timeline.append(
-                    {code: {f: cols[j][k][d] for j, f in enumerate(DRIVER_FIELDS)} for d, code in enumerate(codes)}
-                )
+            self.timeline += materialise(race, b0, min(b0 + block, race.n_frames))
 
     def build_frame(self, i: int) -> dict[str, Any]:
-        """The per-send frame dict, built from the per-driver dicts (as the seed does on every send)."""
-        drivers = {}
-        for code, d in self.timeline[i].items():
-            drivers[code] = {f: d[f] for f in DRIVER_FIELDS}
-        return {"frame_index": i, "t": self.t[i], "lap": self.lap[i], "drivers": drivers}
+        """The per-send frame dict (as the seed builds it on every send)."""
+        return frame_dict(self.timeline[i], i, self.t[i], self.lap[i])
 
 
 def create_app(data_dir: str) -> FastAPI:

@@ -8,6 +8,7 @@ leaders and saves the picture. Run it again (``make screenshot``) whenever the v
 
     python scripts/screenshot.py [--data DIR] [--replay demo] [--at 0.45] [--out docs/screenshot.png]
                                  [--charts gaps|positions|laptimes|strategy|compare]   (open the charts panel)
+                                 [--compare-laps fastest,same]   (compare: the lap picker's choices)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--size", default="1280x720", help="viewport WxH (default: 1280x720)")
     ap.add_argument("--charts", choices=("gaps", "positions", "laptimes", "strategy", "compare"), help="open the charts panel on this chart")
+    ap.add_argument("--compare-laps", default="fastest,fastest", help="compare: the two leaders' laps, e.g. 20,same (default: fastest,fastest)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="racecast-shot-") as tmp:
@@ -116,6 +118,9 @@ def main() -> None:
                 if args.charts:
                     page.keyboard.press("c")
                     page.select_option("#chart-kind", args.charts)
+                    if args.charts == "compare":
+                        for side, choice in zip("ab", args.compare_laps.split(",")):
+                            page.select_option(f"#compare-lap-{side}", choice.strip())
                     done = "dataset.compare" if args.charts == "compare" else "dataset.series"
                     page.wait_for_function(f"() => document.querySelector('#charts').{done} !== undefined")
                 page.mouse.move(w / 2, 5)  # no hover effects in the picture

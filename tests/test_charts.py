@@ -127,8 +127,8 @@ def test_cli_unknown_replay(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_cli_compare_draws_five_panels_from_the_telemetry_comparison(bundle: Path, doc: dict, drivers: list[dict], tmp_path: Path) -> None:
-    from racecast.analysis.charts import compare_spec, fastest_lap_of
-    from racecast.analysis.compare import compare_laps, lap_trace, source_of
+    from racecast.analysis.charts import compare_spec
+    from racecast.analysis.compare import compare_laps, fastest_lap, lap_trace, source_of
     from racecast.bundle import open_bundle
 
     a, b = doc["laps"]["drivers"][:2]
@@ -144,10 +144,17 @@ def test_cli_compare_draws_five_panels_from_the_telemetry_comparison(bundle: Pat
     spec = compare_spec(cmp, drivers)
     assert [len(p["series"]) for p in spec["panels"]] == [2, 2, 2, 2, 1]
     assert spec["panels"][-1]["series"][0]["y"] == cmp["delta"] and len(cmp["delta"]) == len(cmp["distance"]) > 100
-    # default laps: each driver's fastest (from the stored lap data)
+    # default laps: each driver's fastest (compare.fastest_lap, as GET /compare's CODE:fastest)
     r = CliRunner().invoke(app, ["chart", "c", "--kind", "compare", "--drivers", f"{a},{b}", "--out", str(tmp_path / "f.png"), "--data", str(bundle)])
     assert r.exit_code == 0, r.output
-    assert f"{a} lap {fastest_lap_of(doc['laps'], a)}" in r.output.replace("\n", "")
+    with open_bundle(bundle / "c") as bd:
+        fa, fb = (fastest_lap(source_of(bd), codes, c) for c in (a, b))
+    assert fa is not None and fb is not None
+    assert f"{a} lap {fa[0]}" in r.output.replace("\n", "") and f"{b} lap {fb[0]}" in r.output.replace("\n", "")
+    # "same": the first lap's number for the second driver
+    r = CliRunner().invoke(app, ["chart", "c", "--kind", "compare", "--drivers", f"{a},{b}", "--laps", "fastest,same", "--out", str(tmp_path / "s.png"), "--data", str(bundle)])
+    assert r.exit_code == 0, r.output
+    assert f"{b} lap {fa[0]}" in r.output.replace("\n", "")
 
 
 @pytest.mark.parametrize(
@@ -155,10 +162,13 @@ def test_cli_compare_draws_five_panels_from_the_telemetry_comparison(bundle: Pat
     [
         (["--kind", "compare", "--drivers", "X"], "two drivers"),
         (["--kind", "compare", "--drivers", "A,B,C"], "two drivers"),
-        (["--kind", "compare", "--laps", "3,x"], "--laps must be two lap numbers"),
-        (["--kind", "compare", "--laps", "3"], "--laps must be two lap numbers"),
+        (["--kind", "compare", "--laps", "3,x"], "--laps must be two laps"),
+        (["--kind", "compare", "--laps", "3"], "--laps must be two laps"),
         (["--kind", "compare", "--laps", "3,99"], "no lap 99"),
         (["--kind", "compare", "--laps", "0,1"], "no lap 0"),
+        (["--kind", "compare", "--laps", "same,3"], "'same' means the first lap's number"),
+        (["--kind", "compare", "--laps", "fastest,slowest"], "--laps must be two laps"),
+        (["--kind", "compare", "--laps", "99999,1"], "--laps must be two laps"),
         (["--kind", "gaps", "--laps", "3,3"], "--laps is for --kind compare"),
     ],
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +14,8 @@ from racecast.protocol import Pause, Ping, Play, Seek, SetSpeed
 from racecast.server.engine import Engine, TickSchedule, Viewer
 from racecast.server.metrics import Metrics
 from racecast.bundle import open_bundle, write_bundle
-from racecast.server.transport import SinkClosed, binary_header, frame_header
+from racecast.bundle.wsframe import binary_header, frame_header
+from racecast.server.sink import SinkClosed
 
 from tests.factories import tiny_race
 from tests.serverutil import async_wait_until
@@ -35,6 +38,8 @@ class FakeStream:
 
 
 class FakeSink:
+    framed = False
+
     def __init__(self) -> None:
         self.log: list[tuple[str, object]] = []
         self.refuse = False
@@ -300,17 +305,18 @@ def test_direct_path_gets_pre_framed_zero_copy_slices_of_the_bundle(tmp_path) ->
 
 def test_a_command_between_slices_of_a_tick_sends_nothing_stale() -> None:
     eng, clock, vs = make(viewers=4)
+    eng.slice_size = 2
     for v in vs:
         eng.command(v, Play(1.0), clock.monotonic())
     ticks(eng, clock, 3)
     target = clock.advance(DT)
-    snap = eng._take_snapshot()
-    eng._serve(snap[:2], target)
+    steps = eng.tick_steps(target)  # the ticker's own sequence: it yields to the loop between slices
+    next(steps)  # the first slice is served; the ticker now yields
     # A seek for a viewer of the second slice lands while the ticker yields (its time is after the tick's).
     late = vs[3]
     late.sink.log.clear()  # type: ignore[attr-defined]
     eng.command(late, Seek(800), target + 0.004)
-    eng._serve(snap[2:], target)
+    assert list(steps) == []  # the second slice: the last one, no more yields
     assert late.sink.log == [  # type: ignore[attr-defined]
         ("text", {"type": "state", "playing": True, "speed": 1.0, "frame": 800, "seq": 2, "ended": False}),
         ("frame", 800),
@@ -318,6 +324,37 @@ def test_a_command_between_slices_of_a_tick_sends_nothing_stale() -> None:
     assert vs[2].sink.frames()[-1] == 4  # type: ignore[attr-defined]
     ticks(eng, clock, 2)  # frame 801 is due one frame period after the seek
     assert late.sink.frames()[-2:] == [800, 801]  # type: ignore[attr-defined]
+
+
+def test_tick_and_the_ticker_run_one_sequence() -> None:
+    """``tick()`` (tests) is the asyncio ticker's sequence run without yielding: same frames, same counts."""
+    runs = []
+    for sliced in (False, True):
+        eng, clock, vs = make(viewers=5)
+        eng.slice_size = 2
+        for v in vs:
+            eng.command(v, Play(1.0), clock.monotonic())
+        for _ in range(4):
+            now = clock.advance(DT)
+            if sliced:
+                assert sum(1 for _ in eng.tick_steps(now)) == 2  # 5 viewers in slices of 2: two pauses
+            else:
+                eng.tick(now)
+        runs.append(([v.sink.frames() for v in vs], eng.ticks, eng.frames_sent, eng.visits))  # type: ignore[attr-defined]
+    assert runs[0] == runs[1] and runs[0][1] == 4 and runs[0][2] == 20
+
+
+def test_the_engine_imports_without_the_web_stack() -> None:
+    """Sans I/O: the engine, its sink interface and feeds import with uvicorn, Starlette and prometheus blocked."""
+    code = (
+        "import sys\n"
+        "for m in ('uvicorn', 'starlette', 'fastapi', 'prometheus_client', 'websockets', 'uvloop'):\n"
+        "    sys.modules[m] = None\n"
+        "import racecast.server.engine, racecast.server.sink, racecast.feeds\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_sliced_ticker_serves_everyone() -> None:

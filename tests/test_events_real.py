@@ -191,3 +191,44 @@ def test_pit_loss_is_measured_and_smaller_under_a_safety_car(case: Any) -> None:
     sc = [e["loss_s"] for e in stops if e["loss_s"] is not None and e["laps_neutralised"] == "SC"]
     if race.track_status and any(p["status"] == "4" for p in tr["track_status"]):
         assert len(sc) >= 5 and float(np.median(sc)) < float(np.median(green)) - 3.0, (sorted(sc), sorted(green))
+
+
+def test_lap_comparison_has_every_channel_from_every_source(case: Any) -> None:
+    """Speed, throttle, brake and gear come through each source (FastF1 frames, the long table)
+    into the lap traces the comparison and the seed's telemetry endpoints serve."""
+    from racecast.analysis.compare import compare_laps, fastest_lap, lap_trace, source_of
+
+    session, source, race, events, tr = case
+    src = source_of(race)
+    code, other = tr["line_order"][0], tr["line_order"][1]  # the first two at the line: laps of their own
+    (lap_a, _), (lap_b, _) = fastest_lap(src, race.codes, code), fastest_lap(src, race.codes, other)
+    a, b = lap_trace(src, race.codes, code, lap_a), lap_trace(src, race.codes, other, lap_b)
+    for t in (a, b):
+        ch = t.channels
+        assert float(np.max(ch["speed"])) > 250 and float(np.min(ch["speed"])) < 150, (code, source)
+        assert float(np.max(ch["throttle"])) >= 95 and float(np.min(ch["throttle"])) <= 5
+        assert 0.05 < float(np.mean(np.asarray(ch["brake"]) > 0)) < 0.5  # braking for a part of the lap
+        assert {int(g) for g in ch["gear"]} >= {3, 4, 5, 6, 7}
+        assert t.lap_time is not None and 60 < t.lap_time < 140
+    cmp = compare_laps(a, b)
+    assert abs(cmp["delta"][-1] - (b.lap_time - a.lap_time)) < 1.0  # the running delta ends near the lap-time difference
+
+
+def test_the_viewers_safety_car_pit_factor_is_the_measured_one(case: Any) -> None:
+    """viewer/pitpredict.js scales the green-flag pit loss by NEUTRAL_FACTOR.SC until a stop under
+    the safety car has been measured; the factor must be what real races with SC stops show."""
+    import re
+    from pathlib import Path
+
+    session, source, race, events, tr = case
+    stops = [e for e in events if e["kind"] == "pit_stop" and e["loss_s"] is not None]
+    sc = [e["loss_s"] for e in stops if e["laps_neutralised"] == "SC"]
+    green = [e["loss_s"] for e in stops if not e["laps_neutralised"]]
+    if not (race.track_status and any(p["status"] == "4" for p in tr["track_status"])):
+        assert sc == []  # no safety car known to this replay: no stop made under one
+        return
+    assert len(sc) >= 5 and len(green) >= 5, (len(sc), len(green))
+    js = (Path(__file__).parents[1] / "src/racecast/viewer/pitpredict.js").read_text()
+    factor = float(re.search(r"NEUTRAL_FACTOR = \{ SC: ([0-9.]+)", js).group(1))
+    measured = float(np.median(sc)) / float(np.median(green))
+    assert abs(measured - factor) <= 0.1, (measured, factor, len(sc), len(green))

@@ -31,6 +31,7 @@ class BytesSink:
         self.writes = 0
 
     alive = True
+    framed = False
 
     def offer(self, payload) -> bool:
         if self.refuse:

@@ -217,6 +217,30 @@ def test_racecasts_own_comparison_aligns_two_laps(srv: Running, race) -> None:
     body = r.json()
     assert len(body["distance"]) == len(body["a"]["speed"]) == len(body["b"]["speed"]) == len(body["delta"]) > 100
     assert bad.status_code == 422 and "CODE:LAP" in bad.json()["detail"]
+    assert body["a"]["lap"] == 2 and body["a"]["frame"] >= 0 and body["a"]["time"][0] == 0
+
+
+def test_comparison_laps_by_name_fastest_and_same(srv: Running, race) -> None:
+    """``CODE:fastest`` is compare.fastest_lap (what ``racecast chart --kind compare`` defaults to);
+    ``same`` is the first lap's number; a bad reference is a 422/404 naming what is wrong."""
+    from racecast.analysis.compare import fastest_lap, source_of
+
+    a, b = race.codes[0], race.codes[1]
+    with srv.http() as c:
+        r = c.get(f"/api/replays/{SID}/compare", params={"a": f"{a}:fastest", "b": f"{b}:same"})
+        bads = [
+            c.get(f"/api/replays/{SID}/compare", params={"a": f"{a}:same", "b": f"{b}:2"}),
+            c.get(f"/api/replays/{SID}/compare", params={"a": f"{a}:slowest", "b": f"{b}:2"}),
+            c.get(f"/api/replays/{SID}/compare", params={"a": "ZZZ:fastest", "b": f"{b}:2"}),
+        ]
+    assert r.status_code == 200, r.text
+    body = r.json()
+    best = fastest_lap(source_of(race), race.codes, a)
+    assert best is not None and body["a"]["lap"] == body["b"]["lap"] == best[0]
+    assert body["a"]["lap_time"] == pytest.approx(best[1], abs=0.01)
+    assert [x.status_code for x in bads] == [404, 422, 404], [x.text for x in bads]
+    assert "'same' means the first lap" in bads[0].json()["detail"] and "fastest" in bads[1].json()["detail"]
+    assert "no driver 'ZZZ'" in bads[2].json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,23 @@ def test_serve_prints_url_serves_and_shuts_down_viewers_with_1001(data: Path, pr
     assert p.stop() == 0
 
 
+def test_client_faults_are_logged_at_the_default_log_level(data: Path, procs: list[Proc]) -> None:
+    """docs/security.md: each client fault is one ``racecast.faults`` line, shown at the default level."""
+    p = Proc("serve", "--data", str(data), "--port", "0")  # --log-level warning, the default
+    procs.append(p)
+    port = int(p.wait_for(r"http://127\.0\.0\.1:(\d+)/").group(1))
+
+    async def go() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/replay/no-such-replay?encoding=msgpack") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+
+    asyncio.run(go())
+    p.wait_for(r"client fault \(unknown_replay\): .*no-such-replay", timeout=20)
+    assert p.stop() == 0
+
+
 def test_demo_serves_the_demo_replay_and_prints_the_viewer_url(data: Path, procs: list[Proc]) -> None:
     p = Proc("demo", "--data", str(data), "--port", "0")
     procs.append(p)

@@ -251,13 +251,13 @@ def chart(
     target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
     kind: Annotated[str, typer.Option("--kind", help="gaps | positions | strategy | laptimes | compare")] = "gaps",
     drivers: Annotated[Optional[str], typer.Option("--drivers", help="Comma-separated codes to highlight, e.g. VER,NOR (compare: exactly two).")] = None,
-    laps: Annotated[Optional[str], typer.Option("--laps", help="compare: the two laps, e.g. 12,12 [default: each driver's fastest].")] = None,
+    laps: Annotated[Optional[str], typer.Option("--laps", help="compare: the two laps, e.g. 12,12, fastest,same or 7,fastest [default: each driver's fastest].")] = None,
     out_file: Annotated[Path, typer.Option("--out", help="Output image: FILE.png or FILE.svg.")] = Path("chart.png"),
     data: DataOpt = None,
 ) -> None:
     """Draw a race chart: race trace, lap chart, tyre strategy, lap times, or two laps compared."""
-    from .analysis.charts import ChartError, chart_spec, compare_spec, fastest_lap_of
-    from .analysis.compare import CompareError, compare_laps, lap_trace, source_of
+    from .analysis.charts import ChartError, chart_spec, compare_spec
+    from .analysis.compare import CompareError, compare_laps, lap_trace, parse_lap_ref, resolve_laps, source_of
     from .analysis.plot import FORMATS, PlotUnavailable, draw
     from .analysis.store import AnalysisError, analysis_of_bundle
 
@@ -265,27 +265,25 @@ def chart(
         fail(f"--out must end in {' or '.join(FORMATS)}, got {out_file.name!r}", 2)
     b = _open(target, data)
     try:
-        doc, _derived = analysis_of_bundle(b)
         selected = [c.strip() for c in (drivers or "").split(",") if c.strip()]
         if kind == "compare":
             if len(selected) != 2:
                 raise ChartError("--kind compare needs --drivers A,B (two drivers)")
-            if laps:
-                try:
-                    lap_nums = [int(v) for v in laps.split(",")]
-                except ValueError:
-                    raise ChartError(f"--laps must be two lap numbers like 12,12, got {laps!r}") from None
-                if len(lap_nums) != 2:
-                    raise ChartError(f"--laps must be two lap numbers like 12,12, got {laps!r}")
-            else:
-                lap_nums = [fastest_lap_of(doc["laps"], c) for c in selected]
+            refs = (laps or "fastest,fastest").split(",")
+            try:
+                if len(refs) != 2:
+                    raise ValueError
+                lap_refs = [parse_lap_ref(v) for v in refs]
+            except ValueError:
+                raise ChartError(f"--laps must be two laps like 12,12 (a number, fastest or same), got {laps!r}") from None
             codes = [d["code"] for d in b.drivers]
             src = source_of(b)
-            traces = [lap_trace(src, codes, c, n) for c, n in zip(selected, lap_nums)]
+            traces = [lap_trace(src, codes, c, n) for c, n in resolve_laps(src, codes, list(zip(selected, lap_refs)))]
             spec = compare_spec(compare_laps(*traces), b.drivers)
         else:
             if laps:
                 raise ChartError("--laps is for --kind compare")
+            doc, _derived = analysis_of_bundle(b)
             spec = chart_spec(doc["laps"], b.drivers, kind, selected)
     except (ChartError, CompareError) as e:
         fail(str(e), 2)
@@ -566,16 +564,21 @@ def ingest_table(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet in long form: time, driver, x, y, ...")],
     replay_id: Annotated[Optional[str], typer.Option("--id", help="Replay id [default: from the file name].")] = None,
     session: Annotated[
-        str, typer.Option("--session", help="R (a race) or Q (knockout qualifying: segments and order from the data).")
-    ] = "R",
+        str,
+        typer.Option(
+            "--session",
+            help="R (a race), Q (knockout qualifying: segments and order from the data) or auto: "
+            "a race if the cars start together, else a qualifying (said in the warnings).",
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
     data: DataOpt = None,
 ) -> None:
     """Ingest telemetry of any moving objects from a CSV or Parquet table."""
     from .sources.table import load_table
 
-    if session.strip().upper() not in ("R", "Q"):
-        fail(f"--session must be R or Q, got {session!r}", 2)
+    if session.strip().upper() not in ("R", "Q", "AUTO"):
+        fail(f"--session must be R, Q or auto, got {session!r}", 2)
     if replay_id is not None:
         try:
             validate_id(replay_id)  # before loading a possibly huge table

@@ -1,7 +1,7 @@
 """What a viewer's connection sends for a position, sans I/O: its per-viewer stream choice.
 
 The engine asks ``feed.message(i, have)`` for the binary message that brings a
-viewer to frame ``i`` (``have``: the last frame it delivered to this viewer, -1
+viewer to frame ``i`` (``have``: the last frame it delivered to this viewer, :data:`UNKNOWN`
 when unknown, e.g. at connect or after a seek), offers it, and calls
 ``feed.delivered()`` when the message was written. Every message is a
 zero-copy slice of the bundle except a compact keyframe + delta pair.
@@ -17,9 +17,10 @@ zero-copy slice of the bundle except a compact keyframe + delta pair.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from .bundle import Bundle, Stream
+from .bundle.wsframe import binary_header
 from .errors import BadRequest
 from .playback import Playback
 
@@ -32,6 +33,12 @@ MAX_LOOKAHEAD_CHUNKS = 8
 CHUNK_BATCH = 2
 #: Chunk compressions a WebSocket client may ask for (query value -> stream suffix).
 CHUNK_COMPRESSIONS = {"identity": "", "gzip": ".gz", "br": ".br", "zstd": ".zst"}
+#: ``have`` when the viewer's last delivered frame is unknown (at connect, after a seek or a jump).
+UNKNOWN = -1
+#: What :meth:`Feed.wake_frame` returns when the feed has work at once (a refused message to retry).
+WAKE_NOW = -1
+
+Message = memoryview | bytes | tuple[memoryview, ...]
 
 
 class FeedError(BadRequest, ValueError):
@@ -41,13 +48,39 @@ class FeedError(BadRequest, ValueError):
 
 
 class Feed(Protocol):
-    stream: Stream
+    """What a viewer is sent: the engine's only view of a connection's stream choice."""
 
-    def message(self, i: int, have: int) -> memoryview | bytes | tuple[memoryview, ...] | None:
-        """What brings the viewer to frame ``i``: one message, several (a tuple, written together), or None."""
+    stream: Stream
+    #: True: something is due at every tick (the engine visits the viewer each tick). False: the
+    #: engine visits it only when :meth:`wake_frame` says (the timing wheel).
+    every_tick: ClassVar[bool]
+
+    def message(self, i: int, have: int) -> Message | None:
+        """What brings the viewer to frame ``i``: one message, several (a tuple, written together), or None.
+        ``have``: the last frame delivered to this viewer, or :data:`UNKNOWN`."""
         ...
 
-    def delivered(self) -> None: ...
+    def framed_message(self, i: int, have: int) -> bytes | memoryview | None:
+        """:meth:`message` as complete WebSocket frames, in one buffer (for sinks that write frames)."""
+        ...
+
+    def wake_frame(self) -> int:
+        """The first playhead frame at which :meth:`message` may have work (:data:`WAKE_NOW`: at once).
+        Asked only of feeds that are not ``every_tick``; valid until the next command."""
+        ...
+
+    def delivered(self) -> None:
+        """The last message was written (the feed may advance what it has pushed)."""
+        ...
+
+
+def framed(data: Message | None) -> bytes | memoryview | None:
+    """``data`` (one payload or a tuple of them) as binary WebSocket frames in one buffer."""
+    if data is None:
+        return None
+    if type(data) is tuple:
+        return b"".join([binary_header(len(d)) + d for d in data])
+    return binary_header(len(data)) + data  # type: ignore[arg-type]
 
 
 class FrameFeed:
@@ -61,6 +94,12 @@ class FrameFeed:
 
     def message(self, i: int, have: int) -> memoryview:
         return self.stream[i]
+
+    def framed_message(self, i: int, have: int) -> memoryview:
+        return self.stream.message(i)  # stored pre-framed: a zero-copy slice of a shared, checked block
+
+    def wake_frame(self) -> int:
+        return WAKE_NOW
 
     def delivered(self) -> None:
         pass
@@ -81,6 +120,12 @@ class CompactFeed:
         if i == k or (have >= 0 and have - have % self.k == k):
             return self.stream[i]
         return b"".join((self.stream[k], self.stream[i]))
+
+    def framed_message(self, i: int, have: int) -> bytes | memoryview | None:
+        return framed(self.message(i, have))
+
+    def wake_frame(self) -> int:
+        return WAKE_NOW
 
     def delivered(self) -> None:
         pass
@@ -107,10 +152,10 @@ class ChunkFeed:
     def wake_frame(self) -> int:
         """The first playhead frame at which :meth:`message` may return a chunk, given what was pushed.
 
-        -1 (now) when the last chunk offered was refused (backpressure: retry at the next tick);
+        :data:`WAKE_NOW` when the last chunk offered was refused (backpressure: retry at the next tick);
         a frame past the replay when every chunk is out. Valid until the next command."""
         if self._pending >= 0:
-            return -1
+            return WAKE_NOW
         if self.next >= self.stream.count:
             return self.stream.count * self.per
         return math.ceil(self.next * self.per - self._ahead())
@@ -132,6 +177,9 @@ class ChunkFeed:
         if stop - first == 1:
             return self.stream[first]
         return tuple(self.stream[k] for k in range(first, stop))
+
+    def framed_message(self, i: int, have: int) -> bytes | memoryview | None:
+        return framed(self.message(i, have))
 
     def delivered(self) -> None:
         if self._pending >= 0:

@@ -122,17 +122,6 @@ def _robust_max(values: Sequence[float]) -> float:
     return max(1.0, v[min(len(v) - 1, int(len(v) * 0.95))] * 1.05)
 
 
-def fastest_lap_of(laps: Mapping[str, Any], code: str) -> int:
-    """The driver's fastest timed lap (not lap 1), from the lap data; ChartError when it has none."""
-    times = laps["lap_times"].get(code)
-    if times is None:
-        raise ChartError(f"unknown driver {code!r}; drivers are {list(laps['drivers'])}")
-    best = [(v, k + 1) for k, v in enumerate(times) if v is not None and k > 0]
-    if not best:
-        raise ChartError(f"{code} has no timed lap to compare")
-    return min(best)[1]
-
-
 def compare_spec(comparison: Mapping[str, Any], drivers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Panels for a two-lap comparison (:func:`racecast.analysis.compare.compare_laps`'s result):
     speed, throttle, brake and gear along the lap distance, then b's time minus a's."""

@@ -46,6 +46,7 @@ class LapTrace:
 
     driver: str
     lap: int
+    frame: int  # the lap's first frame (where a viewer seeks to show it)
     t: np.ndarray  # s since the lap's first frame
     distance: np.ndarray  # m since the lap's first frame (never decreasing)
     channels: Mapping[str, np.ndarray]  # TRACE_CHANNELS, model units (x/y in m, brake/throttle in %)
@@ -56,6 +57,7 @@ class LapTrace:
         return {
             "driver": self.driver,
             "lap": self.lap,
+            "frame": self.frame,
             "lap_time": self.lap_time,
             "sectors": list(self.sectors),
             "t": self.t.round(3).tolist(),
@@ -128,14 +130,50 @@ def lap_trace(src: ChannelSource, codes: Sequence[str], driver: str, lap: int) -
             times[k] = _opt(a1) if math.isfinite(a1) and not (math.isfinite(a0) and a0 == a1) else None
     lap_time = times["lap_time"]
     sectors = (times["sector1"], times["sector2"], times["sector3"])
-    return LapTrace(driver, int(lap), t - t[0], dist, chans, lap_time, sectors)  # type: ignore[arg-type]
+    return LapTrace(driver, int(lap), first, t - t[0], dist, chans, lap_time, sectors)  # type: ignore[arg-type]
+
+
+#: What a lap reference may name besides a number: the driver's fastest lap, or (second of a pair) the first's lap number.
+LAP_WORDS = ("fastest", "same")
+
+
+def parse_lap_ref(value: str) -> int | str:
+    """A lap as a user writes it: a number (``12``), ``fastest`` or ``same``; ValueError otherwise."""
+    v = value.strip().lower()
+    if v in LAP_WORDS:
+        return v
+    if v.isdigit() and len(v) <= 4:
+        return int(v)
+    raise ValueError(f"a lap is a number, 'fastest' or 'same', got {value[:20]!r}")
+
+
+def resolve_laps(src: ChannelSource, codes: Sequence[str], pairs: Sequence[tuple[str, int | str]]) -> list[tuple[str, int]]:
+    """Lap references made numbers: ``fastest`` is :func:`fastest_lap`, ``same`` the previous pair's lap.
+
+    Raises :class:`CompareError` for an unknown driver, a driver with no timed lap, or ``same`` first."""
+    out: list[tuple[str, int]] = []
+    for code, ref in pairs:
+        if ref == "same":
+            if not out:
+                raise CompareError("'same' means the first lap's number: it cannot be the first lap")
+            lap = out[-1][1]
+        elif ref == "fastest":
+            best = fastest_lap(src, codes, code)
+            if best is None:
+                raise CompareError(f"{code} has no timed lap to compare")
+            lap = best[0]
+        else:
+            lap = int(ref)
+        out.append((code, lap))
+    return out
 
 
 def compare_laps(a: LapTrace, b: LapTrace, step: float = DEFAULT_STEP_M) -> dict[str, Any]:
     """Two laps on one distance grid (every ``step`` m over the distance both covered).
 
     Continuous channels are interpolated linearly, ``gear`` and ``drs`` are the state in force at
-    that distance; ``delta`` is b's time minus a's at each distance (s; positive: b is slower)."""
+    that distance; ``time`` is s since the lap's first frame (``frame``); ``delta`` is b's time
+    minus a's at each distance (s; positive: b is slower)."""
     if step <= 0:
         raise ValueError("step must be positive")
     end = min(float(a.distance[-1]), float(b.distance[-1]))
@@ -157,8 +195,8 @@ def compare_laps(a: LapTrace, b: LapTrace, step: float = DEFAULT_STEP_M) -> dict
     return {
         "step": step,
         "distance": grid.round(2).tolist(),
-        "a": {"driver": a.driver, "lap": a.lap, "lap_time": a.lap_time, "sectors": list(a.sectors), **ca},
-        "b": {"driver": b.driver, "lap": b.lap, "lap_time": b.lap_time, "sectors": list(b.sectors), **cb},
+        "a": {"driver": a.driver, "lap": a.lap, "frame": a.frame, "lap_time": a.lap_time, "sectors": list(a.sectors), **ca},
+        "b": {"driver": b.driver, "lap": b.lap, "frame": b.frame, "lap_time": b.lap_time, "sectors": list(b.sectors), **cb},
         "delta": delta,
     }
 
@@ -171,7 +209,11 @@ _SEED_XY = 10.0
 
 def seed_lap_telemetry(tr: LapTrace) -> dict[str, Any]:
     """One entry of ``POST /api/telemetry/laps``'s ``laps``: points with the seed's keys and units
-    (distance m, speed km/h, throttle 0-100, brake 0-1, rpm 0 (not in the race model), gear, x/y 1/10 m)."""
+    (distance m, speed km/h, throttle 0-100, brake 0-1, rpm, gear, x/y 1/10 m).
+
+    ``rpm`` is always 0: the race model carries no engine speed (the simulator has no engine
+    model, the long table no rpm column; only FastF1's car data has one), so a bundle has none
+    to give. The seed's clients read the key, so it stays, honestly empty."""
     c = tr.channels
     cols = (
         tr.distance.round(2).tolist(),

@@ -12,7 +12,8 @@ units and codes (docs/protocol.md, "Seed compatibility", has the field-by-field 
 * ``drs`` FastF1's raw codes: 0 off, 8 eligible, 12 open;
 * ``brake`` 0-1 (FastF1's brake is on/off; the model's 0-100 % / 100), ``throttle`` 0-100;
 * ``race_progress`` metres of race (laps x track length), like the seed's;
-* ``gap_to_leader`` / ``gap_to_previous`` seconds, 0 for the leader and when unknown;
+* ``gap_to_leader`` / ``gap_to_previous`` seconds, 0 for the leader and when unknown (a known
+  0 behind the leader is -0.0, which reads as 0 to the seed's clients);
 * ``status`` "Running", "Pit", "Retired", "Finished" or "DNS" (did not start);
 * ``weather`` on every frame, with ``rain_state`` "Dry" or "Raining".
 
@@ -27,6 +28,8 @@ it is ~20x faster than building a dict per frame and calling ``packb``.
 """
 
 from __future__ import annotations
+
+import math
 
 from typing import Any, Iterator
 
@@ -143,8 +146,12 @@ def _seed_value_cells(race: Race, name: str, b0: int, b1: int) -> Cells:
         return _float_cells(ch["race_progress"][b0:b1] * race.geometry.length, False)
     if name in ("gap_to_leader", "gap_to_previous"):
         v = ch["gap" if name == "gap_to_leader" else "interval"][b0:b1]
-        known = np.isfinite(v) & (v > 0) & (ch["position"][b0:b1] != 1)
-        return _float_cells(np.where(known, v, 0.0), False)
+        behind = ch["position"][b0:b1] != 1
+        known = np.isfinite(v) & (v > 0) & behind
+        # A known gap of exactly 0 behind the leader (cars crossing together) is -0.0: the seed's
+        # clients read 0 as before; racecast's decoders (model_car, viewer/model.js) read a known 0.
+        zero = np.where(behind & (v == 0), -0.0, 0.0)
+        return _float_cells(np.where(known, v, zero), False)
     blk = ch[name][b0:b1]
     dtype, _unit, nullable = CHANNELS[name]
     if np.dtype(dtype).kind == "f":
@@ -245,6 +252,13 @@ def iter_msgpack_frames(race: Race, start: int = 0, stop: int | None = None) -> 
 _MODEL_STATUS = {v: STATUS_LABELS[k] for k, v in SEED_STATUS.items()}
 
 
+def seed_gap(v: float | None, lead: bool) -> float | None:
+    """A seed gap back in model terms: 0 is "unknown" (None) except for the leader; -0.0 is a known 0."""
+    if v is None or (v == 0 and math.copysign(1.0, v) > 0):
+        return 0.0 if lead else None
+    return float(v) if v != 0 else 0.0
+
+
 def model_car(car: dict[str, Any], track_length: float) -> dict[str, Any]:
     """One car of a msgpack frame back in the race model's units and codes (racecast's viewer does the
     same in JavaScript). ``gap``/``interval`` come back None where the seed's 0 means "unknown"."""
@@ -256,8 +270,8 @@ def model_car(car: dict[str, Any], track_length: float) -> dict[str, Any]:
     out["brake"] = car["brake"] * 100.0
     out["race_progress"] = car["race_progress"] / track_length if track_length > 0 else 0.0
     lead = car["position"] == 1
-    out["gap"] = car.pop("gap_to_leader", None) or (0.0 if lead else None)
-    out["interval"] = car.pop("gap_to_previous", None) or (0.0 if lead else None)
+    out["gap"] = seed_gap(car.get("gap_to_leader"), lead)
+    out["interval"] = seed_gap(car.get("gap_to_previous"), lead)
     out.pop("gap_to_leader", None)
     out.pop("gap_to_previous", None)
     out["status"] = _MODEL_STATUS.get(car["status"], car["status"])

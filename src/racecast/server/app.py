@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
-from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Sequence
 
@@ -28,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from .. import __version__
-from ..analysis.compare import CompareError, compare_laps, lap_trace, seed_lap_telemetry, seed_sector_times
+from ..analysis.compare import CompareError, compare_laps, lap_trace, parse_lap_ref, resolve_laps, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..playback import Clock
 from ..rooms import MAX_ROOM_MEMBERS, MAX_ROOMS, ROOM_GRACE_S
@@ -47,15 +44,16 @@ from .ingest import (
     session_code,
 )
 from .metrics import Metrics
-from ..errors import BadRequest, NotFound
-from .errors import FaultLog
+from ..errors import BadRequest, NotFound, TooLarge
+from .errors import error_response
 from .hosts import LOCAL_HOSTS, HostCheck
 from .errors import install as install_error_handlers
 from .replays import InvalidId, Replay, Replays, UnknownReplay
 from .rooms import RoomHub
 from .rooms_http import add_room_routes
 from .transport import DEFAULT_BUFFER_LIMIT
-from .websocket import Connection, close_all, replay_socket
+from .state import ServerState
+from .websocket import close_all, replay_socket
 
 #: Most frames one ``/frames`` request returns (60 s at 25 fps).
 MAX_FRAMES_PER_REQUEST = 1500
@@ -65,28 +63,6 @@ CACHE_CONTROL = "public, max-age=300"
 _SESSION_TYPE = re.compile(r"^[A-Za-z0-9]{1,8}$")
 #: Largest request body accepted (bytes); only ``POST /api/sessions`` takes one, and it is tiny.
 MAX_BODY_BYTES = 4096
-
-
-@dataclass(eq=False)
-class ServerState:
-    """Everything one app instance shares between its endpoints (``app.state.racecast``)."""
-
-    replays: Replays
-    engine: Engine
-    metrics: Metrics
-    max_connections: int
-    allowed_origins: Sequence[str] | None
-    command_rate: float
-    command_burst: float
-    buffer_limit: int
-    socket_send_buffer: int | None
-    ingest: IngestManager | None = None  # None: server-side ingest disabled
-    rooms: RoomHub | None = None
-    connections: set[Connection] = field(default_factory=set)
-    #: Why ``POST /api/sessions`` could not provide a session (id -> message), so the seed's
-    #: client, which ignores the POST's answer, hears it as ``loading_error`` on the WebSocket.
-    session_errors: "BoundedDict" = field(default_factory=lambda: BoundedDict(64))
-    faults: FaultLog = field(default_factory=lambda: FaultLog(logging.getLogger("racecast.faults")))
 
 
 class SessionRequest(BaseModel):
@@ -118,11 +94,14 @@ class LapTelemetryRequest(BaseModel):
         return self
 
 
-def _lap_ref(v: str) -> tuple[str, int]:
+def _lap_ref(v: str) -> tuple[str, int | str]:
     code, sep, lap = v.partition(":")
-    if not sep or not code or not lap.isdigit() or len(lap) > 4:
-        raise BadRequest(f"a lap is CODE:LAP (e.g. VER:12), got {v[:40]!r}", http_status=422)
-    return code, int(lap)
+    try:
+        if not sep or not code:
+            raise ValueError
+        return code, parse_lap_ref(lap)
+    except ValueError:
+        raise BadRequest(f"a lap is CODE:LAP with LAP a number, fastest or same (e.g. VER:12), got {v[:40]!r}", http_status=422) from None
 
 
 def _msgpack_array_header(n: int) -> bytes:
@@ -386,11 +365,11 @@ def create_app(
         except InvalidId as e:
             raise BadRequest(str(e), http_status=422) from None
 
-    async def traces(r: Replay, pairs: list[tuple[str, int]], render: Any) -> list[Any]:
+    async def traces(r: Replay, pairs: list[tuple[str, int | str]], render: Any) -> list[Any]:
         codes = [d["code"] for d in r.bundle.manifest["drivers"]]
 
         def work() -> list[Any]:  # milliseconds of numpy and list building per lap: off the event loop
-            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in pairs]
+            return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in resolve_laps(r.bundle, codes, pairs)]
 
         try:
             return await asyncio.to_thread(work)
@@ -410,8 +389,8 @@ def create_app(
     @app.get("/api/replays/{replay_id}/compare", summary="Two laps aligned by distance (speed, throttle, brake, gear, time delta)")
     async def replay_compare(
         replay_id: str,
-        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12"),
-        b: str = Query(..., max_length=20, description="CODE:LAP"),
+        a: str = Query(..., max_length=20, description="CODE:LAP, e.g. VER:12 or VER:fastest"),
+        b: str = Query(..., max_length=20, description="CODE:LAP; LAP may also be same (a's lap number)"),
         step: float = Query(5.0, ge=1.0, le=100.0, description="distance step (m)"),
     ) -> dict[str, Any]:
         r = replay_or_error(replay_id)
@@ -453,20 +432,6 @@ def create_app(
     return app
 
 
-class BoundedDict(OrderedDict):  # type: ignore[type-arg]
-    """A dict that keeps only its ``size`` most recently set keys."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
 class BodyLimit:
     """ASGI middleware: request bodies over ``limit`` bytes get 413 before the app reads them."""
 
@@ -478,7 +443,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes", "error": "too_large"}, status_code=413)
+        too_big = error_response(TooLarge(f"request body over {self.limit} bytes"))
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await too_big(scope, receive, send)

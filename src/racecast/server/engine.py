@@ -30,16 +30,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
 
 from ..bundle import BundleError, Stream
-from ..feeds import Feed, FrameFeed
+from ..feeds import UNKNOWN, Feed, FrameFeed
 from ..playback import Clock, Playback, SystemClock
 from ..protocol import Command, error_message, ping_message, pong_message, state_message
-from .metrics import Metrics
-from .transport import Sink, SinkClosed, binary_header
+from .sink import Sink, SinkClosed
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+__all__ = ["Engine", "TickSchedule", "Viewer"]
 
 log = logging.getLogger("racecast.engine")
 _LOGGED: set[tuple[str, str]] = set()  # bundle errors already logged (one line each, bounded)
+
+#: :attr:`Viewer.wake` of a viewer not filed in the timing wheel.
+NOT_FILED: Final = -1
+#: :attr:`Viewer.wake` of a viewer taken from the wheel by the current tick (a duplicate entry in a
+#: later slot is then stale and skipped); it is re-filed after its visit.
+TAKEN: Final = -2
 
 
 class Viewer:
@@ -54,13 +66,13 @@ class Viewer:
         self.stream = stream
         self.feed: Feed = feed if feed is not None else FrameFeed(stream)
         self.sink = sink
-        self.framed = bool(getattr(sink, "framed", False))  # the sink takes whole WebSocket frames
+        self.framed = sink.framed  # the sink takes whole WebSocket frames
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
         self.frames_skipped = 0
         self.closed = False
         # Frame feeds have a frame due every tick; others say when (see the module docstring).
-        self.every_tick = bool(getattr(self.feed, "every_tick", True))
-        self.wake = -1  # the timing-wheel slot this viewer is filed under (-1: none)
+        self.every_tick = self.feed.every_tick
+        self.wake = NOT_FILED  # the timing-wheel slot this viewer is filed under
         # racecast's own JSON messages (state acknowledgements, idle pings) go to this viewer.
         # False for clients of the seed protocol, which know only loading_* and frames.
         self.acks = True
@@ -143,7 +155,7 @@ class Engine:
         if r.message is not None and viewer.acks:
             viewer.sink.post(r.message)
         if r.frame is not None:
-            self._push(viewer, r.frame, -1)
+            self._push(viewer, r.frame, UNKNOWN)
         now = viewer.last_activity = self.clock.monotonic()
         if viewer.playback.playing:  # joined a playing room: it plays from the first tick
             self._set_playing(viewer, True)
@@ -167,7 +179,7 @@ class Engine:
                         self._wake.set()
             else:
                 self._scheduled.pop(viewer, None)
-                viewer.wake = -1  # its wheel entries go stale
+                viewer.wake = NOT_FILED  # its wheel entries go stale
             return
         if playing:
             if viewer not in self._playing:
@@ -202,7 +214,7 @@ class Engine:
                 sink.post(state_message(playing=pb.playing, speed=pb.speed, frame=pb.frame, seq=pb.seq - k, ended=pb.ended))
             sink.post(r.message)
         if r.frame is not None:
-            self._push(viewer, r.frame, -1)  # a jump: the viewer may lack what the frame builds on
+            self._push(viewer, r.frame, UNKNOWN)  # a jump: the viewer may lack what the frame builds on
         viewer.last_activity = now
         self._set_playing(viewer, pb.playing)
         if pb.playing and not viewer.every_tick:
@@ -217,7 +229,7 @@ class Engine:
         if message is not None and viewer.acks:
             viewer.sink.post(message)
         if frame is not None:
-            self._push(viewer, frame, -1)
+            self._push(viewer, frame, UNKNOWN)
         viewer.last_activity = now
         self._set_playing(viewer, viewer.playback.playing)
         if viewer.playback.playing and not viewer.every_tick:
@@ -236,16 +248,34 @@ class Engine:
             viewer.feed.delivered()
 
     # -- the tick ---------------------------------------------------------------------------
-    def tick(self, now: float) -> int:
-        """Serve every playing viewer that has something due for the tick scheduled at ``now``; return frames written."""
-        sent = self._serve(self._take_snapshot(), now)
-        if self._wheel:
-            due = self._due(now)
-            if due:
-                sent += self._serve(due, now)
-                self._refile(due, now)
+    def tick_steps(self, now: float) -> Iterator[None]:
+        """The tick scheduled at ``now``, sans I/O: serve every playing viewer that has something due.
+
+        The one tick sequence: :meth:`tick` runs it at once (tests, benchmarks), the asyncio
+        ticker (:meth:`_run`) yields to the event loop at each ``yield`` (between slices of
+        :attr:`slice_size` viewers), so commands and new connections wait for a slice (a few ms),
+        not for a whole tick of thousands of viewers. A command handled between slices is safe:
+        a seek's viewer then has nothing due."""
+        snap = self._take_snapshot()
+        due = self._due(now) if self._wheel else ()
+        step = self.slice_size
+        first = True
+        for group in (snap, due):
+            for k in range(0, len(group), step):
+                if not first:
+                    yield
+                first = False
+                self._serve(group[k : k + step], now)
+        if due:
+            self._refile(due, now)
         self.ticks += 1
-        return sent
+
+    def tick(self, now: float) -> int:
+        """Run the tick scheduled at ``now`` to the end without yielding; return the frames written."""
+        before = self.frames_sent
+        for _ in self.tick_steps(now):
+            pass
+        return self.frames_sent - before
 
     # -- the timing wheel -------------------------------------------------------------------
     # Slot s is the tick time s x period (the ticker runs on that grid); a tick at ``t`` serves
@@ -256,7 +286,7 @@ class Engine:
     def _file(self, v: Viewer, now: float) -> None:
         """File a playing viewer under the first tick at which its feed next has work (never the current one)."""
         pb = v.playback
-        f = min(v.feed.wake_frame(), pb.last_frame)  # type: ignore[attr-defined]
+        f = min(v.feed.wake_frame(), pb.last_frame)
         t = pb.time_at(f)
         slot = math.ceil(t * self.fps - 1e-6) if t < math.inf else self._slot(now) + 1
         floor = self._slot(now) + 1
@@ -286,13 +316,13 @@ class Engine:
         for s in slots:
             for v in wheel.pop(s):
                 if v.wake == s and not v.closed:
-                    v.wake = -2  # taken: a duplicate entry in a later slot is skipped
+                    v.wake = TAKEN
                     out.append(v)
         return tuple(out)
 
     def _refile(self, viewers: tuple[Viewer, ...], now: float) -> None:
         for v in viewers:
-            if v.playback.playing and not v.closed and v.wake == -2:
+            if v.playback.playing and not v.closed and v.wake == TAKEN:
                 self._file(v, now)
 
     def _take_snapshot(self) -> tuple[Viewer, ...]:
@@ -311,19 +341,13 @@ class Engine:
                 continue
             pb = v.playback
             i = pb.due(now)
-            feed = v.feed
             try:
                 if i is None:
                     data = None
-                elif v.framed and type(feed) is FrameFeed:
-                    data = v.stream.message(i)  # pre-framed: a zero-copy slice of a shared, checked block
+                elif v.framed:
+                    data = v.feed.framed_message(i, pb.last_sent)
                 else:
-                    data = feed.message(i, pb.last_sent)
-                    if v.framed and data is not None:
-                        if type(data) is tuple:  # several messages (chunk mode): one write
-                            data = b"".join([binary_header(len(d)) + d for d in data])
-                        else:
-                            data = binary_header(len(data)) + data
+                    data = v.feed.message(i, pb.last_sent)
             except BundleError as e:  # the bundle was damaged or replaced on disk: this viewer stops, not the tick
                 self._damaged(v, e)
                 if self.metrics:
@@ -444,22 +468,8 @@ class Engine:
                 if m is not None:
                     m.ticks_missed.inc(missed)
             try:
-                # Serve in slices, yielding to the event loop between them, so commands and new
-                # connections wait for a slice (a few ms), not for a whole tick of thousands of viewers.
-                # A command handled between slices is safe: a seek's viewer then has nothing due.
-                snap = self._take_snapshot()
-                due = self._due(target) if self._wheel else ()
-                step = self.slice_size
-                first = True
-                for group in (snap, due):
-                    for k in range(0, len(group), step):
-                        if not first:
-                            await asyncio.sleep(0)
-                        first = False
-                        self._serve(group[k : k + step], target)
-                if due:
-                    self._refile(due, target)
-                self.ticks += 1
+                for _ in self.tick_steps(target):
+                    await asyncio.sleep(0)
             except Exception:  # never let one bad tick stop playback for everyone
                 log.exception("engine tick failed")
             if m is not None:
@@ -469,20 +479,24 @@ class Engine:
                 m.tick_duration.observe(t1 - t0)
                 m.send_latency.observe(max(0.0, t1 - target))
 
-    async def _ping_loop(self) -> None:
-        """Idle viewers (not playing) get a JSON ping every ``ping_interval`` s so proxies keep them open."""
+    def ping_idle(self, now: float) -> None:
+        """Send a JSON ping to every viewer that is not playing and has heard nothing for ``ping_interval`` s
+        (so proxies keep idle connections open)."""
         interval = self.ping_interval
-        step = min(1.0, interval / 4)
+        for v in list(self.viewers):
+            if v.acks and not v.playback.playing and now - v.last_activity >= interval:
+                try:
+                    v.sink.post(ping_message(now))
+                except Exception:
+                    log.debug("ping to %r failed", v, exc_info=True)
+                v.last_activity = now
+
+    async def _ping_loop(self) -> None:
+        """The idle pinger's driver: :meth:`ping_idle` a few times per ``ping_interval``."""
+        step = min(1.0, self.ping_interval / 4)
         while True:
             await asyncio.sleep(step)
-            now = self.clock.monotonic()
-            for v in list(self.viewers):
-                if v.acks and not v.playback.playing and now - v.last_activity >= interval:
-                    try:
-                        v.sink.post(ping_message(now))
-                    except Exception:
-                        log.debug("ping to %r failed", v, exc_info=True)
-                    v.last_activity = now
+            self.ping_idle(self.clock.monotonic())
 
     async def stop(self) -> None:
         for t in (self._task, self._pinger):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import ipaddress
 import json
+import logging
 import os
 import resource
 import signal
@@ -123,10 +125,26 @@ def uvicorn_config(
         ws_per_message_deflate=False,
         lifespan="on",
         log_level=log_level,
+        log_config=log_config(log_level),
         timeout_graceful_shutdown=5,
     )
     configure_http(config, header_timeout=lim.header_timeout, max_header_bytes=lim.max_header_bytes)
     return config
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus a stderr handler for racecast's loggers.
+
+    racecast's loggers follow ``log_level``, except client-fault lines (``racecast.faults``):
+    INFO whatever the level, as docs/security.md says, since they are already bounded (at most
+    10 lines a minute per kind). Without a handler, Python's last-resort handler would print
+    only WARNING and above: the per-minute summaries, never the faults themselves."""
+    level = uvicorn.config.LOG_LEVELS.get(log_level.lower(), logging.WARNING)
+    cfg = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    # Propagating stays on: a host app's (or pytest's) root handlers still see the records.
+    cfg["loggers"]["racecast"] = {"handlers": ["default"], "level": level}
+    cfg["loggers"]["racecast.faults"] = {"level": min(level, logging.INFO)}
+    return cfg
 
 
 def raise_file_limit(want: int = 65536) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """How frames reach a viewer's socket: the replaceable part under the engine.
 
-Two sinks, one interface (:class:`Sink`):
+Two sinks, one interface (:class:`~racecast.server.sink.Sink`, in its own module so that
+the engine imports no I/O library):
 
 * :class:`DirectSink` - the fast path under ``racecast serve``. uvicorn runs
   :class:`RacecastWSProtocol` (its websockets-sansio protocol plus one line:
@@ -21,56 +22,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..bundle.wsframe import OP_TEXT, binary_header, frame_header
 from .http import FAULTS
+from .sink import SinkClosed
 
 #: The ASGI scope extension under which :class:`RacecastWSProtocol` exposes itself.
 EXTENSION = "racecast.transport"
 #: Default per-viewer limit of bytes waiting in the socket's user-space buffer.
 DEFAULT_BUFFER_LIMIT = 32 * 1024
-
-class SinkClosed(Exception):
-    """The viewer's connection is gone; drop the viewer."""
-
-
-class Sink(Protocol):
-    """Where one viewer's messages go. ``offer`` may skip; ``push``/``post`` never do, and all keep order.
-
-    A sink whose ``framed`` attribute is true is offered whole WebSocket frames
-    (header + payload: for frame streams a zero-copy slice of the bundle, which
-    stores them pre-framed); other sinks are offered the payload.
-    """
-
-    framed: bool
-
-    def offer(self, data: bytes | memoryview | tuple[memoryview, ...]) -> bool:
-        """Write a binary frame (or a tuple of payloads: several, together) unless the viewer is backed up;
-        never blocks. Raises :class:`SinkClosed`."""
-        ...
-
-    def push(self, payload: memoryview | tuple[memoryview, ...]) -> None:
-        """Write a binary frame (or several, a tuple) whatever the buffer (once per command, so bounded)."""
-        ...
-
-    def post(self, text: str) -> None:
-        """Write a JSON text message, in order with frames."""
-        ...
-
-    def buffered(self) -> int:
-        """Bytes waiting to be sent to this viewer."""
-        ...
-
-    @property
-    def alive(self) -> bool: ...
-
-    async def drain(self) -> None:
-        """Wait until the viewer has taken most of what was written (bounds control-message memory)."""
-        ...
-
 
 #: A closing connection whose peer has not taken the rest of its bytes after this many seconds is
 #: aborted (RST): a client that never reads must not keep its socket and buffer for ever.

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -49,10 +49,9 @@ from .hosts import origin_allowed
 from .ingest import DONE, Job
 from .replays import Replay, UnknownReplay
 from .rooms import Admission, RoomsUnavailable
-from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol, Sink
-
-if TYPE_CHECKING:
-    from .app import ServerState
+from .sink import Sink
+from .state import ServerState
+from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol
 
 log = logging.getLogger("racecast.ws")
 
@@ -89,7 +88,7 @@ class Connection:
     viewer: Viewer | None = None
 
 
-def _detach(state: "ServerState", viewer: Viewer) -> None:
+def _detach(state: ServerState, viewer: Viewer) -> None:
     """Stop serving ``viewer``: out of the engine (and its room), its writer (if any) stopped. Idempotent."""
     if viewer.room is not None and state.rooms is not None:
         state.rooms.leave(viewer)
@@ -124,14 +123,14 @@ async def _refuse(ws: WebSocket, code: int, reason: str, message: str | None = N
         pass
 
 
-async def refuse(ws: WebSocket, state: "ServerState", e: RacecastError) -> None:
+async def refuse(ws: WebSocket, state: ServerState, e: RacecastError) -> None:
     """The WebSocket side of the error model: count ``e``, send it as ``loading_error``, close with its code."""
     state.metrics.error(e.kind)
     state.faults.note(e.kind, e.message)
     await _refuse(ws, e.close_code, e.kind.replace("_", " ")[:60], e.message)
 
 
-async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
+async def replay_socket(ws: WebSocket, state: ServerState) -> None:
     """Serve one viewer of ``/ws/replay/{replay_id}`` until it leaves."""
     mono = state.engine.clock.monotonic
     t_connect = mono()
@@ -198,7 +197,7 @@ async def replay_socket(ws: WebSocket, state: "ServerState") -> None:
         state.connections.discard(conn)
 
 
-async def _admit(ws: WebSocket, state: "ServerState", replay_id: str) -> Admission | None:
+async def _admit(ws: WebSocket, state: ServerState, replay_id: str) -> Admission | None:
     """Check ``?room=ROOM[&token=TOKEN]``; a refusal raises its ``RoomError`` (each carries its close code)."""
     hub = state.rooms
     if hub is None:
@@ -206,7 +205,7 @@ async def _admit(ws: WebSocket, state: "ServerState", replay_id: str) -> Admissi
     return await hub.admit(ws.query_params["room"], replay_id, ws.query_params.get("token"))
 
 
-async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: bool = False) -> bool:
+async def _await_ingest(ws: WebSocket, state: ServerState, job: Job, seed: bool = False) -> bool:
     """Relay ``job``'s progress to a waiting viewer until it ends; True when the replay is ready.
 
     The viewer sleeps on the job's change event and sends the newest progress when
@@ -255,14 +254,14 @@ async def _await_ingest(ws: WebSocket, state: "ServerState", job: Job, seed: boo
     return False
 
 
-def _budget_exceeded(state: "ServerState", limiter: RateLimiter, now: float) -> bool:
+def _budget_exceeded(state: ServerState, limiter: RateLimiter, now: float) -> bool:
     if limiter.delay(now) > 0:
         state.metrics.error("flood")
         return True
     return False
 
 
-async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, replay: Replay) -> None:
+async def _read_commands(ws: WebSocket, state: ServerState, viewer: Viewer, replay: Replay) -> None:
     """Read every message as it arrives and apply it; never stop reading while the client is there.
 
     Reading without pause keeps the connection's keepalive answered whatever the client
@@ -356,7 +355,7 @@ async def _read_commands(ws: WebSocket, state: "ServerState", viewer: Viewer, re
             timer.cancel()
 
 
-async def close_all(state: "ServerState", code: int = CLOSE_GOING_AWAY) -> None:
+async def close_all(state: ServerState, code: int = CLOSE_GOING_AWAY) -> None:
     """Close every open viewer (graceful shutdown)."""
     for conn in list(state.connections):
         if conn.viewer is not None:

@@ -1,11 +1,13 @@
 // Charts panel: race trace (gap to the leader), lap chart, lap times and tyre strategy from the
 // replay's lap data (GET /api/replays/{id}/laps), linked to the replay: the current time is a
 // vertical line, a click seeks there (to the clicked driver's crossing when near a line, and
-// selects that driver), the selected drivers are drawn bold and the rest faint.
+// selects that driver), the selected drivers are drawn bold and the rest faint. "Compare two laps"
+// (compare.js) draws two selected drivers' laps, chosen with the lap picker, channel by channel.
 
-import { compound, lapTime } from "./format.js";
+import { compareQuery, drawCompare, frameAtDistance, lapOptions } from "./compare.js";
+import { compound, esc, lapTime } from "./format.js";
 
-export const CHARTS = { gaps: "Gap to leader", positions: "Lap chart", laptimes: "Lap times", strategy: "Tyre strategy", compare: "Compare fastest laps" };
+export const CHARTS = { gaps: "Gap to leader", positions: "Lap chart", laptimes: "Lap times", strategy: "Tyre strategy", compare: "Compare two laps" };
 const PAD = { l: 40, r: 36, t: 10, b: 20 };
 
 /** The leader's crossing time of each lap (first car to complete it): lead[k-1] for lap k. */
@@ -17,15 +19,6 @@ export function leaderCrossings(laps) {
     });
   }
   return lead;
-}
-
-/** A driver's fastest timed lap (not lap 1) from the lap data, or null. */
-export function fastestLap(laps, code) {
-  let best = null;
-  (laps.lap_times[code] || []).forEach((v, k) => {
-    if (k > 0 && v != null && (!best || v < best.time)) best = { lap: k + 1, time: v };
-  });
-  return best && best.lap;
 }
 
 /** Race time `t` as a fractional lap of the leader (0 at lights out). */
@@ -55,7 +48,13 @@ export class ChartsPanel {
     this.laps = null;
     this.t = meta.t0;
     this.pts = []; // hit targets of the last draw: {x, y, code, frame}
-    this.cmp = null; // the last lap comparison fetched: {key, data}
+    this.cmp = null; // the last lap comparison fetched: {want, data | error}
+    this.cmpBox = null; // where it was drawn: {x0, x1, end} (a click seeks along lap a)
+    this.pick = root.querySelector(".compare-pick");
+    this.lapSel = [...this.pick.querySelectorAll("select")];
+    this.lapChoice = ["fastest", "fastest"]; // per side: "fastest", "same" (b only) or a lap number
+    this.pickFor = null; // the drivers the picker's options were built for
+    this.lapSel.forEach((el, k) => el.addEventListener("change", () => { this.lapChoice[k] = el.value; el.blur(); this.draw(); }));
     this.kindSel.addEventListener("change", () => { this.kind = this.kindSel.value; this.kindSel.blur(); this.draw(); });
     this.canvas.addEventListener("click", (ev) => this._click(ev));
     new ResizeObserver(() => this.draw()).observe(this.canvas);
@@ -133,6 +132,7 @@ export class ChartsPanel {
     ctx.font = "10px system-ui, sans-serif";
     const sel = this.selected();
     this.pts = [];
+    this.pick.hidden = this.kind !== "compare";
     if (this.kind === "compare") {
       this._compare(ctx, W, H, sel);
       return;
@@ -195,64 +195,72 @@ export class ChartsPanel {
     return series.length;
   }
 
-  /** Two selected drivers' fastest laps (GET /api/replays/{id}/compare): speed above, time delta below. */
+  /** The lap picker for drivers `sel` (two): options rebuilt when the drivers change, choices kept when still offered. */
+  _picker(sel) {
+    const key = sel.length === 2 ? sel.join(",") : "";
+    this.lapSel.forEach((el) => (el.disabled = !key));
+    if (!key || key === this.pickFor) return; // not two drivers: the last choices stay, greyed out
+    this.pickFor = key;
+    const names = this.pick.querySelectorAll("label > span");
+    this.lapSel.forEach((el, k) => {
+      names[k].textContent = sel[k];
+      const opts = lapOptions(this.laps, sel[k], { same: k === 1 ? sel[0] : null });
+      el.innerHTML = opts.map((o) => `<option value="${esc(o.value)}">${esc(o.text)}</option>`).join("");
+      if (!opts.some((o) => o.value === this.lapChoice[k])) this.lapChoice[k] = "fastest";
+      el.value = this.lapChoice[k];
+    });
+  }
+
+  /** Two selected drivers' chosen laps (GET /api/replays/{id}/compare): speed, throttle, brake, gear, time delta. */
   _compare(ctx, W, H, sel) {
     const ds = this.root.dataset;
     const say = (text) => {
       ctx.fillStyle = "#8b93a7";
       ctx.fillText(text, PAD.l, H / 2);
-      Object.assign(ds, { kind: "compare", series: "0", highlight: sel.join(",") });
+      this.cmpBox = null;
+      Object.assign(ds, { kind: "compare", series: "0", panels: "0", highlight: sel.join(",") });
     };
-    if (sel.length !== 2) return say("Select two drivers (click, then shift-click) to compare their fastest laps.");
-    const laps = sel.map((c) => fastestLap(this.laps, c));
-    if (laps.some((l) => l == null)) return say("A selected driver has no timed lap yet.");
-    const key = `${sel[0]}:${laps[0]}|${sel[1]}:${laps[1]}`;
-    if (!this.cmp || this.cmp.key !== key) {
-      if (this.pending !== key) {
-        this.pending = key;
-        const q = `a=${encodeURIComponent(`${sel[0]}:${laps[0]}`)}&b=${encodeURIComponent(`${sel[1]}:${laps[1]}`)}`;
-        fetch(`/api/replays/${encodeURIComponent(this.replayId)}/compare?${q}`)
-          .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
-          .then((data) => { this.cmp = { key, data }; })
-          .catch((err) => { this.cmp = { key, error: String(err.message || err) }; })
-          .finally(() => { this.pending = null; this.draw(); });
+    this._picker(sel);
+    if (sel.length !== 2) return say("Select two drivers (click, then shift-click) to compare their laps.");
+    const want = `${sel[0]}:${this.lapChoice[0]}|${sel[1]}:${this.lapChoice[1]}`;
+    if (!this.cmp || this.cmp.want !== want) {
+      if (this.pending !== want) {
+        this.pending = want;
+        fetch(`/api/replays/${encodeURIComponent(this.replayId)}/compare?${compareQuery(sel, this.lapChoice)}`)
+          .then(async (r) => {
+            if (r.ok) return r.json();
+            const body = await r.json().catch(() => ({}));
+            throw new Error(body.detail || `HTTP ${r.status}`);
+          })
+          .then((data) => { this.cmp = { want, data }; })
+          .catch((err) => { this.cmp = { want, error: String(err.message || err) }; })
+          .finally(() => { if (this.pending === want) this.pending = null; this.draw(); });
       }
       return say("Loading the comparison…");
     }
-    if (this.cmp.error) return say(`Comparison unavailable (${this.cmp.error}).`);
-    const c = this.cmp.data, dist = c.distance, end = dist[dist.length - 1] || 1;
-    const xOf = (d) => PAD.l + (d / end) * (W - PAD.l - PAD.r);
-    const split = PAD.t + (H - PAD.t - PAD.b) * 0.68;
-    const vmax = Math.max(...c.a.speed, ...c.b.speed, 1);
-    const dmax = Math.max(0.1, ...c.delta.map(Math.abs));
-    const ySpeed = (v) => split - 4 - (v / vmax) * (split - 4 - PAD.t);
-    const yDelta = (v) => (split + H - PAD.b) / 2 - (v / dmax) * ((H - PAD.b - split) / 2 - 2);
-    const line = (ys, yOf, color) => {
-      ctx.strokeStyle = color;
-      ctx.lineWidth = 1.4;
-      ctx.beginPath();
-      ys.forEach((v, i) => (i ? ctx.lineTo(xOf(dist[i]), yOf(v)) : ctx.moveTo(xOf(dist[i]), yOf(v))));
-      ctx.stroke();
-    };
+    if (this.cmp.error) {
+      say(`No comparison: ${this.cmp.error}`);
+      ds.compareError = this.cmp.error;
+      return;
+    }
+    delete ds.compareError;
+    const c = this.cmp.data;
     const color = (code, other) => {
       const d = this.meta.byCode.get(code);
       return d && d.color !== other ? d.color : other === "#ffffff" ? "#ff8000" : "#ffffff";
     };
-    const ca = color(sel[0], null), cb = color(sel[1], ca);
-    ctx.fillStyle = "#8b93a7";
-    ctx.fillText(String(Math.round(vmax)), 2, ySpeed(vmax) + 8);
-    ctx.fillText("km/h", 2, ySpeed(vmax) + 20);
-    ctx.fillText(`Δ ±${dmax.toFixed(1)}`, 2, yDelta(0) + 3);
-    ctx.strokeStyle = "#262b36";
-    ctx.beginPath(); ctx.moveTo(PAD.l, yDelta(0)); ctx.lineTo(W - PAD.r, yDelta(0)); ctx.stroke();
-    line(c.a.speed, ySpeed, ca);
-    line(c.b.speed, ySpeed, cb);
-    line(c.delta, yDelta, cb);
-    ctx.fillStyle = ca;
-    ctx.fillText(`${c.a.driver} L${c.a.lap} ${c.a.lap_time != null ? lapTime(c.a.lap_time) : ""}`, PAD.l + 4, PAD.t + 10);
-    ctx.fillStyle = cb;
-    ctx.fillText(`${c.b.driver} L${c.b.lap} ${c.b.lap_time != null ? lapTime(c.b.lap_time) : ""} (Δ below: + = slower)`, PAD.l + 150, PAD.t + 10);
-    Object.assign(ds, { kind: "compare", series: "2", highlight: sel.join(","), compare: key });
+    const ca = color(c.a.driver, null), cb = color(c.b.driver, ca);
+    const box = { x0: PAD.l + 14, x1: W - PAD.r, y0: PAD.t + 2, y1: H - PAD.b };
+    const drawn = drawCompare(ctx, box, c, [ca, cb]);
+    this.cmpBox = { x0: box.x0, x1: box.x1, end: drawn.end };
+    // "fastest" names the lap it turned out to be
+    this.lapSel.forEach((el, k) => {
+      const side = k ? c.b : c.a;
+      const o = el.querySelector('option[value="fastest"]');
+      if (o) o.textContent = this.lapChoice[k] === "fastest" ? `fastest (L${side.lap})` : "fastest lap";
+    });
+    const key = `${c.a.driver}:${c.a.lap}|${c.b.driver}:${c.b.lap}`;
+    Object.assign(ds, { kind: "compare", series: String(drawn.lines), panels: String(drawn.panels), highlight: sel.join(","), compare: key, points: String(c.distance.length) });
   }
 
   _strategy(ctx, xOf, W, H, sel) {
@@ -279,9 +287,18 @@ export class ChartsPanel {
   }
 
   _click(ev) {
-    if (!this.laps || this.kind === "compare") return;
+    if (!this.laps) return;
     const r = this.canvas.getBoundingClientRect();
     const px = ev.clientX - r.left, py = ev.clientY - r.top;
+    if (this.kind === "compare") {
+      // Along the first driver's lap: the frame where it was at that distance.
+      const b = this.cmpBox, c = this.cmp && this.cmp.data;
+      if (!b || !c) return;
+      const d = (Math.min(b.x1, Math.max(b.x0, px)) - b.x0) / Math.max(1, b.x1 - b.x0) * b.end;
+      const frame = frameAtDistance(c, d, this.meta.fps);
+      if (frame != null) this.onSeek(frame);
+      return;
+    }
     let best = null, bd = 14 * 14;
     for (const p of this.pts) {
       const d = (p.x - px) ** 2 + (p.y - py) ** 2;

@@ -158,6 +158,15 @@ export function messagesUntil(meta, t) {
 const SEED_STATUS = { Running: "running", Pit: "pit", Retired: "out", Finished: "finished", DNS: "dns" };
 
 /**
+ * A seed gap in model terms: the seed sends 0 for "unknown" (and for the leader), so 0 is null
+ * behind the leader; a known gap of exactly 0 comes as -0 (racecast.bundle.msgpack_frames).
+ */
+export function seedGap(v, lead) {
+  if (v == null || (v === 0 && !Object.is(v, -0))) return lead ? 0 : null;
+  return v === 0 ? 0 : v;
+}
+
+/**
  * A msgpack frame (the seed's units and codes: x/y in 1/10 m, tyre 0 SOFT..4 WET, FastF1 DRS codes,
  * brake 0-1, race_progress in metres, gap_to_leader/gap_to_previous) in this viewer's model units
  * (compact and chunk frames already are). Mirrors racecast.bundle.msgpack_frames.model_car.
@@ -175,8 +184,8 @@ export function modelFrame(f, meta) {
       drs: c.drs >= 10 ? 2 : c.drs === 8 ? 1 : 0,
       brake: c.brake * 100,
       race_progress: length > 0 ? c.race_progress / length : 0,
-      gap: c.gap_to_leader || (lead ? 0 : null),
-      interval: c.gap_to_previous || (lead ? 0 : null),
+      gap: seedGap(c.gap_to_leader, lead),
+      interval: seedGap(c.gap_to_previous, lead),
       status: SEED_STATUS[c.status] ?? c.status,
     };
   }

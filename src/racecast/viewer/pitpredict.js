@@ -3,9 +3,19 @@
 // carries its measured loss (loss_s: in-lap + out-lap against the same laps of cars that did not
 // stop, computed at ingest) and whether those laps were neutralised (laps_neutralised: SC, VSC).
 // Under a safety car or VSC the losses measured under one are used; with none measured yet, the
-// green-flag loss scaled by NEUTRAL_FACTOR (an assumption, said so on screen).
+// green-flag loss scaled by NEUTRAL_FACTOR (an estimate, said so on screen).
+//
+// Where the factors come from (docs/viewer.md, "Pit rejoin prediction"):
+//   SC  0.5   measured: 2025 Dutch GP (../shared/realdata/2025_15_R, FastF1 source), median loss of
+//             the 27 stops made under a safety car 9.4 s vs 18.3 s for the 8 green-flag stops
+//             (ratio 0.51); tests/test_events_real.py checks it stays within 0.1 of every real
+//             race with SC stops.
+//   VSC 0.65  not measured: no stop in the real sessions fell under a VSC. Under a VSC every car
+//             keeps a delta time ~30-40 % slower than racing pace (an SC bunches the field far
+//             slower), so a stop saves less than under an SC: between the SC's 0.5 and green's 1.
+//   RED       as SC (not measured either: the race resumes behind the safety car).
 
-export const NEUTRAL_FACTOR = { SC: 0.55, VSC: 0.65, RED: 0.55 };
+export const NEUTRAL_FACTOR = { SC: 0.5, VSC: 0.65, RED: 0.5 };
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

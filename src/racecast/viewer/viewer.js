@@ -292,7 +292,16 @@ export class Viewer {
     // After a seek the server acknowledges first, then sends the target's chunk: chunks before the
     // acknowledgement are from the old position (and one behind the playhead is dropped by the buffer).
     if (this.sent.includes("seek")) return;
-    this.buf.add(frames, this.ph.at(performance.now()));
+    const now = performance.now();
+    const k = this.buf.chunkOf(f0.frame_index);
+    if (this.ph.playing && k > this.buf.chunkOf(this.ph.at(now)) + this.buf.maxAhead) {
+      // The server pushes in order from its own playhead, so a chunk past the window means this
+      // page fell behind it (its clock held for a late chunk: a starved tab or decoder). Go on from
+      // here, as frame modes skip frames, instead of dropping all it sends and waiting to resync.
+      this._placePlayhead(k * this.buf.per, true);
+      this.state.chunks_skipped += 1;
+    }
+    this.buf.add(frames, this.ph.at(now));
     this.state.chunks_held = this.buf.size;
     this.dirty = true;
   }
@@ -362,6 +371,12 @@ export class Viewer {
   }
 
   _stall(now, p, i) {
+    if (this.ph.playing && !this.state.playing && this.live && !this.sent.includes("seek")) {
+      // Playing out after the server's end-of-replay state: every chunk it pushed came before that
+      // state, so a missing one was skipped and will never come. Go to the end (its chunk comes).
+      this.seek(this.meta.nFrames - 1);
+      return;
+    }
     if (this.stallAt == null) this.stallAt = p; // the clock waits here: no jump when the chunk comes
     if (this.stallSince == null) {
       this.stallSince = now;
