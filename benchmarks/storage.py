@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys, time
+from racecast.ingest_memory import tune_for_ingest
+tune_for_ingest()  # as `racecast ingest` does
 from racecast.bundle import write_bundle
 src, fmt, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t0 = time.perf_counter()

@@ -152,17 +152,21 @@ def race_from_fastf1_frames(
     t_out = np.full(nd, math.inf)
     margin_m = 0.0
     if frames.race_like:
-        race = _RaceState(grid, prog, status, dist, t_out)
-        positions, margin_m, w = _race_order(frames, race, nums, drivers, dns, dlaps, traces, scale, last_move,
+        state = _RaceState(grid, prog, status, dist, t_out)
+        positions, margin_m, w = _race_order(frames, state, nums, drivers, dns, dlaps, traces, scale, last_move,
                                              ch, geometry, start, start_f, lap_len, fps)
+        del state
         warnings += w
     else:
         positions, best = _best_lap_order(grid, dlaps, drivers)
     rel = fill_order(ch, positions, status, prog)
     rel[status == Status.FINISHED] = 1.0
-    ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0)
-    ch["dist"][:] = np.maximum(dist - dist[start_f][None, :], 0.0)
+    np.clip(rel, 0.0, 1.0, out=ch["rel_dist"])
+    del rel
+    dist -= dist[start_f].copy()[None, :]
+    np.maximum(dist, 0.0, out=dist)
     leader_lap = _lap_channels(ch, prog, status, positions, grid, start, dns, frames.race_like)
+    del prog, dist  # (memory)
     report(progress, "order", 1.0)
 
     # -- timing-screen channels from the laps ------------------------------------------
@@ -170,7 +174,7 @@ def race_from_fastf1_frames(
     for j, dl in enumerate(dlaps):
         _timing_channels(ch, j, dl, grid)
     if frames.race_like:
-        ch["gap"][:], ch["interval"][:] = race_gaps(grid, [(dl.cross_t, dl.cross_k) for dl in dlaps], t_out)
+        ch["gap"], ch["interval"] = race_gaps(grid, [(dl.cross_t, dl.cross_k) for dl in dlaps], t_out)  # float32: no copy
     else:
         _best_lap_gaps(ch, positions, best)
     report(progress, "timing", 1.0)
@@ -182,6 +186,7 @@ def race_from_fastf1_frames(
     session_label = frames.session_name or frames.session
     event = _event(frames, session_label, start - begin, begin, scale, margin_m, sorted(set(laps) - set(nums)), warnings)
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
+    del traces, cars  # (memory) the samples are in the channels now: not kept while the race is validated
     race = build_race(
         "the FastF1 data",
         fps=fps,
@@ -241,8 +246,8 @@ def _resample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Telemetry onto the frame grid (into ``ch``); returns (distance driven per frame and
     driver, when each car last moved)."""
-    n, nd = grid.size, len(nums)
-    dist = np.zeros((n, nd))
+    nd = len(nums)
+    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to the start later
     last_move = np.full(nd, -math.inf)
     for j, num in enumerate(nums):
         if dns[j]:
@@ -331,6 +336,7 @@ def _race_order(
     xy = [None if dns[j] or num not in traces else (traces[num].t, traces[num].x * scale, traces[num].y * scale) for j, num in enumerate(nums)]
     key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geometry, xy, lap_len)
     positions = running_order(key, status, finish_order)
+    del key  # (memory) whole-race temporaries go as soon as they are used
     return positions, margin_m, _results_disagree(frames.results, nums, drivers, dlaps, t_fin, dns)
 
 
@@ -340,11 +346,13 @@ def _lap_channels(
 ) -> np.ndarray:
     """Each car's lap (into ``ch``); returns the leader's lap per frame (never going back)."""
     n = grid.size
-    lap = np.floor(prog).astype(np.int64) + 1
+    lap = np.floor(prog)
+    lap += 1
+    lap = lap.astype(np.int64)
     lap[status == Status.FINISHED] = np.round(prog[status == Status.FINISHED]).astype(np.int64)
-    lap = np.clip(lap, 0, None)
+    np.clip(lap, 0, None, out=lap)
     if race_like:
-        lap = np.maximum(lap, 1)  # LAP 1 from lights out, also for a grid behind the line
+        np.maximum(lap, 1, out=lap)  # LAP 1 from lights out, also for a grid behind the line
         lap[grid < start] = 0
         lap[:, dns] = 0
         for name in ("x", "y", "speed", "dist", "rel_dist", "race_progress"):

@@ -311,7 +311,8 @@ def car_trace(df: pd.DataFrame | None, t0_date: Any) -> CarTrace | None:
     t, speed, throttle, brake, gear, drs = clean_samples(t, speed, np.nan_to_num(throttle), brake, gear, drs, valid=np.isfinite(speed))
     if t.size == 0:
         return None
-    return CarTrace(t, speed, throttle, brake, gear, drs)
+    # (memory) the values as float32, the channels' dtype (FastF1's are whole numbers: exact)
+    return CarTrace(t, *(c.astype(np.float32) for c in (speed, throttle, brake, gear, drs)))
 
 
 __all__ = [

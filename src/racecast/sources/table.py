@@ -294,15 +294,19 @@ def race_from_samples(
     else:
         key = prog
     positions = running_order(key, status, finish_order)
+    del key  # (memory) whole-race temporaries go as soon as they are used
     rel = fill_order(ch, positions, status, prog)
-    ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0) if closed else np.clip(prog, 0.0, 1.0)
-    ch["dist"][:] = dist - dist[0][None, :]
+    np.clip(rel if closed else prog, 0.0, 1.0, out=ch["rel_dist"])
+    del rel
+    dist -= dist[0].copy()[None, :]
     lap = _lap_channel(samples, prog, status, grid, closed)
     ch["lap"][:] = lap
     leader = np.argmax(positions == 1, axis=1)
     # the header shows LAP 1 from lights out (the first frame), even with the grid behind the line
     leader_lap = np.maximum(np.maximum.accumulate(lap[np.arange(n), leader]), 1)
+    del lap, prog  # (memory)
     _crossing_channels(ch, samples, grid, crossings, t_out)
+    del dist, positions, status, col_status  # (memory) before the race is validated
     report(progress, "order", 1.0)
 
     drivers = []
@@ -338,8 +342,8 @@ def _resample(
     ch: dict[str, np.ndarray], samples: list[Samples], grid: np.ndarray, dists: list[np.ndarray], progress: ProgressFn | None
 ) -> np.ndarray:
     """Every driver's channels onto the frame grid (into ``ch``); returns the distance driven per frame."""
-    n, nd = grid.size, len(samples)
-    dist = np.zeros((n, nd))
+    nd = len(samples)
+    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to frame 0 later
     for j, s in enumerate(samples):
         gaps = np.diff(s.t)
         max_gap = max(MAX_GAP, 3.0 * float(np.median(gaps))) if gaps.size else MAX_GAP
@@ -453,7 +457,9 @@ def _lap_channel(samples: list[Samples], prog: np.ndarray, status: np.ndarray, g
     """Each car's current lap per frame: from its progress, never below the table's own lap."""
     n, nd = prog.shape
     if closed:
-        lap = np.floor(prog).astype(np.int64) + 1
+        lap = np.floor(prog)
+        lap += 1
+        lap = lap.astype(np.int64)
         for j, s in enumerate(samples):  # the table's own lap where it gives one (grid behind the line)
             if "lap" in s.extra and not s.no_positions:
                 tt, vv = _finite(s.t, s.extra["lap"])
@@ -461,7 +467,7 @@ def _lap_channel(samples: list[Samples], prog: np.ndarray, status: np.ndarray, g
                     lap[:, j] = np.maximum(lap[:, j], resample_hold(tt, vv, grid).astype(np.int64))
         fin = status == Status.FINISHED
         lap[fin] = np.round(prog[fin]).astype(np.int64)
-        lap = np.maximum(lap, 0)
+        np.maximum(lap, 0, out=lap)
     else:
         lap = np.ones((n, nd), dtype=np.int64)
     lap[status == Status.DNS] = 0

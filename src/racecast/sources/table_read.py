@@ -322,20 +322,21 @@ def read_samples(df: Any, cols: Columns, csv: bool, warnings: list[str]) -> list
     else:
         x = _numbers(df[role["x"]], role["x"], csv) * cols.factor["x"]
         y = _numbers(df[role["y"]], role["y"], csv) * cols.factor["y"]
+    # (memory) float32, the channels' own dtype: codes and laps are exact, values end up float32 anyway
     extra: dict[str, np.ndarray] = {}
     for base in ("speed", "throttle", "brake", "gear", "drs", "lap", "tyre_age", "lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
         if base in role:
-            extra[base] = _numbers(df[role[base]], role[base], csv) * cols.factor[base]
+            extra[base] = (_numbers(df[role[base]], role[base], csv) * cols.factor[base]).astype(np.float32)
     if "tyre" in role:
-        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv)
+        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv).astype(np.float32)
     if "status" in role:
-        extra["status"] = _status_codes(df[role["status"]], role["status"], csv)
+        extra["status"] = _status_codes(df[role["status"]], role["status"], csv).astype(np.float32)
     if "number" in role:
         extra["number"] = _numbers(df[role["number"]], role["number"], csv)
     meta_cols = {k: df[role[k]].to_numpy(dtype=object) for k in ("team", "name", "color") if k in role}
 
     out = []
-    rows_all = np.arange(n)
+    rows_all = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
     for code in dict.fromkeys(drv.tolist()):
         m = drv == code
         rows = rows_all[m]
