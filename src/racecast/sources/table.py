@@ -68,6 +68,7 @@ from racecast.race import (
     empty_channels,
 )
 from racecast.sources import IngestError, ProgressFn
+from racecast.sources.ingest_report import with_event, with_warnings
 from racecast.sources.officials import KNOCKOUT_SESSIONS, attach_officials
 from racecast.sources.table_read import Samples, map_columns, read_file, read_samples
 from racecast.sources._common import (
@@ -166,36 +167,37 @@ def race_from_dataframe(
     report(progress, "read", 1.0)
     ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
     ev.update(event or {})
-    code = _session_kind(samples, session, warnings)
-    ev["session_type"] = code
     race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
+    code, note = _session_kind(samples, session, closed=bool(race.event.get("closed_track", True)))
+    race = with_warnings(with_event(race, session_type=code), [note] if note else [])
     return attach_officials(race, session=code, race_like=code not in KNOCKOUT_SESSIONS)
 
 
-def _session_kind(samples: list[Samples], told: str, warnings: list[str]) -> str:
-    """"R" or "Q": what the caller said, or ("auto") what the data shows.
+def _session_kind(samples: list[Samples], told: str, *, closed: bool) -> tuple[str, str]:
+    """("R" or "Q", a warning or ""): what the caller said, or ("auto") what the data shows.
 
     A race starts together (the grid): at least half of the cars with positions have their
     first sample within :data:`START_WINDOW_S` of the first car's. In a qualifying session
-    cars leave the pit lane one by one over minutes. A kind that contradicts the data is
-    kept, with a warning; a guessed qualifying is warned about too (it changes the order).
+    cars leave the pit lane one by one over minutes -- on a circuit: cars setting off one by
+    one on an open path (a time trial, a stage) are still read as a race. A told kind that
+    contradicts the data is kept, with a warning; a guessed qualifying is warned about too
+    (it changes the order).
     """
     code = told.strip().upper()
     starts = np.sort([float(s.t[0]) for s in samples if not s.no_positions and s.t.size])
     together = int(np.sum(starts <= starts[0] + START_WINDOW_S)) if starts.size else 0
-    common = starts.size > 0 and 2 * together >= starts.size
+    common = not closed or (starts.size > 0 and 2 * together >= starts.size)
     spread = f"{together} of {starts.size} cars' data begins within {START_WINDOW_S:g} s of the first car's"
     if code == "AUTO":
         if common:
-            return "R"
-        warnings.append(f"read as a qualifying session (knockout order): no common start ({spread}); "
-                        "pass --session R (session='R') if it is a race")
-        return "Q"
+            return "R", ""
+        return "Q", (f"read as a qualifying session (knockout order): no common start ({spread}); "
+                     "pass --session R (session='R') if it is a race")
     if code == "R" and not common:
-        warnings.append(f"read as a race as told, but there is no common start ({spread}): a qualifying? (--session Q)")
-    elif code in KNOCKOUT_SESSIONS and common and starts.size > 1:
-        warnings.append(f"read as a qualifying session as told, but the cars start together ({spread}): a race? (--session R)")
-    return code
+        return code, f"read as a race as told, but there is no common start ({spread}): a qualifying? (--session Q)"
+    if code in KNOCKOUT_SESSIONS and closed and together == starts.size > 1:
+        return code, f"read as a qualifying session as told, but the cars start together ({spread}): a race? (--session R)"
+    return code, ""
 
 
 def _default_id(p: Path) -> str:
