@@ -30,7 +30,7 @@ from racecast.bundle.upgrade import upgrade_bundle
 from racecast.cli import app
 from racecast.server import create_app
 from tests.factories import tiny_race
-from tests.serverutil import Viewer, frames_only, running
+from tests.serverutil import ViewerClient, frames_only, running
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000  # 40 chunks, 10 blocks of 100 frames
@@ -275,8 +275,8 @@ def test_viewer_of_a_damaged_replay_gets_an_error_others_keep_playing(tmp_path):
     write_bundle(tiny_race(n_frames=N, race_id="good"), data / "good")
 
     async def go(srv) -> None:
-        bad = await Viewer.open(srv.ws_url("bad"))
-        good = await Viewer.open(srv.ws_url("good"))
+        bad = await ViewerClient.open(srv.ws_url("bad"))
+        good = await ViewerClient.open(srv.ws_url("good"))
         await bad.ready()
         await good.ready()
         with open(data / "bad" / "streams" / "chunks.gz.bin", "r+b") as f:
