@@ -24,6 +24,23 @@ from .bundle.wsframe import binary_header
 from .errors import BadRequest
 from .playback import Playback
 
+__all__ = [
+    "Feed",
+    "FrameFeed",
+    "CompactFeed",
+    "ChunkFeed",
+    "FeedError",
+    "make_feed",
+    "framed",
+    "Message",
+    "CHUNK_BATCH",
+    "CHUNK_COMPRESSIONS",
+    "DEFAULT_LOOKAHEAD_S",
+    "MAX_LOOKAHEAD_CHUNKS",
+    "UNKNOWN",
+    "WAKE_NOW",
+]
+
 #: Chunk mode: how far ahead of the playhead chunks are pushed (seconds of wall time), and a hard cap.
 DEFAULT_LOOKAHEAD_S = 2.0
 MAX_LOOKAHEAD_CHUNKS = 8
@@ -133,10 +150,11 @@ class CompactFeed:
 
 
 class ChunkFeed:
-    """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, one per call."""
+    """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, up to
+    :data:`CHUNK_BATCH` per call (written together)."""
 
     __slots__ = ("stream", "per", "playback", "lookahead_s", "next", "_pending")
-    every_tick = False  # the engine visits it when :meth:`wake_frame` says, about once a second
+    every_tick = False  # the engine visits it when :meth:`wake_frame` says: once per CHUNK_BATCH chunks
 
     def __init__(self, stream: Stream, playback: Playback, lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
         self.stream = stream

@@ -11,8 +11,9 @@ tick ever awaits a viewer. Paused and finished viewers are not in the playing
 set, so they cost nothing per tick. The pass yields to the event loop between
 slices of viewers so commands never wait for a whole pass.
 
-Viewers whose feed has something due only now and then (chunk mode: about once
-a second) are not visited every tick. After each visit the engine asks the feed
+Viewers whose feed has something due only now and then (chunk mode: a pair of
+one-second chunks every two seconds of race, :data:`~racecast.feeds.CHUNK_BATCH`) are
+not visited every tick. After each visit the engine asks the feed
 from which frame it next has work (:meth:`~racecast.feeds.ChunkFeed.wake_frame`),
 turns that into the tick at which the viewer's playhead gets there, and files the
 viewer in that tick's bucket (a timing wheel keyed by absolute tick slot). A tick
