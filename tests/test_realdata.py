@@ -18,7 +18,9 @@ PATHS = realdata.PATHS
 RACE_CASES = [(s, p) for s in RACES for p in PATHS]
 
 #: Targets met on every race and path.
-TARGETS = ("final_order", "final_status", "total_laps", "crossing_order", "crossing_error", "start_order", "retirements")
+TARGETS = (
+    "final_order", "final_status", "total_laps", "crossing_order", "crossing_error", "leader_share", "start_order", "retirements",
+)
 
 
 @pytest.mark.parametrize("session,path", RACE_CASES, ids=[f"{s}-{p}" for s, p in RACE_CASES], scope="class")
@@ -29,14 +31,6 @@ class TestRace:
     def test_target(self, session, path, target):
         r = scores(session, path)[target]
         assert r.ok, f"{r.label}: {r.value}; " + "; ".join(r.details)
-
-    def test_leader_share(self, session, path):
-        r = scores(session, path)["leader_share"]
-        # 99.9% is the target, not met yet (docs/accuracy.md): on lap 1 the replay shows the cars
-        # where they are on track (a launch alongside the pole), timing only knows who led at the
-        # line; and cars nose to tail after a safety car are closer than the position feed's own
-        # offsets. This floor guards against regressions.
-        assert r.data["share"] >= 0.995, f"{r.value}; " + "; ".join(r.details)
 
     def test_header_shows_lap_one_from_lights_out(self, session, path):
         race = real_race(session, path)

@@ -561,16 +561,21 @@ def ingest_table(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet in long form: time, driver, x, y, ...")],
     replay_id: Annotated[Optional[str], typer.Option("--id", help="Replay id [default: from the file name].")] = None,
     session: Annotated[
-        str, typer.Option("--session", help="R (a race) or Q (knockout qualifying: segments and order from the data).")
-    ] = "R",
+        str,
+        typer.Option(
+            "--session",
+            help="R (a race), Q (knockout qualifying: segments and order from the data) or auto: "
+            "a race if the cars start together, else a qualifying (said in the warnings).",
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
     data: DataOpt = None,
 ) -> None:
     """Ingest telemetry of any moving objects from a CSV or Parquet table."""
     from .sources.table import load_table
 
-    if session.strip().upper() not in ("R", "Q"):
-        fail(f"--session must be R or Q, got {session!r}", 2)
+    if session.strip().upper() not in ("R", "Q", "AUTO"):
+        fail(f"--session must be R, Q or auto, got {session!r}", 2)
     if replay_id is not None:
         try:
             validate_id(replay_id)  # before loading a possibly huge table

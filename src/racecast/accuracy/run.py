@@ -39,7 +39,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     ingest_wall, ingest_cpu = time.perf_counter() - w0, time.process_time() - c0
     out: dict[str, Any] = {"session": session.name, "path": path, "frames": race.n_frames,
                            "ingest_wall_s": round(ingest_wall, 2), "ingest_cpu_s": round(ingest_cpu, 2),
-                           "warnings": list(race.event.get("warnings", []))}
+                           "warnings": list(race.event.get("warnings", [])), "order_margin_m": race.event.get("order_margin_m") if "crossings" in truth else None}
     if job.get("bundle", True):
         tmp = Path(tempfile.mkdtemp(prefix="racecast-accuracy-"))
         try:
@@ -106,6 +106,9 @@ def render(runs: list[dict[str, Any]], *, command: str, commit: str, date: str, 
         def row(label: str, fn: Any) -> None:
             lines.append(f"| {label} | " + " | ".join(fn(r) if "error" not in r else "–" for r in rs) + " |")
 
+        if any(r.get("order_margin_m") is not None for r in rs):
+            row("order margin between lines (m): twice the feed's offset at the line that 99% of crossings stay within",
+                lambda r: "–" if r.get("order_margin_m") is None else f"{r['order_margin_m']:.1f}")
         row("frames", lambda r: str(r["frames"]))
         row("bundle size on disk", lambda r: f"{r['bundle_bytes'] / 1e6:.1f} MB" if "bundle_bytes" in r else "not written")
         row("ingest wall / CPU (s); bundle write (s)", lambda r: f"{r['ingest_wall_s']} / {r['ingest_cpu_s']}; {r.get('bundle_write_s', '–')}")
@@ -149,24 +152,49 @@ every figure below comes from the run named in its header.
 | pit stops found / official | the replay's pit stops matching an official stop (driver, lap); the table without status has no pit information |
 | bundle size, ingest, peak RSS | bundle written to a temporary directory; wall and CPU seconds of the ingest (read + convert); peak RSS of the child process that ingested and wrote the bundle |
 
-The qualifying session is scored on what applies (laps, the best-lap order; the official
-knockout order is added by the qualifying work).
+The qualifying session is scored on what applies: laps, the best-lap order (shown, not gated), the
+official knockout order and its segments.
 
-## Targets not met, and why
+## The order between timing lines
 
-* **Leader correct (target 99.9% of frames).** Two causes, both in how a replay can know the order
-  between timing lines. On lap 1 the replay places cars where they are on the track (along the
-  centre line, so the grid at lights out, a better launch visible into turn 1), while timing only
-  knows who led at the line: the pole sitter's rivals alongside it into turn 1 count as wrong
-  frames. After a safety car the cars run nose to tail, closer than the offsets of the position
-  feed itself (positions sampled at a timing-line instant scatter by about +-10 m, up to 60 m), and
-  the progress between crossings follows each car's own distance, which also counts the weaving
-  behind the safety car. A time-weighted share of the lap fixed the restarts in a trial but moved
-  the error onto a car slowing to a stop, so it was not adopted.
-* **Qualifying.** The table source has no qualifying mode: a table's order is by race progress,
-  not best lap; the knockout order is other work (issue 11, part B). The rows are shown, not gated.
-* **Pit stops without a status column.** A table without its status column says nothing about
-  pit visits, so no stops are listed (not gated).
+Timing knows the order only where the cars cross a timing line; between lines the replay has
+the position feed, whose own error is measured on every session: where the feed puts each car at
+the exact instant it crosses the line. Those offsets are typically a few metres, but the worst
+reach tens of metres (the "order margin" row: twice the offset that 99% of the session's crossings
+stay within, so two cars each that far off). Nose to tail (lap 1 into the first corners, safety-car
+restarts) cars run closer than that, and ranking them by the feed alone showed the wrong leader.
+So between lines a replay shows the timing order (laps completed, then who completed the last one
+first; the grid before the first crossing, pit-lane starters last) and moves a car up past the car
+before it only where the feed puts it further ahead than the margin: a real pass shows once the
+passer is clear by the margin, a stopped or pitting car is
+passed as soon as the others are that far past it, and the feed's noise never reorders the field.
+The rule and its margin come from the data of each session (`sources/_common.py`:
+`anchored_order_key`); nothing is keyed to a race, track or driver.
+
+## What the table path cannot know
+
+A table is positions and whatever columns it has; what is not in it is not in the replay:
+
+* **Deleted laps.** A table has no "deleted" flag, so a lap deleted for track limits still counts
+  as the car's best lap in a table-ingested qualifying; FastF1's `Deleted` column is honoured in
+  the FastF1 path. (In the qualifying of the pack no deleted lap was a driver's best, so the
+  knockout order is right either way.)
+* **The official classification.** Penalties and disqualifications are in FastF1's results only:
+  a table's results view is the order at the line, marked unofficial.
+* **Pit stops without a status column**: no `pit` status, no stops listed (not gated).
+* **The session kind.** `racecast ingest table` reads a table as a race when the cars start
+  together (most cars' data begins within 10 s of the first car's) and as a knockout
+  qualifying otherwise, and says so in its warnings; `--session R|Q` overrides (a kind that
+  contradicts the data is kept, with a warning).
+
+## Not gated
+
+* **Qualifying: the best-lap row.** A qualifying replay is ordered by the official knockout order
+  (Q1/Q2/Q3, cars knocked out frozen in their segment), which is what the knockout row gates; the
+  best-lap-over-the-session row differs from it by design (a car's best Q2 lap can beat a Q3
+  runner's best Q3 lap) and is shown, not gated. The table path finds the segments and who went
+  out in each from the data alone.
+* **Pit stops without a status column** (above).
 
 """
 

@@ -613,3 +613,109 @@ def along_track(geometry: TrackGeometry, x: np.ndarray, y: np.ndarray, coarse: f
         best_d = np.where(better, d, best_d)
         best_s = np.where(better, s0[a] + u * seg[a], best_s)
     return np.unwrap(best_s, period=total)
+
+
+# -- the order between timing lines ---------------------------------------------------------
+
+#: Share of the line-crossing position offsets the order margin covers (see :func:`order_margin`).
+MARGIN_QUANTILE = 0.99
+
+
+def line_offsets(
+    geometry: TrackGeometry, crossings: Sequence[tuple[np.ndarray, np.ndarray]], traces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray] | None]
+) -> np.ndarray:
+    """Metres between where the position feed puts each car at each of its line crossings
+    and the line itself (the crossing instants are exact, so this is the feed's own error)."""
+    L = float(geometry.length)
+    out = []
+    for (ct, _ck), tr in zip(crossings, traces):
+        if tr is None or not ct.size or tr[0].size < 2:
+            continue
+        t, x, y = tr
+        inside = (ct >= t[0]) & (ct <= t[-1])
+        if not inside.any():
+            continue
+        px = np.interp(ct[inside], t, x)
+        py = np.interp(ct[inside], t, y)
+        s = project_along(geometry, px, py)
+        out.append((s + L / 2) % L - L / 2)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def order_margin(offsets: np.ndarray, lap_len: float, quantile: float = MARGIN_QUANTILE) -> float:
+    """How far (laps) one car must be ahead of another on the position feed before the
+    replay believes it over the timing order: twice the feed's offset at the line that
+    ``quantile`` of the crossings stay within (two cars, each off by up to that much)."""
+    if not offsets.size or lap_len <= 0:
+        return 0.0
+    return 2.0 * float(np.quantile(np.abs(offsets), quantile)) / lap_len
+
+
+def timing_order_key(
+    grid: np.ndarray,
+    crossings: Sequence[tuple[np.ndarray, np.ndarray]],
+    grid_rank: np.ndarray,
+    pit_start: np.ndarray | None = None,
+) -> np.ndarray:
+    """The order the timing shows at each frame: laps completed, then who completed the last
+    one first; before its first crossing a car holds its grid slot (pit-lane starters last)."""
+    n, nd = grid.size, len(crossings)
+    key = np.empty((n, nd))
+    t0 = float(grid[0])
+    for j, (ct, ck) in enumerate(crossings):
+        k1 = int(ck[0]) if ck.size else 1
+        slot = 0.3 if pit_start is not None and pit_start[j] else 0.1
+        key[:, j] = k1 - 1 - slot - 1e-4 * float(grid_rank[j])
+        if ct.size:
+            done = np.searchsorted(ct, grid + 1e-9, side="right")
+            m = done > 0
+            i = done[m] - 1
+            key[m, j] = ck[i] - 1e-7 * (ct[i] - t0)
+    return key
+
+
+def anchored_order_key(
+    key: np.ndarray,
+    grid: np.ndarray,
+    crossings: Sequence[tuple[np.ndarray, np.ndarray]],
+    grid_rank: np.ndarray,
+    pit_start: np.ndarray | None,
+    geometry: TrackGeometry,
+    traces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray] | None],
+    lap_len: float,
+) -> tuple[np.ndarray, float]:
+    """(ranking key, margin in metres): :func:`order_key`'s ``key`` anchored to the timing order
+    with the margin measured on this session's own feed (:func:`order_margin`)."""
+    margin = order_margin(line_offsets(geometry, crossings, traces), lap_len)
+    timing = timing_order_key(grid, crossings, grid_rank, pit_start)
+    return anchor_to_timing(key, timing, margin), margin * lap_len
+
+
+def anchor_to_timing(key: np.ndarray, timing: np.ndarray, margin: float) -> np.ndarray:
+    """A ranking key per frame: the timing order (``timing``), except where the position feed
+    (``key``) puts a car more than ``margin`` ahead of the car before it -- then it moves up.
+
+    Between timing lines the feed is the only evidence of a pass, but nose to tail (a safety
+    car restart, the first corners) it is noisier than the gaps it would have to resolve:
+    the order changes where the evidence is beyond the feed's own error, not on its noise.
+    """
+    n, nd = key.shape
+    order = np.argsort(-timing, axis=1, kind="stable")
+    kk = np.take_along_axis(key, order, axis=1)
+    rows = np.flatnonzero((kk[:, 1:] > kk[:, :-1] + margin).any(axis=1))
+    if rows.size:
+        o, k = order[rows], kk[rows]
+        for _ in range(nd):
+            moved = False
+            for i in range(nd - 1):
+                sw = k[:, i + 1] > k[:, i] + margin
+                if sw.any():
+                    moved = True
+                    k[sw, i], k[sw, i + 1] = k[sw, i + 1], k[sw, i].copy()
+                    o[sw, i], o[sw, i + 1] = o[sw, i + 1], o[sw, i].copy()
+            if not moved:
+                break
+        order[rows] = o
+    out = np.empty((n, nd))
+    np.put_along_axis(out, order, -np.arange(nd, dtype=np.float64)[None, :].repeat(n, axis=0), axis=1)
+    return out

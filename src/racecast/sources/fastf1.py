@@ -69,6 +69,7 @@ from racecast.sources._common import (
     fallback_color,
     grid_ranks,
     lap1_along,
+    anchored_order_key,
     order_key,
     pit_lane_start,
     start_slots,
@@ -888,6 +889,7 @@ def race_from_fastf1_frames(
             status[(grid >= a) & (grid <= b), j] = Status.PIT
 
     finish_order = np.full(nd, np.nan)
+    margin_m = 0.0
     t_fin = np.full(nd, math.inf)
     t_out = np.full(nd, math.inf)
     crossings = [(dl.cross_t, dl.cross_k) for dl in dlaps]
@@ -938,6 +940,9 @@ def race_from_fastf1_frames(
             keep = grid[idx] >= start  # from lights out; before it the grid is the grid
             lap1.append((idx[keep], s_along[keep], s_cross))
         key = order_key(grid, prog, crossings, ranks, fps, lap1, geometry.length, pit_start)
+        # between the lines the feed moves a car up only by more than its own error at the line
+        xy = [None if dns[j] or num not in traces else (traces[num].t, traces[num].x * scale, traces[num].y * scale) for j, num in enumerate(nums)]
+        key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geometry, xy, lap_len)
         positions = running_order(key, status, finish_order)
         warnings += _results_disagree(frames.results, nums, drivers, dlaps, t_fin, dns)
     else:
@@ -991,6 +996,7 @@ def race_from_fastf1_frames(
         "start_t": round(start - begin, 3),
         "session_time_offset": round(begin, 3),
         "position_scale": scale,
+        **({"order_margin_m": round(margin_m, 2)} if frames.race_like else {}),
         "scheduled_laps": frames.total_laps,
         "corners": _corners(frames.corners, scale),
         # drivers with lap times but not one position sample can't be drawn: left out

@@ -78,6 +78,7 @@ from racecast.sources._common import (
     fill_order,
     grid_ranks,
     lap1_along,
+    anchored_order_key,
     order_key,
     pit_lane_start,
     start_slots,
@@ -105,6 +106,8 @@ STOP_SENDING = 5.0  # s: a driver whose samples end this much before the others 
 #: positions sampled at a timing-line instant scatter up to +-60 m around the line
 LINE_TOLERANCE = 75.0
 MAX_CELLS = 400_000_000  # frames x drivers; beyond this the time column is surely wrong
+#: A race starts together: most cars' data begins within this many seconds of the first car's.
+START_WINDOW_S = 10.0
 
 # base name -> (kind, default unit)
 _BASES: dict[str, tuple[str, str]] = {
@@ -627,14 +630,15 @@ def load_table(
     fps: int = DEFAULT_FPS,
     progress: ProgressFn | None = None,
     geometry: TrackGeometry | None = None,
-    session: str = "R",
+    session: str = "auto",
 ) -> Race:
     """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
 
     ``id`` defaults to the file name without extension; ``geometry`` (in the table's
-    metres) replaces the track derived from the traces. ``session``: "R" (a race, the
-    default) or "Q" (knockout qualifying: segments and order inferred from the data,
-    see :mod:`.qualifying`). Raises :class:`IngestError` naming the column, row or
+    metres) replaces the track derived from the traces. ``session``: "R" (a race), "Q"
+    (knockout qualifying: segments and order inferred from the data, see
+    :mod:`.qualifying`) or "auto" (the default: a race if the cars start together, else a
+    qualifying, with a warning; see :func:`_session_kind`). Raises :class:`IngestError` naming the column, row or
     driver at fault for a file that can't be used.
     """
     p = Path(path)
@@ -657,12 +661,12 @@ def race_from_dataframe(
     csv: bool = False,
     what: str = "the table",
     event: dict[str, Any] | None = None,
-    session: str = "R",
+    session: str = "auto",
 ) -> Race:
     """A :class:`Race` from a long-form table already read into a pandas DataFrame.
 
     ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
-    ``session``: "R" or "Q" (knockout qualifying), as for :func:`load_table`.
+    ``session``: "R", "Q" (knockout qualifying) or "auto", as for :func:`load_table`.
     """
     df.columns = [str(c) for c in df.columns]
     cols = _map_columns(list(df.columns))
@@ -673,9 +677,36 @@ def race_from_dataframe(
     report(progress, "read", 1.0)
     ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
     ev.update(event or {})
+    code = _session_kind(samples, session, warnings)
+    ev["session_type"] = code
     race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
-    code = session.strip().upper()
     return attach_officials(race, session=code, race_like=code not in KNOCKOUT_SESSIONS)
+
+
+def _session_kind(samples: list[_Samples], told: str, warnings: list[str]) -> str:
+    """"R" or "Q": what the caller said, or ("auto") what the data shows.
+
+    A race starts together (the grid): at least half of the cars with positions have their
+    first sample within :data:`START_WINDOW_S` of the first car's. In a qualifying session
+    cars leave the pit lane one by one over minutes. A kind that contradicts the data is
+    kept, with a warning; a guessed qualifying is warned about too (it changes the order).
+    """
+    code = told.strip().upper()
+    starts = np.sort([float(s.t[0]) for s in samples if not s.no_positions and s.t.size])
+    together = int(np.sum(starts <= starts[0] + START_WINDOW_S)) if starts.size else 0
+    common = starts.size > 0 and 2 * together >= starts.size
+    spread = f"{together} of {starts.size} cars' data begins within {START_WINDOW_S:g} s of the first car's"
+    if code == "AUTO":
+        if common:
+            return "R"
+        warnings.append(f"read as a qualifying session (knockout order): no common start ({spread}); "
+                        "pass --session R (session='R') if it is a race")
+        return "Q"
+    if code == "R" and not common:
+        warnings.append(f"read as a race as told, but there is no common start ({spread}): a qualifying? (--session Q)")
+    elif code in KNOCKOUT_SESSIONS and common and starts.size > 1:
+        warnings.append(f"read as a qualifying session as told, but the cars start together ({spread}): a race? (--session R)")
+    return code
 
 
 def _default_id(p: Path) -> str:
@@ -850,6 +881,10 @@ def race_from_samples(
             for s, (ct, _ck) in zip(samples, crossings)
         ]
         key = order_key(grid, prog, crossings, ranks, fps, lap1, geo.length, pit_start)
+        # between the lines the feed moves a car up only by more than its own error at the line
+        traces = [None if s.no_positions else (s.t, s.x, s.y) for s in samples]
+        key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geo, traces, lap_len)
+        ev["order_margin_m"] = round(margin_m, 2)
     else:
         key = prog
     positions = running_order(key, status, finish_order)
