@@ -8,6 +8,7 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import queue
@@ -43,6 +44,7 @@ __all__ = [
     "RedisServer",
     "cpus",
     "pinned",
+    "reference_server_args",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +81,15 @@ def pinned(cpu: int | None) -> Callable[[], None]:
             os.sched_setaffinity(0, {cpu})
 
     return setup
+
+
+def reference_server_args(argv: list[str] | None, description: str, port: int) -> argparse.Namespace:
+    """The command line every reference server of the benchmark takes: ``--data DIR --host H --port P``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    return p.parse_args(argv)
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ Run: ``python -m benchmarks.floor_server --data DIR --port P``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from typing import Any
@@ -27,6 +26,7 @@ from websockets.server import ServerProtocol
 
 from racecast.bundle import DataDir
 
+from .common import reference_server_args
 from .wsframes import OPCODE_BINARY, server_frame
 
 FPS = 25
@@ -178,11 +178,7 @@ async def serve(data_dir: str, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8767)
-    a = p.parse_args(argv)
+    a = reference_server_args(argv, __doc__.splitlines()[0], 8767)
     try:
         import uvloop  # same event loop uvicorn picks for the other two designs
     except ImportError:  # pragma: no cover

@@ -64,19 +64,20 @@ async def measure_gap(servers: list[Serve], n_members: int, seconds: float) -> d
     host = await Member.join(servers[0].ws, "race", room["room"], room["host_token"])
     members = [host] + [await Member.join(servers[i % len(servers)].ws, "race", room["room"]) for i in range(1, n_members)]
     out: dict[str, Any] = {}
+
+    async def window(speed: float) -> dict[str, Any]:
+        """A second to settle, then ``seconds`` measured: the gaps, and the frames two members share."""
+        await asyncio.sleep(1.0)
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        t1 = time.monotonic()
+        return {**gap_stats(members, t0, t1, speed), "same_frames": same_frames(members[0], members[1], t0, t1)}
+
     await host.command(action="play", speed=1)
-    await asyncio.sleep(1.0)
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    out["play_1x"] = gap_stats(members, t0, time.monotonic(), 1)
-    out["play_1x"]["same_frames"] = same_frames(members[0], members[1], t0, time.monotonic())
+    out["play_1x"] = await window(1)
     await host.command(action="seek", frame=N_FRAMES // 2)
     await host.command(action="speed", speed=4)
-    await asyncio.sleep(1.0)
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    out["seek_4x"] = gap_stats(members, t0, time.monotonic(), 4)
-    out["seek_4x"]["same_frames"] = same_frames(members[0], members[1], t0, time.monotonic())
+    out["seek_4x"] = await window(4)
     for m in members:
         await m.close()
     return out
