@@ -391,7 +391,7 @@ def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_p
     with running(app) as srv:
 
         async def go() -> None:
-            old = await Viewer.open(srv.ws_url("r"))
+            old = await ViewerClient.open(srv.ws_url("r"))
             assert (await old.ready())["frames"] == 600
             await old.command(action="seek", frame=450)
             assert await old.next_frame() >= 450  # msgpack blocks of the old bundle built and cached
@@ -402,7 +402,7 @@ def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_p
             del old_bundle
             await old.command(action="pause")
             write_bundle(tiny_race(n_frames=300, n_drivers=4, race_id="r"), tmp_path / "r", overwrite=True)
-            new = await Viewer.open(srv.ws_url("r"))
+            new = await ViewerClient.open(srv.ws_url("r"))
             assert (await new.ready())["frames"] == 300
             assert token not in CACHE.tokens_held()  # dropped when the server opened the new bundle
             assert (await old.command(action="seek", frame=100))["frame"] == 100  # the old viewer plays on
