@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from racecast.race import Compound, Race, RaceError, Status, rank_positions
+from racecast.race import ROW_BLOCK, Compound, Race, RaceError, Status, empty_channels, rank_positions
 from tests.factories import tiny_race
 
 
@@ -91,3 +91,41 @@ def test_lookups():
     assert r.frame_at(1.0) == 25
     assert r.frame_at(-5) == 0 and r.frame_at(1e9) == r.n_frames - 1
     assert Compound.parse("INTER") == Compound.INTERMEDIATE and Compound.parse(None) == Compound.UNKNOWN
+
+
+def test_rank_positions_across_frame_blocks_matches_a_whole_race_sort():
+    """Ranking works a block of frames at a time (bounded memory): the result is the same as one
+    sort over the whole race, also where a block boundary falls, and ties keep driver order."""
+    rng = np.random.default_rng(0)
+    n, nd = ROW_BLOCK * 2 + 37, 6
+    prog = rng.integers(0, 4, size=(n, nd)).astype(np.float64)  # many ties
+    status = rng.choice([Status.RUNNING, Status.OUT, Status.DNS], size=(n, nd), p=[0.8, 0.15, 0.05]).astype(np.int8)
+    key = np.where(status == Status.OUT, prog - 1e6, prog)
+    key = np.where(status == Status.DNS, -2e6, key)
+    want = np.argsort(np.argsort(-key, axis=1, kind="stable"), axis=1, kind="stable") + 1
+    assert rank_positions(prog, status).tolist() == want.tolist()
+
+
+def test_bad_order_is_named_at_its_frame_in_a_later_block():
+    """The order checks run a block of frames at a time and still name the right frame."""
+    n = ROW_BLOCK + 10
+    r = tiny_race(n_frames=n)
+    bad = n - 3
+    with pytest.raises(RaceError, match=f"positions at frame {bad} are not a permutation"):
+        with_channel(r, "position", lambda a: a.__setitem__((bad, 0), a[bad, 1]))
+
+
+def test_channels_are_allocated_on_first_use_and_completed_by_the_race():
+    ch = empty_channels(4, 2)
+    assert len(ch) == 0  # nothing allocated yet
+    assert np.isnan(ch["gap"]).all() and ch["gap"].dtype == np.float32  # nullable: NaN
+    assert (ch["x"] == 0).all() and list(ch) == ["gap", "x"]
+    with pytest.raises(KeyError):
+        ch["no_such_channel"]
+    full = tiny_race()
+    given = {k: np.array(v) for k, v in full.channels.items() if k not in ("sector1", "lap_time")}
+    lazy = empty_channels(full.n_frames, full.n_drivers)
+    lazy.update(given)
+    r = rebuild(full, channels=lazy)  # the two untouched channels are allocated by the race
+    assert set(r.channels) == set(full.channels)
+    assert np.isnan(r["sector1"]).all() and np.isnan(r["lap_time"]).all()

@@ -504,7 +504,10 @@ app.add_typer(ingest_app, name="ingest")
 
 def _write_ingested(load: Callable[[Callable[[str, float], None]], Any], store: DataDir, force: bool) -> None:
     """Run a source loader with a progress bar per stage, then write its bundle (nothing on failure)."""
+    from .ingest_memory import tune_for_ingest
     from .sources import IngestError
+
+    tune_for_ingest()  # this process only ingests: freed memory goes back to the system
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=console, disable=not console.is_terminal) as p:

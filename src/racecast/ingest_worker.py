@@ -112,6 +112,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m racecast.ingest_worker JOB_JSON", file=sys.stderr)
         return 2
+    from racecast.ingest_memory import tune_for_ingest
+
+    tune_for_ingest()  # before pandas/pyarrow load: freed memory goes back to the system
     # The protocol owns the real stdout; whatever libraries print goes to stderr.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

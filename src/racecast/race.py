@@ -15,15 +15,41 @@ import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
+
+__all__ = [
+    "Race",
+    "Driver",
+    "TrackGeometry",
+    "TrackStatusPeriod",
+    "RaceControlMessage",
+    "PitStop",
+    "RaceError",
+    "Status",
+    "Compound",
+    "TrackStatus",
+    "Drs",
+    "CHANNELS",
+    "WEATHER_FIELDS",
+    "DEFAULT_FPS",
+    "MAX_DRIVERS",
+    "validate_race",
+    "empty_channels",
+    "rank_positions",
+    "frame_at",
+    "frame_of_lap",
+]
 
 DEFAULT_FPS = 25
 
 
 #: Most drivers (moving objects) in one race: positions are stored as int8.
 MAX_DRIVERS = 127
+
+#: Frames per block where whole-race checks work a block at a time (bounded temporaries).
+ROW_BLOCK = 8192
 
 
 class RaceError(ValueError):
@@ -123,11 +149,6 @@ class Driver:
     name: str
     team: str
     color: str  # "#RRGGBB"
-
-    @property
-    def rgb(self) -> tuple[int, int, int]:
-        c = self.color.lstrip("#")
-        return (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "number": self.number, "name": self.name, "team": self.team, "color": self.color}
@@ -289,6 +310,8 @@ class Race:
 
     def __post_init__(self) -> None:
         channels = {}
+        if isinstance(self.channels, Channels):
+            self.channels.complete()
         for name, arr in self.channels.items():
             if name not in CHANNELS:
                 raise RaceError(f"unknown channel {name!r}")
@@ -328,14 +351,11 @@ class Race:
 
     def frame_at(self, seconds: float) -> int:
         """Index of the frame shown at ``seconds`` since session start (clamped)."""
-        i = int(np.searchsorted(self.t, seconds, side="right")) - 1
-        return min(max(i, 0), self.n_frames - 1)
+        return frame_at(self.t, seconds)
 
     def frame_of_lap(self, lap: int) -> int:
         """First frame on which the leader is on ``lap`` (clamped to the race)."""
-        lap = max(1, min(int(lap), int(self.leader_lap.max())))
-        i = int(np.searchsorted(self.leader_lap, lap, side="left"))
-        return min(i, self.n_frames - 1)
+        return frame_of_lap(self.leader_lap, lap)
 
 
 def _fail(msg: str) -> None:
@@ -386,31 +406,9 @@ def validate_race(race: Race) -> None:
                 _fail(f"channel {name!r} is not finite at frame {f}, driver {codes[dr]}")
     if race.leader_lap.shape != (n,):
         _fail(f"leader_lap has shape {race.leader_lap.shape}, expected ({n},)")
-    pos = race.channels["position"].astype(np.int64)
-    status = race.channels["status"]
-    expected = np.arange(1, nd + 1)
-    srt = np.sort(pos, axis=1)
-    bad_rows = np.flatnonzero(np.any(srt != expected, axis=1))
-    if bad_rows.size:
-        f = int(bad_rows[0])
-        _fail(f"positions at frame {f} are not a permutation of 1..{nd}: {dict(zip(codes, pos[f].tolist()))}")
-    # Cars still in the race (not OUT, not DNS) hold the top positions; non-starters the last.
-    out = (status == Status.OUT) | (status == Status.DNS)
-    if out.any():
-        n_running = nd - out.sum(axis=1)
-        bad = (~out) & (pos > n_running[:, None])
-        if bad.any():
-            f, dr = (int(v) for v in np.argwhere(bad)[0])
-            _fail(
-                f"position at frame {f}: driver {codes[dr]} is running in P{pos[f, dr]} "
-                f"behind a retired car (only {n_running[f]} cars running)"
-            )
-        dns = status == Status.DNS
-        n_started = nd - dns.sum(axis=1)
-        bad = (~dns) & (pos > n_started[:, None])
-        if bad.any():
-            f, dr = (int(v) for v in np.argwhere(bad)[0])
-            _fail(f"position at frame {f}: driver {codes[dr]} in P{pos[f, dr]} behind a car that did not start")
+    # frame blocks: the checks' temporaries stay small whatever the race length
+    for f0 in range(0, n, ROW_BLOCK):
+        _check_order(race.channels["position"][f0 : f0 + ROW_BLOCK], race.channels["status"][f0 : f0 + ROW_BLOCK], f0, codes)
     if not isinstance(race.total_laps, int) or race.total_laps < 0:
         _fail(f"total_laps must be a non-negative integer, got {race.total_laps!r}")
     g = race.geometry
@@ -427,13 +425,73 @@ def validate_race(race: Race) -> None:
             _fail(f"weather {k!r} has shape {v.shape}, expected {race.weather['t'].shape}")
 
 
-def empty_channels(n_frames: int, n_drivers: int) -> dict[str, np.ndarray]:
-    """Zero-filled (NaN for nullable) channel arrays, for sources to fill in."""
-    out = {}
-    for name, (dtype, _unit, nullable) in CHANNELS.items():
-        fill = np.nan if nullable else 0
-        out[name] = np.full((n_frames, n_drivers), fill, dtype=dtype)
-    return out
+def _check_order(position: np.ndarray, status: np.ndarray, f0: int, codes: list[str]) -> None:
+    """The order invariants on frames ``f0 ..``: a permutation, running cars ahead of retired ones."""
+    nd = len(codes)
+    pos = position.astype(np.int64)
+    expected = np.arange(1, nd + 1)
+    srt = np.sort(pos, axis=1)
+    bad_rows = np.flatnonzero(np.any(srt != expected, axis=1))
+    if bad_rows.size:
+        f = int(bad_rows[0])
+        _fail(f"positions at frame {f0 + f} are not a permutation of 1..{nd}: {dict(zip(codes, pos[f].tolist()))}")
+    # Cars still in the race (not OUT, not DNS) hold the top positions; non-starters the last.
+    out = (status == Status.OUT) | (status == Status.DNS)
+    if out.any():
+        n_running = nd - out.sum(axis=1)
+        bad = (~out) & (pos > n_running[:, None])
+        if bad.any():
+            f, dr = (int(v) for v in np.argwhere(bad)[0])
+            _fail(
+                f"position at frame {f0 + f}: driver {codes[dr]} is running in P{pos[f, dr]} "
+                f"behind a retired car (only {n_running[f]} cars running)"
+            )
+        dns = status == Status.DNS
+        n_started = nd - dns.sum(axis=1)
+        bad = (~dns) & (pos > n_started[:, None])
+        if bad.any():
+            f, dr = (int(v) for v in np.argwhere(bad)[0])
+            _fail(f"position at frame {f0 + f}: driver {codes[dr]} in P{pos[f, dr]} behind a car that did not start")
+
+
+class Channels(dict):  # type: ignore[type-arg]
+    """Channel arrays shaped (frames, drivers), each allocated on first use (zeros; NaN when nullable).
+
+    A source fills channels in stages; one it fills late (the timing screen) or never
+    takes no memory until then, which keeps a long race's ingest peak down. The
+    :class:`Race` built from it allocates whatever was never touched.
+    """
+
+    def __init__(self, n_frames: int, n_drivers: int) -> None:
+        super().__init__()
+        self.shape = (n_frames, n_drivers)
+
+    def __missing__(self, name: str) -> np.ndarray:
+        if name not in CHANNELS:
+            raise KeyError(name)
+        dtype, _unit, nullable = CHANNELS[name]
+        a = np.full(self.shape, np.nan, dtype=dtype) if nullable else np.zeros(self.shape, dtype=dtype)
+        self[name] = a
+        return a
+
+    def complete(self) -> "Channels":
+        """Allocate every channel not used yet; returns self."""
+        for name in CHANNELS:
+            self[name]  # noqa: B018 -- allocates through __missing__
+        return self
+
+
+def empty_channels(n_frames: int, n_drivers: int) -> Channels:
+    """Zero-filled (NaN for nullable) channel arrays, for sources to fill in (allocated on first use).
+
+    In an ingest process (:func:`racecast.ingest_memory.tune_for_ingest`) the memory the
+    source freed while reading is returned to the system first, so the race's arrays
+    do not come on top of it.
+    """
+    from .ingest_memory import release_free_memory  # noqa: PLC0415 -- only sources build channels
+
+    release_free_memory()
+    return Channels(n_frames, n_drivers)
 
 
 def rank_positions(race_progress: np.ndarray, status: np.ndarray) -> np.ndarray:
@@ -443,17 +501,27 @@ def rank_positions(race_progress: np.ndarray, status: np.ndarray) -> np.ndarray:
     Ties keep driver order (stable sort), so the result is deterministic.
     """
     n, nd = race_progress.shape
-    key = np.where(status == Status.OUT, race_progress - 1e6, race_progress)
-    key = np.where(status == Status.DNS, -2e6, key)
-    order = np.argsort(-key, axis=1, kind="stable")
     pos = np.empty((n, nd), dtype=np.int8)
-    rows = np.arange(n)[:, None]
-    pos[rows, order] = np.arange(1, nd + 1, dtype=np.int8)[None, :]
+    places = np.arange(1, nd + 1, dtype=np.int8)[None, :]
+    for f0 in range(0, n, ROW_BLOCK):  # frame blocks: temporaries bounded whatever the race length
+        p, st = race_progress[f0 : f0 + ROW_BLOCK], status[f0 : f0 + ROW_BLOCK]
+        key = np.where(st == Status.OUT, p - 1e6, p)
+        key = np.where(st == Status.DNS, -2e6, key)
+        order = np.argsort(-key, axis=1, kind="stable")
+        np.put_along_axis(pos[f0 : f0 + len(p)], order, places, axis=1)
     return pos
 
 
-def driver_index(drivers: Sequence[Driver], code: str) -> int:
-    for i, d in enumerate(drivers):
-        if d.code == code:
-            return i
-    raise KeyError(f"unknown driver {code!r}")
+def frame_at(t: np.ndarray, seconds: float) -> int:
+    """The frame shown at ``seconds`` on the frame times ``t``: the last frame at or before it,
+    clamped to the replay (the race model and an opened bundle answer seeks by time with this)."""
+    i = int(np.searchsorted(t, seconds, side="right")) - 1
+    return min(max(i, 0), len(t) - 1)
+
+
+def frame_of_lap(leader_lap: np.ndarray, lap: int) -> int:
+    """The first frame on which the leader is on ``lap`` (``leader_lap`` never decreases), the lap
+    clamped to 1..the last lap and the frame to the replay (seeks by lap)."""
+    last = int(leader_lap.max()) if len(leader_lap) else 1
+    lap = max(1, min(int(lap), last))
+    return min(int(np.searchsorted(leader_lap, lap, side="left")), len(leader_lap) - 1)

@@ -28,6 +28,9 @@ END = "<!-- accuracy:end -->"
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
+    from racecast.ingest_memory import tune_for_ingest  # noqa: PLC0415
+
+    tune_for_ingest()  # as `racecast ingest` does, before pandas/pyarrow load
     from racecast.accuracy.metrics import score  # noqa: PLC0415
     from racecast.bundle import write_bundle  # noqa: PLC0415
 

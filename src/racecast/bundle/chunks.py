@@ -98,7 +98,7 @@ def _seal(c: bytes) -> bytes:
 
 
 #: Chunks encoded at a time: ingest memory stays bounded by a block, not the race.
-BLOCK_CHUNKS = 256
+BLOCK_CHUNKS = 64
 
 
 def iter_chunk_blocks(race: Race, chunk_frames: int = CHUNK_FRAMES,

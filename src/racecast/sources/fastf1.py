@@ -547,7 +547,8 @@ def _car_trace(df: pd.DataFrame | None, t0_date: Any) -> _Car | None:
     t, speed, throttle, brake, gear, drs = clean_samples(t, speed, np.nan_to_num(throttle), brake, gear, drs, valid=np.isfinite(speed))
     if t.size == 0:
         return None
-    return _Car(t, speed, throttle, brake, gear, drs)
+    # (memory) the values as float32, the channels' dtype (FastF1's are whole numbers: exact)
+    return _Car(t, *(c.astype(np.float32) for c in (speed, throttle, brake, gear, drs)))
 
 
 def _drivers(results: pd.DataFrame | None, numbers: list[str]) -> list[tuple[str, Driver]]:
@@ -841,7 +842,7 @@ def race_from_fastf1_frames(
 
     # -- resample telemetry onto the grid -----------------------------------------------
     ch = empty_channels(n, nd)
-    dist = np.zeros((n, nd))
+    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to the start below
     last_move = np.full(nd, -math.inf)
     for j, num in enumerate(nums):
         if dns[j]:
@@ -944,18 +945,23 @@ def race_from_fastf1_frames(
         xy = [None if dns[j] or num not in traces else (traces[num].t, traces[num].x * scale, traces[num].y * scale) for j, num in enumerate(nums)]
         key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geometry, xy, lap_len)
         positions = running_order(key, status, finish_order)
+        del key  # (memory) whole-race temporaries go as soon as they are used
         warnings += _results_disagree(frames.results, nums, drivers, dlaps, t_fin, dns)
     else:
         positions, best = _best_lap_order(grid, dlaps, drivers)
     rel = fill_order(ch, positions, status, prog)
     rel[status == Status.FINISHED] = 1.0
-    ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0)
-    ch["dist"][:] = np.maximum(dist - dist[start_f][None, :], 0.0)
-    lap = np.floor(prog).astype(np.int64) + 1
+    np.clip(rel, 0.0, 1.0, out=ch["rel_dist"])
+    del rel
+    dist -= dist[start_f].copy()[None, :]
+    np.maximum(dist, 0.0, out=dist)
+    lap = np.floor(prog)
+    lap += 1
+    lap = lap.astype(np.int64)
     lap[status == Status.FINISHED] = np.round(prog[status == Status.FINISHED]).astype(np.int64)
-    lap = np.clip(lap, 0, None)
+    np.clip(lap, 0, None, out=lap)
     if frames.race_like:
-        lap = np.maximum(lap, 1)  # LAP 1 from lights out, also for a grid behind the line
+        np.maximum(lap, 1, out=lap)  # LAP 1 from lights out, also for a grid behind the line
         lap[grid < start] = 0
         lap[:, dns] = 0
         for name in ("x", "y", "speed", "dist", "rel_dist", "race_progress"):
@@ -966,6 +972,7 @@ def race_from_fastf1_frames(
         leader_lap = np.maximum.accumulate(lap[np.arange(n), leader])
     else:
         leader_lap = np.maximum.accumulate(lap.max(axis=1))
+    del lap, prog, dist  # (memory)
     report(progress, "order", 1.0)
 
     # -- timing-screen channels from the laps ------------------------------------------
@@ -973,7 +980,7 @@ def race_from_fastf1_frames(
     for j, dl in enumerate(dlaps):
         _timing_channels(ch, j, dl, grid)
     if frames.race_like:
-        ch["gap"][:], ch["interval"][:] = race_gaps(grid, [(dl.cross_t, dl.cross_k) for dl in dlaps], t_out)
+        ch["gap"], ch["interval"] = race_gaps(grid, [(dl.cross_t, dl.cross_k) for dl in dlaps], t_out)  # float32: no copy
     else:
         _best_lap_gaps(ch, positions, best)
     report(progress, "timing", 1.0)
@@ -1004,6 +1011,7 @@ def race_from_fastf1_frames(
         "warnings": warnings,
     }
     title = f"{frames.year} {frames.event_name or f'round {frames.round}'} - {session_label}"
+    del traces, cars  # (memory) the samples are in the channels now: not kept while the race is validated
     race = build_race(
         "the FastF1 data",
         fps=fps,

@@ -416,20 +416,21 @@ def _samples(df: Any, cols: _Columns, csv: bool, warnings: list[str]) -> list[_S
     else:
         x = _numbers(df[role["x"]], role["x"], csv) * cols.factor["x"]
         y = _numbers(df[role["y"]], role["y"], csv) * cols.factor["y"]
+    # (memory) float32, the channels' own dtype: codes and laps are exact, values end up float32 anyway
     extra: dict[str, np.ndarray] = {}
     for base in ("speed", "throttle", "brake", "gear", "drs", "lap", "tyre_age", "lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
         if base in role:
-            extra[base] = _numbers(df[role[base]], role[base], csv) * cols.factor[base]
+            extra[base] = (_numbers(df[role[base]], role[base], csv) * cols.factor[base]).astype(np.float32)
     if "tyre" in role:
-        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv)
+        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv).astype(np.float32)
     if "status" in role:
-        extra["status"] = _status_codes(df[role["status"]], role["status"], csv)
+        extra["status"] = _status_codes(df[role["status"]], role["status"], csv).astype(np.float32)
     if "number" in role:
         extra["number"] = _numbers(df[role["number"]], role["number"], csv)
     meta_cols = {k: df[role[k]].to_numpy(dtype=object) for k in ("team", "name", "color") if k in role}
 
     out = []
-    rows_all = np.arange(n)
+    rows_all = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
     for code in dict.fromkeys(drv.tolist()):
         m = drv == code
         rows = rows_all[m]
@@ -752,7 +753,7 @@ def race_from_samples(
     report(progress, "geometry", 1.0)
 
     ch = empty_channels(n, nd)
-    dist = np.zeros((n, nd))
+    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to frame 0 below
     for j, s in enumerate(samples):
         gaps = np.diff(s.t)
         max_gap = max(MAX_GAP, 3.0 * float(np.median(gaps))) if gaps.size else MAX_GAP
@@ -888,11 +889,15 @@ def race_from_samples(
     else:
         key = prog
     positions = running_order(key, status, finish_order)
+    del key  # (memory) whole-race temporaries go as soon as they are used
     rel = fill_order(ch, positions, status, prog)
-    ch["rel_dist"][:] = np.clip(rel, 0.0, 1.0) if closed else np.clip(prog, 0.0, 1.0)
-    ch["dist"][:] = dist - dist[0][None, :]
+    np.clip(rel if closed else prog, 0.0, 1.0, out=ch["rel_dist"])
+    del rel
+    dist -= dist[0].copy()[None, :]
     if closed:
-        lap = np.floor(prog).astype(np.int64) + 1
+        lap = np.floor(prog)
+        lap += 1
+        lap = lap.astype(np.int64)
         for j, s in enumerate(samples):  # the table's own lap where it gives one (grid behind the line)
             if "lap" in s.extra and not s.no_positions:
                 tt, vv = _finite(s.t, s.extra["lap"])
@@ -900,7 +905,7 @@ def race_from_samples(
                     lap[:, j] = np.maximum(lap[:, j], resample_hold(tt, vv, grid).astype(np.int64))
         fin = status == Status.FINISHED
         lap[fin] = np.round(prog[fin]).astype(np.int64)
-        lap = np.maximum(lap, 0)
+        np.maximum(lap, 0, out=lap)
     else:
         lap = np.ones((n, nd), dtype=np.int64)
     lap[status == Status.DNS] = 0
@@ -908,6 +913,7 @@ def race_from_samples(
     leader = np.argmax(positions == 1, axis=1)
     # the header shows LAP 1 from lights out (the first frame), even with the grid behind the line
     leader_lap = np.maximum(np.maximum.accumulate(lap[np.arange(n), leader]), 1)
+    del lap, prog  # (memory)
     # timing-screen gaps and lap times from the crossings, unless the table gave them
     gap, interval = race_gaps(grid, crossings, t_out)
     for j, s in enumerate(samples):
@@ -923,6 +929,7 @@ def race_from_samples(
         if s.no_positions:
             for name in ("x", "y", "speed", "throttle", "brake", "gear", "drs", "tyre", "tyre_age", "dist", "rel_dist", "race_progress"):
                 ch[name][:, j] = 0
+    del dist, gap, interval, positions, status, col_status  # (memory) before the race is validated
     report(progress, "order", 1.0)
 
     drivers = []
