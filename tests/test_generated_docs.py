@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks import bandwidth, chunk_viewers, rooms, seed_viewers
+from benchmarks import streaming_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"\d")
@@ -91,3 +92,12 @@ def test_seed_viewers_section_has_no_figure_the_run_did_not_measure() -> None:
     assert docs, "no seed-viewers results in benchmarks/results"
     doc = json.loads(docs[-1].read_text())
     assert fixed_lines(seed_viewers.render, doc, ("Command:",), (seed_viewers, ("FPS", "RAF_HZ", "SPEEDS"))) == []
+
+
+def test_streaming_section_has_no_figure_the_run_did_not_measure() -> None:
+    docs = sorted((ROOT / "benchmarks" / "results").glob("*-full.json"))
+    assert docs, "no full streaming results in benchmarks/results"
+    doc = json.loads(docs[-1].read_text())
+    constants = (streaming_report, ("FPS", "TOLERANCE_PERIODS", "HANDSHAKES_IN_FLIGHT", "MAX_LOADGEN_CPU", "LOADGEN_CAUTION", "BUSY_WAIT_PCT"))
+    render = lambda d: streaming_report.markdown(d, png_name="p.png", json_name="r.json")  # noqa: E731
+    assert fixed_lines(render, doc, ("Command:", "| viewers per core at 1x"), constants) == []
