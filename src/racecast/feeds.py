@@ -72,6 +72,10 @@ class Feed(Protocol):
     #: True: something is due at every tick (the engine visits the viewer each tick). False: the
     #: engine visits it only when :meth:`wake_frame` says (the timing wheel).
     every_tick: ClassVar[bool]
+    #: The stream whose ``message(i)`` is already the complete WebSocket frame for frame ``i``,
+    #: when every frame of this feed is one stored message (:class:`FrameFeed`); None otherwise.
+    #: The engine's direct path then writes that zero-copy slice without a call into the feed.
+    preframed: Stream | None
 
     def message(self, i: int, have: int) -> Message | None:
         """What brings the viewer to frame ``i``: one message, several (a tuple, written together), or None.
@@ -104,11 +108,12 @@ def framed(data: Message | None) -> bytes | memoryview | None:
 class FrameFeed:
     """One pre-encoded frame per message."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("stream", "preframed")
     every_tick = True  # a frame is due at every tick: the engine visits the viewer each tick
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
+        self.preframed = stream  # stored pre-framed: a zero-copy slice of a shared, checked block
 
     def message(self, i: int, have: int) -> memoryview:
         return self.stream[i]
@@ -128,6 +133,7 @@ class CompactFeed:
 
     __slots__ = ("stream", "k")
     every_tick = True
+    preframed = None
 
     def __init__(self, stream: Stream, keyframe_interval: int) -> None:
         self.stream = stream
@@ -155,6 +161,7 @@ class ChunkFeed:
 
     __slots__ = ("stream", "per", "playback", "lookahead_s", "next", "_pending")
     every_tick = False  # the engine visits it when :meth:`wake_frame` says: once per CHUNK_BATCH chunks
+    preframed = None
 
     def __init__(self, stream: Stream, playback: Playback, lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
         self.stream = stream

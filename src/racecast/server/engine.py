@@ -58,7 +58,7 @@ TAKEN: Final = -2
 class Viewer:
     """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
-    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed",
+    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "preframed", "last_activity", "frames_skipped", "closed",
                  "every_tick", "wake", "acks", "room")  # fmt: skip
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
@@ -68,6 +68,8 @@ class Viewer:
         self.feed: Feed = feed if feed is not None else FrameFeed(stream)
         self.sink = sink
         self.framed = sink.framed  # the sink takes whole WebSocket frames
+        # ...and the feed's frames are stored as such: the tick writes slices of this stream directly.
+        self.preframed = self.feed.preframed if self.framed else None
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
         self.frames_skipped = 0
         self.closed = False
@@ -363,6 +365,8 @@ class Engine:
             try:
                 if i is None:
                     data = None
+                elif v.preframed is not None:
+                    data = v.preframed.message(i)  # pre-framed: a zero-copy slice of a shared, checked block
                 elif v.framed:
                     data = v.feed.framed_message(i, pb.last_sent)
                 else:
