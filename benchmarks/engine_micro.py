@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="best of")
     ap.add_argument("--out", default="-", help="Markdown file whose 'engine-micro' section is replaced ('-': none)")
     a = ap.parse_args(argv)
-    from tests.factories import tiny_race
+    from benchmarks.race import tiny_race
 
     with tempfile.TemporaryDirectory() as d:
         race = tiny_race(n_frames=int((a.seconds + 10) * 25), n_drivers=10, race_id="micro")

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from racecast.server import create_app
-from tests.roomutil import Member, create_room, gaps, percentile
+from benchmarks.roomutil import Member, create_room, gaps, percentile
 from tests.serverutil import Running, StalledClient, running, write_race
 
 N = 3000

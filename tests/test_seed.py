@@ -23,7 +23,7 @@ from benchmarks.seed_client import SeedClient, run_one
 from racecast.bundle import write_bundle
 from racecast.server import create_app
 from racecast.sources.simulate import simulate_race
-from tests.serverutil import Running, T, Viewer, running
+from tests.serverutil import Running, T, ViewerClient, running
 
 SID = "2026_0_R"  # the simulated race's event: year 2026, round 0, race
 BODY = {"year": 2026, "round_num": 0, "session_type": "R"}
@@ -68,7 +68,7 @@ def test_the_seed_client_hears_only_what_it_understands(srv: Running) -> None:
 
 def test_a_racecast_command_switches_the_connection_to_racecasts_protocol(srv: Running) -> None:
     async def go() -> list:
-        v = await Viewer.open(srv.ws_url(SID, ""))
+        v = await ViewerClient.open(srv.ws_url(SID, ""))
         await v.until("loading_complete")
         assert await v.next() == 0  # frame 0, no state before it
         await v.send(action="seek", frame=10)
@@ -117,7 +117,7 @@ def test_loading_progress_is_a_percentage_for_the_seed(tmp_path: Path) -> None:
 
 def test_metadata_has_the_seeds_keys_in_the_frames_units(srv: Running, race) -> None:
     async def go() -> tuple[dict, dict]:
-        v = await Viewer.open(srv.ws_url(SID, ""))
+        v = await ViewerClient.open(srv.ws_url(SID, ""))
         lc = await v.until("loading_complete")
         raw = await v.ws.recv()
         await v.close()

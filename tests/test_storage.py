@@ -30,7 +30,7 @@ from racecast.bundle.upgrade import upgrade_bundle
 from racecast.cli import app
 from racecast.server import create_app
 from tests.factories import tiny_race
-from tests.serverutil import Viewer, frames_only, running
+from tests.serverutil import ViewerClient, frames_only, running
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000  # 40 chunks, 10 blocks of 100 frames
@@ -277,8 +277,8 @@ def test_viewer_of_a_damaged_replay_gets_an_error_others_keep_playing(tmp_path):
     write_bundle(tiny_race(n_frames=N, race_id="good"), data / "good")
 
     async def go(srv) -> None:
-        bad = await Viewer.open(srv.ws_url("bad"))
-        good = await Viewer.open(srv.ws_url("good"))
+        bad = await ViewerClient.open(srv.ws_url("bad"))
+        good = await ViewerClient.open(srv.ws_url("good"))
         await bad.ready()
         await good.ready()
         with open(data / "bad" / "streams" / "chunks.gz.bin", "r+b") as f:
@@ -391,7 +391,7 @@ def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_p
     with running(app) as srv:
 
         async def go() -> None:
-            old = await Viewer.open(srv.ws_url("r"))
+            old = await ViewerClient.open(srv.ws_url("r"))
             assert (await old.ready())["frames"] == 600
             await old.command(action="seek", frame=450)
             assert await old.next_frame() >= 450  # msgpack blocks of the old bundle built and cached
@@ -402,7 +402,7 @@ def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_p
             del old_bundle
             await old.command(action="pause")
             write_bundle(tiny_race(n_frames=300, n_drivers=4, race_id="r"), tmp_path / "r", overwrite=True)
-            new = await Viewer.open(srv.ws_url("r"))
+            new = await ViewerClient.open(srv.ws_url("r"))
             assert (await new.ready())["frames"] == 300
             assert token not in CACHE.tokens_held()  # dropped when the server opened the new bundle
             assert (await old.command(action="seek", frame=100))["frame"] == 100  # the old viewer plays on
