@@ -114,7 +114,8 @@ def markdown(out: dict, a: argparse.Namespace) -> str:
     for name, r in out.items():
         lines.append(f"| {name} | {r['us_per_tick']:,} | {r['us_per_viewer_second']} | {r['visits_per_viewer_second']} | "
                      f"{r['frames_sent']:,} |")  # fmt: skip
-    lines += ["", "Visits above 1 per viewer-second in chunk mode are the lookahead filling at play (two chunks at once)."]
+    if any(name.startswith("chunks") and r["visits_per_viewer_second"] > 1 for name, r in out.items()):
+        lines += ["", "Visits above 1 per viewer-second in chunk mode are the lookahead filling at play (two chunks at once)."]
     return "\n".join(lines)
 
 

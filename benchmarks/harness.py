@@ -68,7 +68,7 @@ PROFILES = {
 
 # Saturation: stop adding viewers to a design at a speed once any of these holds.
 MAX_SERVER_CPU = report.MAX_SERVER_CPU  # % of one core
-MAX_LOADGEN_CPU = 85.0  # % of one core: beyond this the client, not the server, is measured
+MAX_LOADGEN_CPU = report.MAX_LOADGEN_CPU  # % of one core: beyond this the client, not the server, is measured
 MIN_FPS_SHARE = 0.9  # median delivered rate vs the design's first point
 MAX_FAILED_SHARE = 0.01  # connections that failed
 ON_TIME_TARGET = report.ON_TIME_TARGET  # % of frame slots on time

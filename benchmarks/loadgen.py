@@ -41,6 +41,7 @@ from websockets.uri import parse_uri
 import numpy as np
 
 from . import procstat, stats
+from .streaming_report import HANDSHAKES_IN_FLIGHT
 from .wsframes import FRAME_INDEX_KEY, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, OPCODE_TEXT, client_frame, peek_frame_index
 
 clock = time.time  # the clock of SO_TIMESTAMPNS
@@ -480,7 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paused", action="store_true", help="connect but never play (idle / polling cost)")
     p.add_argument("--server-pid", type=int, default=0)
     p.add_argument("--cpu", type=int, default=None, help="pin this process to this CPU")
-    p.add_argument("--concurrency", type=int, default=200, help="handshakes in flight")
+    p.add_argument("--concurrency", type=int, default=HANDSHAKES_IN_FLIGHT, help="handshakes in flight")
     p.add_argument("--connect-timeout", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="-")

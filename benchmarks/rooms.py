@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "benchmarks" / "results" / "rooms.json"
 BEGIN, END = "<!-- rooms:begin -->", "<!-- rooms:end -->"
-N_FRAMES = 25 * 60 * 20  # a 20-minute race
+FPS = 25
+N_FRAMES = FPS * 60 * 20  # a 20-minute race
+GAP_STEP_S = 0.002  # the frame gap between members is read at instants this far apart
+COMMAND_INTERVAL_S = 0.05  # each controller's pace: within the per-connection command budget
 
 
 Serve = ServeProcess  # `racecast serve` in a child process on a free port
@@ -52,8 +55,8 @@ def same_frames(a: Member, b: Member, t0: float, t1: float) -> float:
 
 
 def gap_stats(members: list[Member], t0: float, t1: float, speed: float) -> dict[str, float]:
-    g = gaps(members, t0, t1, step=0.002)
-    ms = 1000 / (25 * speed)  # ms of race per frame at this speed... per frame shown per tick
+    g = gaps(members, t0, t1, step=GAP_STEP_S)
+    ms = 1000 / (FPS * speed)  # ms of race per frame at this speed... per frame shown per tick
     return {"instants": len(g), "p50": percentile(g, 50), "p99": percentile(g, 99), "max": max(g) if g else float("nan"),
             "p50_ms": percentile(g, 50) * ms, "p99_ms": percentile(g, 99) * ms, "max_ms": (max(g) if g else 0) * ms}  # fmt: skip
 
@@ -132,7 +135,7 @@ async def measure_commands(server: Serve, redis_url: str | None, controllers: in
             await m.send(action="seek", frame=(k * 997 + i * 31) % N_FRAMES)
             sent += 1
             i += 1
-            await asyncio.sleep(0.05)  # the per-connection budget: 20 commands/s
+            await asyncio.sleep(COMMAND_INTERVAL_S)
 
     seq0 = httpx.get(f"{server.http}/api/rooms/{room['room']}", trust_env=False).json()["seq"]
     t0 = time.monotonic()
@@ -252,8 +255,8 @@ def render(r: dict[str, Any]) -> str:
         "Raw results: benchmarks/results/rooms.json.",
         "",
         f"**Frame gap between members** of one room ({r['members']} members, {r['seconds']:g} s windows), read at the same",
-        "instants every 2 ms: at each instant every member's frame is the last one it received; the gap is the spread",
-        "(highest − lowest). In frames, and in ms of wall time (one frame is 40 ms at 1x, 10 ms at 4x).",
+        f"instants every {GAP_STEP_S * 1000:g} ms: at each instant every member's frame is the last one it received; the gap is the spread",
+        f"(highest − lowest). In frames, and in ms of wall time (one frame is {1000 / FPS:g} ms at 1x, {1000 / FPS / 4:g} ms at 4x).",
         "",
         "| setup | speed | p50 frames | p99 | max | ms p50 / p99 / max | instants |",
         "|---|---|---:|---:|---:|---|---:|",
@@ -264,7 +267,7 @@ def render(r: dict[str, Any]) -> str:
         row("two servers, Redis down", rs["redis_down"], "1x"),
         row("two servers, after Redis restarted", rs["after_restart"], "1x"),
         "",
-        "The spread above includes delivery: the members are 40 clients read by one Python process on a box",
+        f"The spread above includes delivery: the members are {r['members']} clients read by one Python process on a box",
         "shared with other work, and a server tick that runs late shows as a gap until the next. What the room",
         "clock itself guarantees is that both servers compute the same frame at each tick; the share of frames a",
         "member of the first server received that a member of the second received too:",
@@ -276,7 +279,7 @@ def render(r: dict[str, Any]) -> str:
         f"{rs['command_reaches_all_after_restart_s'] * 1000:.0f} ms after the restart (reconnect + reconciliation).",
         "",
         f"**Commands per second one room sustains**: {c1['controllers']} members with control sending seeks, each at",
-        "most 20/s. Every command sent was applied and acknowledged to every member (each seek also pushes a frame to",
+        f"most {1 / COMMAND_INTERVAL_S:g}/s. Every command sent was applied and acknowledged to every member (each seek also pushes a frame to",
         "each member, so the benchmark process reads members × commands messages): the load generator, not the room,",
         "set these rates — they are lower bounds:",
         "",
@@ -290,7 +293,7 @@ def render(r: dict[str, Any]) -> str:
         f"{c2['redis_commands_per_command']:.2f} Redis commands in all (`EVALSHA` and, inside it, `GET`, `SET`, `PUBLISH`), and",
         f"{c2['pubsub_messages_per_command_per_subscriber']:.2f} pub/sub messages per command per subscribed server",
         f"(the once-a-second reconciliation, measured alone first and subtracted, was {c2['redis_background_commands_per_s']:.0f}",
-        "Redis commands/s for the rooms the two servers knew: five per room and server). Frames never cross Redis.",
+        "Redis commands/s for the rooms the two servers knew). Frames never cross Redis.",
         "",
         f"**Origin requests per chunk behind nginx** (`racecast deploy nginx`): {ng['clients']:,} concurrent HTTP clients",
         f"each fetching the same {ng['chunks']} chunks on a cold cache ({ng['requests']:,} requests, {ng['ok']:,} answered 200",

@@ -87,6 +87,18 @@ def running(app: Any, ws: str = DIRECT, limits: Any = None) -> Iterator[Running]
         yield r
 
 
+async def read_until_closed(url: str, timeout: float = 5.0) -> tuple[int | None, list[str | bytes]]:
+    """Open ``url`` and read every message until the server closes the connection: its close code
+    (None without a close frame) and the messages (``timeout``: per message, scaled)."""
+    msgs: list[str | bytes] = []
+    async with websockets.connect(url) as ws:
+        try:
+            while True:
+                msgs.append(await asyncio.wait_for(ws.recv(), T(timeout)))
+        except websockets.ConnectionClosed as e:
+            return (e.rcvd.code if e.rcvd is not None else None), msgs
+
+
 def frame_index(payload: bytes) -> int:
     return msgpack.unpackb(payload, raw=False)["frame_index"]
 
