@@ -32,6 +32,8 @@ from ..race import (
     TrackGeometry,
     TrackStatus,
     TrackStatusPeriod,
+    frame_at,
+    frame_of_lap,
 )
 from .blocks import CACHE, Stream
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
@@ -257,14 +259,11 @@ class Bundle:
 
     def frame_at(self, seconds: float) -> int:
         """Frame shown at ``seconds`` since session start (clamped to the replay)."""
-        i = int(np.searchsorted(self.t, seconds, side="right")) - 1
-        return min(max(i, 0), self.n_frames - 1)
+        return frame_at(self.t, seconds)
 
     def frame_of_lap(self, lap: int) -> int:
         """First frame of the leader's lap ``lap`` (clamped)."""
-        ll = self.leader_lap
-        lap = max(1, min(int(lap), int(ll[-1]) if len(ll) else 1))
-        return min(int(np.searchsorted(ll, lap, side="left")), self.n_frames - 1)
+        return frame_of_lap(self.leader_lap, lap)
 
     def race_header(self) -> Race:
         """The race without its channels (everything from the manifest plus ``t`` and ``leader_lap``)."""
