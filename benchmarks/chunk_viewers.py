@@ -47,7 +47,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import procstat
-from .harness import ROOT, _env, _preexec, cpus, free_port, machine
+from .common import ROOT, checkout_env, cpus, free_port, pinned
+from .harness import machine
 from .loadgen import Client, admit, clock, raise_nofile
 from .race import BENCH_ID, write_bench_bundle
 from .report import machine_summary, replace_section
@@ -304,8 +305,8 @@ def run_point(n: int, port: int, server_pid: int, frames: int, a: argparse.Names
                "--index0", str(k * a.per_process), "--batch", str(a.batch), "--ready", str(ready), "--go", str(go),
                "--client-out", str(out)]  # fmt: skip
         err = open(tmp / f"client-{n}-{k}.stderr", "w")
-        children.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=_env(), cwd=ROOT,
-                                          preexec_fn=_preexec(client_cpu)), out, ready, err))  # fmt: skip
+        children.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=checkout_env(), cwd=ROOT,
+                                          preexec_fn=pinned(client_cpu)), out, ready, err))  # fmt: skip
     t_start = time.monotonic()
     budget = 60 + n / 50
     while not all(r.exists() for _, _, r, _ in children):
@@ -424,7 +425,7 @@ def run(a: argparse.Namespace, log=print) -> dict[str, Any]:  # noqa: ANN001
         srv_log = open(tmp / "server.log", "wb")
         cmd = [sys.executable, "-m", "benchmarks.chunk_viewers", "--serve", str(tmp / "data"), "--port", str(port),
                "--max-connections", str(fd_cap)]  # fmt: skip
-        server = subprocess.Popen(cmd, stdout=srv_log, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT, preexec_fn=_preexec(server_cpu))
+        server = subprocess.Popen(cmd, stdout=srv_log, stderr=subprocess.STDOUT, env=checkout_env(), cwd=ROOT, preexec_fn=pinned(server_cpu))
         try:
             t = time.monotonic()
             while True:

@@ -16,7 +16,6 @@ Run: ``python -m benchmarks.floor_server --data DIR --port P``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from typing import Any
@@ -27,7 +26,8 @@ from websockets.server import ServerProtocol
 
 from racecast.bundle import DataDir
 
-from .wsframes import OP_BINARY, server_frame
+from .common import reference_server_args
+from .wsframes import OPCODE_BINARY, server_frame
 
 FPS = 25
 MAX_BUFFERED = 256 * 1024  # bytes queued in a viewer's transport before frames are skipped
@@ -39,11 +39,11 @@ class Replay:
 
     def __init__(self, bundle: Any) -> None:
         stream = bundle.streams["msgpack"]
-        self.framed: list[bytes] = [server_frame(OP_BINARY, stream[i]) for i in range(stream.count)]
+        self.framed: list[bytes] = [server_frame(OPCODE_BINARY, stream[i]) for i in range(stream.count)]
         self.n_frames = len(self.framed)
 
 
-class Viewer(asyncio.Protocol):
+class FloorViewer(asyncio.Protocol):
     """One connection: handshake via ServerProtocol, then commands in, frames out."""
 
     def __init__(self, hub: "Hub") -> None:
@@ -141,7 +141,7 @@ class Hub:
 
     def __init__(self, replays: dict[str, Replay]) -> None:
         self.replays = replays
-        self.viewers: set[Viewer] = set()
+        self.viewers: set[FloorViewer] = set()
         self._k = 0
         self._t0 = 0.0
 
@@ -171,18 +171,14 @@ async def serve(data_dir: str, host: str, port: int) -> None:
     store = DataDir(data_dir)
     hub = Hub({rid: Replay(store.open(rid)) for rid in store.ids()})
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Viewer(hub), host, port, backlog=4096)
+    server = await loop.create_server(lambda: FloorViewer(hub), host, port, backlog=4096)
     hub.start()
     async with server:
         await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8767)
-    a = p.parse_args(argv)
+    a = reference_server_args(argv, __doc__.splitlines()[0], 8767)
     try:
         import uvloop  # same event loop uvicorn picks for the other two designs
     except ImportError:  # pragma: no cover

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -29,10 +28,10 @@ from typing import Any, Callable, Sequence
 
 from . import profile
 from . import streaming_report as report
+from .common import ROOT, checkout_env, cpus, free_port, pinned
 from .race import BENCH_ID, write_bench_bundle
 from .report import cpu_model
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DESIGNS = ("racecast", "seed", "floor")
 #: Extra designs for before/after comparisons of the bundle format (``--designs`` opts in):
@@ -69,7 +68,7 @@ PROFILES = {
 
 # Saturation: stop adding viewers to a design at a speed once any of these holds.
 MAX_SERVER_CPU = report.MAX_SERVER_CPU  # % of one core
-MAX_LOADGEN_CPU = 85.0  # % of one core: beyond this the client, not the server, is measured
+MAX_LOADGEN_CPU = report.MAX_LOADGEN_CPU  # % of one core: beyond this the client, not the server, is measured
 MIN_FPS_SHARE = 0.9  # median delivered rate vs the design's first point
 MAX_FAILED_SHARE = 0.01  # connections that failed
 ON_TIME_TARGET = report.ON_TIME_TARGET  # % of frame slots on time
@@ -94,40 +93,10 @@ def v2_dir(data: Path) -> Path:
     return data.parent / "data-v2"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpus() -> tuple[int | None, int | None]:
-    """(server CPU, load generator CPU): two different CPUs when this process may use two."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return None, None
-    if len(allowed) < 2:
-        return None, None
-    return allowed[0], allowed[1]
-
-
-def _preexec(cpu: int | None) -> Callable[[], None]:
-    def setup() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
-    return setup
-
-
 def _env(design: str = "") -> dict[str, str]:
-    env = dict(os.environ)
-    before = [env["RACECAST_BEFORE_SRC"]] if design == "racecast-before" else []
-    paths = before + [str(ROOT), str(ROOT / "src")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
+    """A design's environment: the checkout first on PYTHONPATH (``racecast-before``: the tree in
+    ``RACECAST_BEFORE_SRC`` before it)."""
+    return checkout_env((os.environ["RACECAST_BEFORE_SRC"],) if design == "racecast-before" else ())
 
 
 class Server:
@@ -142,7 +111,7 @@ class Server:
             server_command(design, data, self.port),
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_preexec(cpu),
+            preexec_fn=pinned(cpu),
             env=_env(design),
             cwd=ROOT,
         )

@@ -41,7 +41,8 @@ from websockets.uri import parse_uri
 import numpy as np
 
 from . import procstat, stats
-from .wsframes import FRAME_INDEX_KEY, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, client_frame, peek_frame_index
+from .streaming_report import HANDSHAKES_IN_FLIGHT
+from .wsframes import FRAME_INDEX_KEY, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, OPCODE_TEXT, client_frame, peek_frame_index
 
 clock = time.time  # the clock of SO_TIMESTAMPNS
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
@@ -215,7 +216,7 @@ class Client:
         if self.transport is None or self.transport.is_closing():
             return
         self.commands.append((clock(), cmd))
-        self.transport.write(client_frame(OP_TEXT, json.dumps(cmd).encode()))
+        self.transport.write(client_frame(OPCODE_TEXT, json.dumps(cmd).encode()))
 
     # -- receiving ---------------------------------------------------------------------
     def feed(self, data: bytes | memoryview, now: float) -> None:
@@ -300,13 +301,13 @@ class Client:
     def _control(self, b0: int, payload: bytes, now: float) -> None:
         op = b0 & 0x0F
         fin = b0 & 0x80
-        if op == 0 or (op == OP_TEXT and not fin):  # fragmented message
+        if op == 0 or (op == OPCODE_TEXT and not fin):  # fragmented message
             self.frag.append(payload)
             if not fin:
                 return
             payload, self.frag = b"".join(self.frag), []
-            op = OP_TEXT
-        if op == OP_TEXT:
+            op = OPCODE_TEXT
+        if op == OPCODE_TEXT:
             try:
                 msg = json.loads(payload)
             except ValueError:
@@ -315,14 +316,14 @@ class Client:
                 self.texts.append((now, msg))
                 if msg.get("type") == "loading_complete":
                     self.gen.on_ready(self)
-        elif op == OP_BINARY:  # a non-final binary frame: not something the designs send
+        elif op == OPCODE_BINARY:  # a non-final binary frame: not something the designs send
             self.bad_frames += 1
-        elif op == OP_PING:
+        elif op == OPCODE_PING:
             if self.transport is not None:
-                self.transport.write(client_frame(OP_PONG, payload))
-        elif op == OP_CLOSE:
+                self.transport.write(client_frame(OPCODE_PONG, payload))
+        elif op == OPCODE_CLOSE:
             if self.transport is not None:
-                self.transport.write(client_frame(OP_CLOSE, payload[:2]))
+                self.transport.write(client_frame(OPCODE_CLOSE, payload[:2]))
                 self.transport.close()
 
     def log(self) -> stats.ClientLog:
@@ -480,7 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paused", action="store_true", help="connect but never play (idle / polling cost)")
     p.add_argument("--server-pid", type=int, default=0)
     p.add_argument("--cpu", type=int, default=None, help="pin this process to this CPU")
-    p.add_argument("--concurrency", type=int, default=200, help="handshakes in flight")
+    p.add_argument("--concurrency", type=int, default=HANDSHAKES_IN_FLIGHT, help="handshakes in flight")
     p.add_argument("--connect-timeout", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="-")

@@ -1,8 +1,9 @@
-"""The race every design serves in a benchmark run, written once as a bundle.
+"""Races the benchmarks (and the tests) use, written as bundles.
 
-The realistic simulator is used when this checkout has it; otherwise a synthetic
-20-car race with the same channels and realistic value ranges (so frame sizes,
-and therefore bytes and CPU per frame, are representative).
+* :func:`write_bench_bundle` -- the race every design serves in a benchmark run: the simulator's
+  (realistic frame sizes, so bytes and CPU per frame are representative);
+* :func:`tiny_race` / :func:`write_race` -- small hand-built races that do not depend on the
+  simulator (cars circling a circle), for fast tests and micro-benchmarks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from racecast.bundle import write_bundle
 from racecast.race import (
     Compound,
     Driver,
+    PitStop,
     Race,
+    RaceControlMessage,
     Status,
     TrackGeometry,
     TrackStatus,
@@ -23,104 +26,87 @@ from racecast.race import (
     empty_channels,
     rank_positions,
 )
+from racecast.sources.simulate import simulate_race
+
+__all__ = ["BENCH_ID", "TEAM_COLORS", "bench_race", "write_bench_bundle", "circle_geometry", "tiny_race", "write_race"]
 
 BENCH_ID = "bench"
-_TEAMS = ["#3671C6", "#E8002D", "#27F4D2", "#FF8000", "#229971", "#0093CC", "#64C4FF", "#B6BABD", "#52E252", "#FF87BC"]
-_CODES = "VER PER LEC SAI HAM RUS NOR PIA ALO STR GAS OCO ALB SAR TSU RIC HUL MAG BOT ZHO".split()
+TEAM_COLORS = ["#3671C6", "#E8002D", "#27F4D2", "#FF8000", "#229971"]
 
 
 def bench_race(laps: int, seed: int = 0, n_drivers: int = 20) -> tuple[Race, str]:
-    """The benchmark race and where it came from (``"simulator"`` or ``"synthetic"``)."""
-    try:
-        from racecast.sources.simulate import simulate_race
-    except ImportError:
-        return synthetic_race(laps, seed, n_drivers), "synthetic"
+    """The benchmark race and where it came from."""
     return simulate_race(laps=laps, seed=seed, n_drivers=n_drivers, id=BENCH_ID), "simulator"
-
-
-def synthetic_race(laps: int, seed: int = 0, n_drivers: int = 20, fps: int = 25, lap_s: float = 90.0) -> Race:
-    """Cars lapping a 5 km wobbly oval with per-car pace, braking zones, gears, gaps and lap times."""
-    if not 1 <= n_drivers <= len(_CODES):
-        raise ValueError(f"n_drivers must be 1..{len(_CODES)}, got {n_drivers}")
-    rng = np.random.default_rng(seed)
-    length = 5000.0
-    n = int(round((laps * lap_s + 5.0) * fps))
-    t = np.arange(n) / fps
-    a = np.linspace(0, 2 * np.pi, 400, endpoint=False)
-    r = 800 + 120 * np.sin(3 * a) + 60 * np.cos(5 * a)
-    cx, cy = 1.9 * r * np.cos(a), r * np.sin(a)
-    geo = TrackGeometry(cx, cy, cx * 0.99, cy * 0.99, cx * 1.01, cy * 1.01, length=length, sectors=(1700.0, 3400.0))
-
-    pace = 1.0 + rng.normal(0, 0.004, n_drivers)  # relative lap time
-    # Speed profile along the lap: straights ~320 km/h, corners ~90 km/h.
-    def profile(frac: np.ndarray) -> np.ndarray:
-        return 205 + 110 * np.sin(2 * np.pi * 3 * frac) + 20 * np.sin(2 * np.pi * 7 * frac)
-
-    mean_ms = length / lap_s
-    dist = np.empty((n, n_drivers))
-    dist[0] = -8.0 * np.arange(n_drivers)
-    speed = np.empty((n, n_drivers))
-    for k in range(n):  # integrate the speed profile so position and speed agree
-        frac = (dist[max(k - 1, 0)] % length) / length
-        v = profile(frac) / 3.6 * (mean_ms / (205 / 3.6)) / pace
-        speed[k] = v * 3.6
-        if k:
-            dist[k] = dist[k - 1] + v / fps
-    ch = empty_channels(n, n_drivers)
-    frac = (dist % length) / length
-    ang = 2 * np.pi * frac
-    rr = 800 + 120 * np.sin(3 * ang) + 60 * np.cos(5 * ang)
-    ch["x"][:] = 1.9 * rr * np.cos(ang) + rng.normal(0, 0.3, (n, n_drivers))
-    ch["y"][:] = rr * np.sin(ang) + rng.normal(0, 0.3, (n, n_drivers))
-    ch["speed"][:] = speed
-    ch["gear"][:] = np.clip((speed / 42).astype(int) + 1, 1, 8)
-    acc = np.gradient(speed, axis=0)
-    ch["throttle"][:] = np.clip(60 + acc * 40, 0, 100)
-    ch["brake"][:] = np.clip(-acc * 30, 0, 100)
-    ch["drs"][:] = np.where((frac > 0.05) & (frac < 0.15) & (t[:, None] > 120), 2, 0)
-    progress = dist / length
-    ch["dist"][:] = dist
-    ch["rel_dist"][:] = frac
-    ch["race_progress"][:] = progress
-    ch["lap"][:] = np.clip(np.floor(progress).astype(int) + 1, 1, laps)
-    ch["tyre"][:] = np.where(progress < laps / 2, Compound.MEDIUM, Compound.HARD)
-    ch["tyre_age"][:] = np.floor(np.where(progress < laps / 2, progress, progress - laps / 2)).astype(int)
-    status = np.where(progress >= laps, Status.FINISHED, Status.RUNNING).astype(np.int8)
-    ch["status"][:] = status
-    ch["position"][:] = rank_positions(progress, status)
-    lead = progress.max(axis=1, keepdims=True)
-    ch["gap"][:] = (lead - progress) * lap_s
-    order = np.sort(progress, axis=1)[:, ::-1]
-    ahead = np.take_along_axis(order, np.clip(ch["position"].astype(int) - 2, 0, None), axis=1)
-    ch["interval"][:] = (ahead - progress) * lap_s
-    done = progress >= 1
-    lt = lap_s * pace[None, :] + rng.normal(0, 0.2, (n, n_drivers))
-    ch["lap_time"][:] = np.where(done, lt, np.nan)
-    for s, share in (("sector1", 0.33), ("sector2", 0.34), ("sector3", 0.33)):
-        ch[s][:] = np.where(done, lt * share, np.nan)
-    drivers = tuple(
-        Driver(_CODES[i], i + 1, f"Driver {_CODES[i]}", f"Team {i // 2}", _TEAMS[(i // 2) % len(_TEAMS)]) for i in range(n_drivers)
-    )
-    return Race(
-        fps=fps,
-        t=t,
-        drivers=drivers,
-        channels=ch,
-        leader_lap=np.clip(np.floor(progress.max(axis=1)).astype(int) + 1, 1, laps),
-        total_laps=laps,
-        geometry=geo,
-        id=BENCH_ID,
-        title=f"Benchmark race ({laps} laps, synthetic)",
-        event={"year": 2026, "round": 0, "session_type": "R", "name": "Benchmark"},
-        track_status=(TrackStatusPeriod(0.0, float(t[-1]), TrackStatus.GREEN),),
-        weather={"t": np.array([0.0, 600.0]), "air_temp": np.array([24.0, 24.6]), "track_temp": np.array([38.0, 39.1])},
-    )
 
 
 def write_bench_bundle(data_dir: Path, laps: int, seed: int = 0, format_version: int = 3) -> tuple[Path, str]:
     """Write the benchmark race into ``data_dir/bench``; return the bundle path and its source."""
     race, source = bench_race(laps, seed)
-    if race.id != BENCH_ID:
-        race = Race(**{**{f: getattr(race, f) for f in race.__dataclass_fields__ if f != "id"}, "id": BENCH_ID})
     path = write_bundle(race, Path(data_dir) / BENCH_ID, overwrite=True, format_version=format_version)
     return path, source
+
+
+def circle_geometry(radius: float = 500.0, n: int = 200) -> TrackGeometry:
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    c = lambda r: (r * np.cos(a), r * np.sin(a))  # noqa: E731
+    (cx, cy), (ix, iy), (ox, oy) = c(radius), c(radius - 6), c(radius + 6)
+    return TrackGeometry(cx, cy, ix, iy, ox, oy, length=2 * np.pi * radius, sectors=(1000.0, 2000.0))
+
+
+
+def tiny_race(n_frames: int = 250, n_drivers: int = 3, fps: int = 25, race_id: str = "tiny", retire: bool = False) -> Race:
+    """Cars circling a 500 m-radius track at slightly different speeds; one pits, one may retire."""
+    geo = circle_geometry()
+    t = np.arange(n_frames) / fps
+    drivers = tuple(
+        Driver(f"D{i:02d}"[:3] if i < 10 else f"X{i}", i + 1, f"Driver {i}", f"Team {i // 2}", TEAM_COLORS[i % 5])
+        for i in range(n_drivers)
+    )
+    ch = empty_channels(n_frames, n_drivers)
+    speed_ms = 60.0 + 2.0 * np.arange(n_drivers)[None, :] + 0.0 * t[:, None]
+    dist = speed_ms * t[:, None] - 20.0 * np.arange(n_drivers)[None, :]
+    status = np.zeros((n_frames, n_drivers), dtype=np.int8)
+    if retire and n_drivers > 1:
+        stop = n_frames // 2
+        status[stop:, 0] = Status.OUT
+        dist[stop:, 0] = dist[stop, 0]
+        speed_ms = np.broadcast_to(speed_ms, dist.shape).copy()
+        speed_ms[stop:, 0] = 0
+    ang = dist / 500.0
+    ch["x"][:] = 500 * np.cos(ang)
+    ch["y"][:] = 500 * np.sin(ang)
+    ch["speed"][:] = np.broadcast_to(speed_ms * 3.6, dist.shape)
+    ch["gear"][:] = 6
+    ch["throttle"][:] = 100
+    ch["dist"][:] = dist
+    length = geo.length
+    ch["race_progress"][:] = dist / length
+    ch["lap"][:] = np.floor(dist / length).astype(int) + 1
+    ch["rel_dist"][:] = (dist / length) % 1.0
+    ch["tyre"][:] = Compound.MEDIUM
+    ch["status"][:] = status
+    ch["position"][:] = rank_positions(ch["race_progress"], status)
+    ch["gap"][:, :] = 0.5
+    ch["lap_time"][n_frames // 2 :, :] = 52.3
+    leader = ch["lap"].max(axis=1)
+    return Race(
+        fps=fps,
+        t=t,
+        drivers=drivers,
+        channels=ch,
+        leader_lap=leader,
+        total_laps=3,
+        geometry=geo,
+        id=race_id,
+        title="Tiny test race",
+        event={"year": 2026, "round": 0, "session_type": "R", "name": "Tiny"},
+        track_status=(TrackStatusPeriod(0.0, float(t[-1]), TrackStatus.GREEN),),
+        messages=(RaceControlMessage(1.0, "GREEN LIGHT - PIT EXIT OPEN", "Flag"),),
+        pit_stops=(PitStop(drivers[-1].code, 1, 3.0, 5.0, Compound.MEDIUM, Compound.HARD),),
+        weather={"t": np.array([0.0, 60.0]), "air_temp": np.array([22.0, 22.5]), "track_temp": np.array([35.0, 35.2])},
+    )
+
+
+def write_race(root: Path, race_id: str, n_frames: int, n_drivers: int = 3) -> None:
+    """A :func:`tiny_race` of ``n_frames`` written as the bundle ``root/race_id``."""
+    write_bundle(tiny_race(n_frames=n_frames, n_drivers=n_drivers, race_id=race_id), root / race_id)

@@ -5,7 +5,7 @@
 Everything runs on 127.0.0.1: `racecast serve` processes, a redis-server and an nginx on free
 ports, the members in this process (real WebSocket clients). Measured:
 
-* frame gap between members at the same instants (tests/roomutil.py: at each instant every
+* frame gap between members at the same instants (benchmarks/roomutil.py: at each instant every
   member's frame is the last it received; the gap is the spread), p50 / p99 / max in frames and
   in ms of race at the room's speed: one server; two servers sharing a room through Redis; the
   same two servers while Redis is down and after it is back;
@@ -22,8 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,50 +29,21 @@ from typing import Any
 
 import httpx
 
-from tests.roomutil import Member, create_room, gaps, percentile
-from tests.services import NGINX, RedisServer, free_port, wait_port
-from tests.serverutil import write_race
+from .common import CountingApp, RedisServer, ServeProcess, nginx_proxy, running
+from .race import write_race
+from .roomutil import Member, create_room, gaps, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "benchmarks" / "results" / "rooms.json"
 BEGIN, END = "<!-- rooms:begin -->", "<!-- rooms:end -->"
-N_FRAMES = 25 * 60 * 20  # a 20-minute race
+FPS = 25
+N_FRAMES = FPS * 60 * 20  # a 20-minute race
+GAP_STEP_S = 0.002  # the frame gap between members is read at instants this far apart
+COMMAND_INTERVAL_S = 0.05  # each controller's pace: within the per-connection command budget
 
 
-class Serve:
-    """`racecast serve` in a subprocess on a free port."""
-
-    def __init__(self, data: Path, *extra: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-        self.p = subprocess.Popen([sys.executable, "-m", "racecast.cli", "serve", "--data", str(data), "--port", str(self.port), *extra],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        end = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.http}/healthz", trust_env=False, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > end:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.p.terminate()
-        try:
-            self.p.wait(15)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
+Serve = ServeProcess  # `racecast serve` in a child process on a free port
 
 
 def same_frames(a: Member, b: Member, t0: float, t1: float) -> float:
@@ -86,8 +55,8 @@ def same_frames(a: Member, b: Member, t0: float, t1: float) -> float:
 
 
 def gap_stats(members: list[Member], t0: float, t1: float, speed: float) -> dict[str, float]:
-    g = gaps(members, t0, t1, step=0.002)
-    ms = 1000 / (25 * speed)  # ms of race per frame at this speed... per frame shown per tick
+    g = gaps(members, t0, t1, step=GAP_STEP_S)
+    ms = 1000 / (FPS * speed)  # ms of race per frame at this speed... per frame shown per tick
     return {"instants": len(g), "p50": percentile(g, 50), "p99": percentile(g, 99), "max": max(g) if g else float("nan"),
             "p50_ms": percentile(g, 50) * ms, "p99_ms": percentile(g, 99) * ms, "max_ms": (max(g) if g else 0) * ms}  # fmt: skip
 
@@ -98,19 +67,20 @@ async def measure_gap(servers: list[Serve], n_members: int, seconds: float) -> d
     host = await Member.join(servers[0].ws, "race", room["room"], room["host_token"])
     members = [host] + [await Member.join(servers[i % len(servers)].ws, "race", room["room"]) for i in range(1, n_members)]
     out: dict[str, Any] = {}
+
+    async def window(speed: float) -> dict[str, Any]:
+        """A second to settle, then ``seconds`` measured: the gaps, and the frames two members share."""
+        await asyncio.sleep(1.0)
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        t1 = time.monotonic()
+        return {**gap_stats(members, t0, t1, speed), "same_frames": same_frames(members[0], members[1], t0, t1)}
+
     await host.command(action="play", speed=1)
-    await asyncio.sleep(1.0)
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    out["play_1x"] = gap_stats(members, t0, time.monotonic(), 1)
-    out["play_1x"]["same_frames"] = same_frames(members[0], members[1], t0, time.monotonic())
+    out["play_1x"] = await window(1)
     await host.command(action="seek", frame=N_FRAMES // 2)
     await host.command(action="speed", speed=4)
-    await asyncio.sleep(1.0)
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    out["seek_4x"] = gap_stats(members, t0, time.monotonic(), 4)
-    out["seek_4x"]["same_frames"] = same_frames(members[0], members[1], t0, time.monotonic())
+    out["seek_4x"] = await window(4)
     for m in members:
         await m.close()
     return out
@@ -165,7 +135,7 @@ async def measure_commands(server: Serve, redis_url: str | None, controllers: in
             await m.send(action="seek", frame=(k * 997 + i * 31) % N_FRAMES)
             sent += 1
             i += 1
-            await asyncio.sleep(0.05)  # the per-connection budget: 20 commands/s
+            await asyncio.sleep(COMMAND_INTERVAL_S)
 
     seq0 = httpx.get(f"{server.http}/api/rooms/{room['room']}", trust_env=False).json()["seq"]
     t0 = time.monotonic()
@@ -235,49 +205,35 @@ async def redis_subscriber(url: str | None) -> Any:
 
 
 def measure_nginx(data: Path, clients: int, chunks: int) -> dict[str, Any]:
-    from racecast.deploy import nginx_config
     from racecast.server import create_app
-    from tests.serverutil import running
-    from tests.test_nginx import CountingApp
 
     app = CountingApp(create_app(data))
-    prefix = Path(tempfile.mkdtemp(prefix="racecast-nginx-"))
-    prefix.chmod(0o755)
-    with running(app) as srv:
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(nginx_config(f"127.0.0.1:{srv.port}", f"127.0.0.1:{port}", standalone=True, prefix=prefix))
-        proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")], stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port)
+    with running(app) as srv, nginx_proxy(f"127.0.0.1:{srv.port}") as port:
 
-            async def client(k0: int) -> list[int]:
-                # One keep-alive HTTP/1.1 connection asking for every chunk in turn (a bare client: the
-                # load generator must not be the bottleneck).
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                codes = []
-                try:
-                    for k in range(chunks):
-                        writer.write(f"GET /api/replays/race/chunks/{k} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                                     "Accept-Encoding: gzip\r\n\r\n".encode())  # fmt: skip
-                        head = await reader.readuntil(b"\r\n\r\n")
-                        codes.append(int(head.split(b" ", 2)[1]))
-                        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
-                        await reader.readexactly(length)
-                finally:
-                    writer.close()
-                return codes
+        async def client(k0: int) -> list[int]:
+            # One keep-alive HTTP/1.1 connection asking for every chunk in turn (a bare client: the
+            # load generator must not be the bottleneck).
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            codes = []
+            try:
+                for k in range(chunks):
+                    writer.write(f"GET /api/replays/race/chunks/{k} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                 "Accept-Encoding: gzip\r\n\r\n".encode())  # fmt: skip
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    codes.append(int(head.split(b" ", 2)[1]))
+                    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+                    await reader.readexactly(length)
+            finally:
+                writer.close()
+            return codes
 
-            async def go() -> tuple[list[int], float]:
-                t0 = time.monotonic()
-                # Every client asks for the same chunks in the same order, all starting together.
-                per = await asyncio.gather(*(client(i) for i in range(clients)))
-                return [c for p in per for c in p], time.monotonic() - t0
+        async def go() -> tuple[list[int], float]:
+            t0 = time.monotonic()
+            # Every client asks for the same chunks in the same order, all starting together.
+            per = await asyncio.gather(*(client(i) for i in range(clients)))
+            return [c for p in per for c in p], time.monotonic() - t0
 
-            codes, elapsed = asyncio.run(go())
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        codes, elapsed = asyncio.run(go())
     per_chunk = [app.paths[f"/api/replays/race/chunks/{k}"] for k in range(chunks)]
     return {"clients": clients, "chunks": chunks, "requests": len(codes), "ok": sum(c == 200 for c in codes),
             "origin_requests_per_chunk_max": max(per_chunk), "origin_requests_per_chunk_mean": sum(per_chunk) / chunks,
@@ -299,8 +255,8 @@ def render(r: dict[str, Any]) -> str:
         "Raw results: benchmarks/results/rooms.json.",
         "",
         f"**Frame gap between members** of one room ({r['members']} members, {r['seconds']:g} s windows), read at the same",
-        "instants every 2 ms: at each instant every member's frame is the last one it received; the gap is the spread",
-        "(highest − lowest). In frames, and in ms of wall time (one frame is 40 ms at 1x, 10 ms at 4x).",
+        f"instants every {GAP_STEP_S * 1000:g} ms: at each instant every member's frame is the last one it received; the gap is the spread",
+        f"(highest − lowest). In frames, and in ms of wall time (one frame is {1000 / FPS:g} ms at 1x, {1000 / FPS / 4:g} ms at 4x).",
         "",
         "| setup | speed | p50 frames | p99 | max | ms p50 / p99 / max | instants |",
         "|---|---|---:|---:|---:|---|---:|",
@@ -311,7 +267,7 @@ def render(r: dict[str, Any]) -> str:
         row("two servers, Redis down", rs["redis_down"], "1x"),
         row("two servers, after Redis restarted", rs["after_restart"], "1x"),
         "",
-        "The spread above includes delivery: the members are 40 clients read by one Python process on a box",
+        f"The spread above includes delivery: the members are {r['members']} clients read by one Python process on a box",
         "shared with other work, and a server tick that runs late shows as a gap until the next. What the room",
         "clock itself guarantees is that both servers compute the same frame at each tick; the share of frames a",
         "member of the first server received that a member of the second received too:",
@@ -323,7 +279,7 @@ def render(r: dict[str, Any]) -> str:
         f"{rs['command_reaches_all_after_restart_s'] * 1000:.0f} ms after the restart (reconnect + reconciliation).",
         "",
         f"**Commands per second one room sustains**: {c1['controllers']} members with control sending seeks, each at",
-        "most 20/s. Every command sent was applied and acknowledged to every member (each seek also pushes a frame to",
+        f"most {1 / COMMAND_INTERVAL_S:g}/s. Every command sent was applied and acknowledged to every member (each seek also pushes a frame to",
         "each member, so the benchmark process reads members × commands messages): the load generator, not the room,",
         "set these rates — they are lower bounds:",
         "",
@@ -337,7 +293,7 @@ def render(r: dict[str, Any]) -> str:
         f"{c2['redis_commands_per_command']:.2f} Redis commands in all (`EVALSHA` and, inside it, `GET`, `SET`, `PUBLISH`), and",
         f"{c2['pubsub_messages_per_command_per_subscriber']:.2f} pub/sub messages per command per subscribed server",
         f"(the once-a-second reconciliation, measured alone first and subtracted, was {c2['redis_background_commands_per_s']:.0f}",
-        "Redis commands/s for the rooms the two servers knew: five per room and server). Frames never cross Redis.",
+        "Redis commands/s for the rooms the two servers knew). Frames never cross Redis.",
         "",
         f"**Origin requests per chunk behind nginx** (`racecast deploy nginx`): {ng['clients']:,} concurrent HTTP clients",
         f"each fetching the same {ng['chunks']} chunks on a cold cache ({ng['requests']:,} requests, {ng['ok']:,} answered 200",

@@ -25,7 +25,6 @@ Run: ``python -m benchmarks.seed_server --data DIR --port P`` (serves every bund
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from typing import Any
@@ -38,6 +37,8 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from racecast.bundle import DataDir
 from racecast.bundle.msgpack_frames import DRIVER_FIELDS, STATUS_LABELS
 from racecast.race import CHANNELS
+
+from .common import reference_server_args
 
 FPS = 25
 
@@ -160,11 +161,7 @@ def create_app(data_dir: str) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8766)
-    a = p.parse_args(argv)
+    a = reference_server_args(argv, __doc__.splitlines()[0], 8766)
     uvicorn.run(create_app(a.data), host=a.host, port=a.port, log_level="warning", access_log=False)
 
 

@@ -34,11 +34,12 @@ import websockets
 from benchmarks.harness import Server
 from benchmarks.procstat import cpu_seconds
 from benchmarks.report import replace_section
-from benchmarks.seed_client import SeedClient, run_one
+from benchmarks.seed_client import RAF_HZ, SeedClient, run_one
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 16.0)
 SID = "2026_0_R"
+FPS = 25  # racecast serves every replay at 25 frames a second
 
 
 def build_data(laps: int) -> Path:
@@ -191,7 +192,7 @@ def render(doc: dict[str, Any]) -> str:
         "## Seed-style viewers",
         "",
         "Clients that behave like the seed system's browser client (`benchmarks/seed_client.py`: a seek for every",
-        "frame it draws at 60 Hz from its own clock, `play`/`pause` on changes) against `racecast serve` on a",
+        f"frame it draws at {RAF_HZ:g} Hz from its own clock, `play`/`pause` on changes) against `racecast serve` on a",
         f"simulated race ({doc['frames']} frames). Run of `python -m benchmarks.seed_viewers{' --quick' if doc['quick'] else ''}`",
         f"({doc['stamp']}, {m['cpus']} CPUs shared with other work, load average {m['load']} at the start).",
         "",
@@ -209,9 +210,9 @@ def render(doc: dict[str, Any]) -> str:
     lines += [
         "",
         "\"Behind\" is measured when the client reads a frame: its own position then minus the frame's, in race",
-        "seconds and divided by the speed (wall seconds: how old the picture is). A 25 Hz stream's frames are",
-        "speed × 0.04 s of race apart (0.64 s at 16x), so a race-time bound below that cannot hold at high speed",
-        "for any 25 Hz design; the wall-time column is the one that says whether the picture keeps up. When the",
+        f"seconds and divided by the speed (wall seconds: how old the picture is). A {FPS} Hz stream's frames are",
+        f"speed × {1 / FPS:g} s of race apart ({max(SPEEDS) / FPS:g} s at {max(SPEEDS):g}x), so a race-time bound below that cannot hold at high speed",
+        f"for any {FPS} Hz design; the wall-time column is the one that says whether the picture keeps up. When the",
         "client's own event loop stalls (last column: this shared machine was loaded), the frames that arrived",
         "meanwhile are read late and count as behind by up to the stall.",
     ]
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.quick:
         a.seconds, a.viewers, a.cpu_seconds = 5.0, 10, 10.0
-    laps = 12 if a.seconds * 16 * 25 > 6000 else 3
+    laps = 12 if a.seconds * max(SPEEDS) * FPS > 6000 else 3
     data = build_data(laps)
     n_frames = json.loads((data / SID / "manifest.json").read_text()).get("n_frames")
     log_dir = Path(tempfile.mkdtemp(prefix="racecast-seedbench-log-"))

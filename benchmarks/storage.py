@@ -161,13 +161,12 @@ class MmapStream:
 
 def serve_cpu(mode: str, streams: dict, n_frames: int, viewers: int, ticks: int, seed: int = 0) -> dict:
     """CPU per delivered frame of the engine's per-tick calls for ``viewers`` spread over the first half."""
-    from racecast.bundle.blocks import CACHE
-
     rng = random.Random(seed)
     starts = [rng.randrange(0, max(1, n_frames // 2)) for _ in range(viewers)]
     out = {}
     for design, stream in streams.items():
-        CACHE.drop(getattr(stream, "_owner", None))  # a cold cache: block builds are part of the cost
+        if hasattr(stream, "forget_blocks"):
+            stream.forget_blocks()  # a cold cache: block builds are part of the cost
         total = 0
         sink = []
         t0 = time.process_time()

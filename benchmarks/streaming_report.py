@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .report import replace_section
+from .stats import TOLERANCE_PERIODS
 
 SECTION = "bench"
 LABELS = {"racecast": "racecast", "seed": "seed design", "floor": "floor",
@@ -23,6 +24,9 @@ MAX_SERVER_CPU = 90.0  # % of one core: a CPU-bound point's per-frame cost is no
 RATIO_MIN_N = 100  # CPU-per-frame ratios are taken over points with at least this many viewers
 LOADGEN_CAUTION = 75.0  # % of a core: the client is near saturation, read that point with care
 BUSY_WAIT_PCT = 5.0  # % of the window the server waited for its CPU: other work on the machine
+MAX_LOADGEN_CPU = 85.0  # % of one core: beyond this the client, not the server, is measured (the sweep stops)
+FPS = 25  # every design streams at 25 frames a second
+HANDSHAKES_IN_FLIGHT = 200  # the load generator's --concurrency: connections opening at once
 
 
 def _points(doc: dict[str, Any], design: str, speed: float) -> list[dict[str, Any]]:
@@ -376,16 +380,16 @@ def markdown(doc: dict[str, Any], png_name: str, json_name: str) -> str:
         "- *CPU µs/frame*: the server's user+system CPU over the window (from `/proc/<pid>/stat`) divided by the "
         "binary frames the clients received in it; *server CPU %* is of one core.",
         "- *On time*: each viewer's schedule is anchored on its best frame (frame *f* is due at "
-        "`anchor + f / (25 × speed)`); every 40 ms display period is a slot (1 frame at 1x, 4 consecutive frames at "
-        "4x), on time if one of its frames arrives within 2 frame periods (80 ms) of being due. *On time %* is the "
+        f"`anchor + f / ({FPS} × speed)`); every {1000 / FPS:g} ms display period is a slot (1 frame at 1x, 4 consecutive frames at "
+        f"4x), on time if one of its frames arrives within {TOLERANCE_PERIODS} frame periods ({TOLERANCE_PERIODS * 1000 / FPS:g} ms) of being due. *On time %* is the "
         "share of the viewers' slots due in the window that were on time: skipped frames, starved viewers and a replay "
         "clock that drifts (the seed's advances per loop pass, not per wall time) all miss slots.",
         "- *Jitter*: |inter-arrival gap − the viewer's median gap|. *Seek→frame*: from sending a seek to the first "
         "frame at/after the target. *Stale*: frames arriving after the seek's `state` reply that are not from the new "
-        "position. *Connect→frame*: TCP connect start to first binary frame (handshakes 200 at a time).",
+        f"position. *Connect→frame*: TCP connect start to first binary frame (handshakes {HANDSHAKES_IN_FLIGHT} at a time).",
         "- Arrival times are the kernel's receive timestamps (`SO_TIMESTAMPNS`), so the load generator's own queueing "
         "does not count against a server; *read lag* is how long after the kernel it read the data. *Loadgen CPU* is "
-        "its own CPU: points where it reaches 90% are client-bound and stop the sweep.",
+        f"its own CPU: points where it reaches {MAX_LOADGEN_CPU:g}% are client-bound and stop the sweep.",
     ]
     return "\n".join(out)
 

@@ -27,7 +27,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: python benchmarks/transport_compare.py
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import checkout_env, free_port, wait_port  # noqa: E402
+
 FPS = 25
 VARIANTS = ["uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto", "direct", "direct-write", "websockets-broadcast", "racecast"]
 
@@ -160,7 +164,7 @@ def make_racecast_data(size: int) -> tuple[str, int]:
     """A bundle whose frames are about ``size`` bytes (drivers chosen to fit); returns (dir, frame bytes)."""
     sys.path.insert(0, str(ROOT))
     from racecast.bundle import open_bundle, write_bundle
-    from tests.factories import tiny_race
+    from benchmarks.race import tiny_race
 
     root = tempfile.mkdtemp(prefix="racecast-bench-")
     per_driver = 195  # bytes of one driver's map in a msgpack frame
@@ -264,35 +268,18 @@ async def run_clients(port: int, n: int, path: str, play: bool, out: Any) -> Non
 # the driver
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on {port} did not come up")
-
-
 def measure(variant: str, clients: int, seconds: float, size: int, data: str | None, racecast_options: str = "{}") -> dict[str, Any]:
     import psutil
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    env = checkout_env()
     args = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--size", str(size)]
     if data:
         args += ["--data", data, "--racecast-options", racecast_options]
     server = subprocess.Popen(args, env=env)
     client = None
     try:
-        wait_port(port)
+        wait_port(port, timeout=30)
         time.sleep(0.5)
         rss_idle = psutil.Process(server.pid).memory_info().rss
         path = "/ws/replay/bench?encoding=msgpack" if variant == "racecast" else "/ws"

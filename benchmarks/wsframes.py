@@ -14,7 +14,8 @@ import msgpack
 
 from racecast.bundle.wsframe import frame_header as ws_frame_header
 
-OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+#: RFC 6455 opcodes (the low 4 bits of a frame's first byte; racecast.bundle.wsframe's OP_* are whole first bytes).
+OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 #: A frame payload starts with a msgpack map header and then this key (fixstr 11 + "frame_index").
 FRAME_INDEX_KEY = b"\xabframe_index"
 

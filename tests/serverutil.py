@@ -11,16 +11,15 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import httpx
 import msgpack
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from racecast.server.serve import uvicorn_config
+from benchmarks.common import Running  # noqa: F401 - re-exported: tests take it from here
+from benchmarks.common import running as _running
+from benchmarks.race import write_race  # noqa: F401 - re-exported
 
 #: Multiplier for every real-time bound in the tests (``RACECAST_TEST_TIME_SCALE=4`` on a slow or busy
 #: machine). What can be driven by a fake clock is; what must be real time waits for an event with a
@@ -81,56 +80,23 @@ DIRECT = "racecast.server.transport:RacecastWSProtocol"  # the fast path
 PLAIN = "websockets-sansio"  # stock uvicorn protocol: the app falls back to ASGI sends
 
 
-@dataclass
-class Running:
-    port: int
-    app: Any
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ws_url(self, replay_id: str, query: str = "?encoding=msgpack") -> str:
-        """A racecast-protocol URL by default (asking for an encoding is racecast's);
-        ``query=""`` is what the seed's client opens (the seed protocol: no ``state`` messages)."""
-        return f"ws://127.0.0.1:{self.port}/ws/replay/{replay_id}{query}"
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, trust_env=False, timeout=10)
-
-    def metric(self, name: str) -> float:
-        """Value of one sample in /metrics (``name`` includes labels if any)."""
-        with self.http() as c:
-            text = c.get("/metrics").text
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-        raise KeyError(name)
-
-
 @contextmanager
 def running(app: Any, ws: str = DIRECT, limits: Any = None) -> Iterator[Running]:
     """Serve ``app`` on 127.0.0.1:<free port> until the block ends (``limits``: a ConnectionLimits)."""
-    config = uvicorn_config(app, "127.0.0.1", 0, log_level="error", limits=limits)
-    config.ws = ws
-    server = uvicorn.Server(config)
-    sock = config.bind_socket()
-    port = sock.getsockname()[1]
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.monotonic() + T(15)
-    while not server.started:
-        if time.monotonic() > deadline or not t.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield Running(port, app, server, t)
-    finally:
-        server.should_exit = True
-        t.join(15)
-        sock.close()
+    with _running(app, ws=ws, limits=limits, start_timeout=T(15)) as r:
+        yield r
+
+
+async def read_until_closed(url: str, timeout: float = 5.0) -> tuple[int | None, list[str | bytes]]:
+    """Open ``url`` and read every message until the server closes the connection: its close code
+    (None without a close frame) and the messages (``timeout``: per message, scaled)."""
+    msgs: list[str | bytes] = []
+    async with websockets.connect(url) as ws:
+        try:
+            while True:
+                msgs.append(await asyncio.wait_for(ws.recv(), T(timeout)))
+        except websockets.ConnectionClosed as e:
+            return (e.rcvd.code if e.rcvd is not None else None), msgs
 
 
 def frame_index(payload: bytes) -> int:
@@ -138,7 +104,7 @@ def frame_index(payload: bytes) -> int:
 
 
 @dataclass
-class Viewer:
+class ViewerClient:
     """A test client: keeps JSON messages and (time, frame index) of binary ones."""
 
     ws: ClientConnection
@@ -146,7 +112,7 @@ class Viewer:
     frames: list[tuple[float, int]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, url: str, **kw: Any) -> "Viewer":
+    async def open(cls, url: str, **kw: Any) -> "ViewerClient":
         ws = await websockets.connect(url, open_timeout=T(10), max_size=2**24, **kw)
         return cls(ws)
 
@@ -265,10 +231,3 @@ class StalledClient:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def write_race(root: Path, race_id: str, n_frames: int, n_drivers: int = 3) -> None:
-    from racecast.bundle import write_bundle
-    from tests.factories import tiny_race
-
-    write_bundle(tiny_race(n_frames=n_frames, n_drivers=n_drivers, race_id=race_id), root / race_id)

@@ -23,7 +23,7 @@ import websockets.sync.client
 from benchmarks import harness, loadgen, procstat
 from benchmarks import streaming_report as report
 from benchmarks.stats import ClientLog, on_time_slots, percentile, segments, summarise
-from benchmarks.wsframes import OP_BINARY, OP_TEXT, client_frame, parse_header, peek_frame_index, server_frame
+from benchmarks.wsframes import OPCODE_BINARY, OPCODE_TEXT, client_frame, parse_header, peek_frame_index, server_frame
 from racecast.bundle import write_bundle
 from racecast.bundle.msgpack_frames import iter_msgpack_frames
 from tests.factories import tiny_race
@@ -58,22 +58,22 @@ def test_peek_frame_index_reads_seed_design_frames_and_falls_back_for_other_layo
 def test_frame_headers_round_trip_for_all_length_forms():
     for n in (0, 5, 125, 126, 4000, 65_535, 65_536):
         payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
-        framed = server_frame(OP_BINARY, payload)
+        framed = server_frame(OPCODE_BINARY, payload)
         op, start, end = parse_header(framed, 0)
-        assert (op, framed[start:end]) == (OP_BINARY, payload)
+        assert (op, framed[start:end]) == (OPCODE_BINARY, payload)
         assert parse_header(framed[:-1], 0) is None if n else True
-    masked = client_frame(OP_TEXT, b'{"action":"pause"}')
+    masked = client_frame(OPCODE_TEXT, b'{"action":"pause"}')
     op, start, end = parse_header(masked, 0)
     key = masked[start - 4 : start]
-    assert op == OP_TEXT
+    assert op == OPCODE_TEXT
     assert bytes(b ^ key[k % 4] for k, b in enumerate(masked[start:end])) == b'{"action":"pause"}'
 
 
 def test_client_parses_frames_split_across_reads_and_answers_pings():
     race = tiny_race(n_frames=400, n_drivers=3)
     payloads = list(iter_msgpack_frames(race, 120, 140))
-    framed = [server_frame(OP_BINARY, p) for p in payloads]
-    text = server_frame(OP_TEXT, json.dumps({"type": "state", "playing": True, "frame": 120, "seq": 1}).encode())
+    framed = [server_frame(OPCODE_BINARY, p) for p in payloads]
+    text = server_frame(OPCODE_TEXT, json.dumps({"type": "state", "playing": True, "frame": 120, "seq": 1}).encode())
     ping = server_frame(0x9, b"hi")
     stream = b"".join(framed[:3]) + text + ping + b"".join(framed[3:])
 
@@ -444,3 +444,15 @@ def test_viewers_per_core_is_estimated_from_the_largest_point() -> None:
     ]
     assert viewers_per_core(pts) == {"viewers": 2500, "at_n": 2000, "cpu_pct": 80.0}
     assert viewers_per_core([{"n": 10, "error": "x"}]) is None
+
+
+def test_racecast_bench_from_an_installed_package_says_it_needs_a_checkout(tmp_path, monkeypatch):
+    """Installed (no benchmarks/ beside the package), `racecast bench` refuses with a clear reason."""
+    from typer.testing import CliRunner
+
+    from racecast import cli
+
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "racecast" / "cli.py"))
+    r = CliRunner().invoke(cli.app, ["bench", "--quick"])
+    assert r.exit_code != 0
+    assert "source checkout" in (r.output + str(r.stderr_bytes or b""))

@@ -226,6 +226,38 @@ def test_truncated_stream_is_refused(damaged):
         open_bundle(bundle_path)
 
 
+def test_a_frame_range_decodes_only_the_chunks_that_hold_it(race, tmp_path, monkeypatch):
+    """``array(name, frames)`` on a version 3 bundle: the same rows as the whole channel, decoded from
+    only the chunk blocks covering the range, and nothing of it kept; a whole channel is kept alone."""
+    long_race = tiny_race(n_frames=1000, n_drivers=3)
+    path = write_bundle(long_race, tmp_path / "long")
+    whole = open_bundle(path)
+    full = {n: whole.array(n) for n in ("dist", "x", "lap_time", "status")}
+    assert set(whole._arrays) >= set(full) and "speed" not in whole._arrays  # only what was asked
+    b = open_bundle(path)
+    seen: list[int] = []
+    real = b._deriver.decoded
+    monkeypatch.setattr(b._deriver, "decoded", lambda k: seen.append(k) or real(k))
+    rows = slice(430, 611)  # frames 430..610: chunk blocks 4, 5 and 6 (100 frames each)
+    got = b.arrays(["dist", "x", "lap_time", "status"], rows)
+    assert sorted(set(seen)) == [4, 5, 6] and len(seen) == 3  # each block decoded once for all four
+    for n, a in got.items():
+        assert a.shape == (181, 3) and not a.flags.writeable
+        assert np.array_equal(a, full[n][rows], equal_nan=True), n
+    assert np.array_equal(b.array("x", slice(430, 431)), full["x"][430:431])  # a kept block: no decode
+    assert len(seen) == 3 and not b._arrays.keys() & set(got)  # a range is not kept
+    assert b.array("t", rows).shape == (181,) and b.array("x", slice(990, 2000)).shape == (10, 3)
+    with pytest.raises(ValueError, match="step 1"):
+        b.array("x", slice(0, 100, 2))
+    with pytest.raises(KeyError):
+        b.array("no_such_channel", rows)
+
+
+def test_a_frame_range_of_a_v2_bundle_is_a_slice(race, v2_path):
+    b = open_bundle(v2_path)
+    assert np.array_equal(b.array("speed", slice(10, 20)), race.channels["speed"][10:20])
+
+
 def test_truncated_array_is_refused(damaged):
     bundle_path, _, _, arr = damaged
     with open(bundle_path / "arrays" / arr, "r+b") as f:

@@ -25,7 +25,7 @@ from racecast.race import RaceError
 from racecast.server import create_app
 from racecast.server.serve import ConnectionLimits, default_allowed_hosts, raise_file_limit
 from tests.factories import tiny_race
-from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, T, Viewer, async_wait_until, running, wait_until, write_race
+from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, T, ViewerClient, async_wait_until, running, wait_until, write_race
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def close_code(exc: BaseException) -> int:
 
 async def refused(url: str, **kw: Any) -> tuple[list[dict], int]:
     """Open ``url`` and read until the server closes: (JSON messages, close code)."""
-    v = await Viewer.open(url, **kw)
+    v = await ViewerClient.open(url, **kw)
     with pytest.raises(websockets.ConnectionClosed) as e:
         while True:
             await v.next()
@@ -48,7 +48,7 @@ def healthy_plays(srv: Running, replay: str = "good") -> None:
     """The server still serves a healthy replay: connect, play, two frames."""
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url(replay))
+        v = await ViewerClient.open(srv.ws_url(replay))
         await v.ready()
         await v.command(action="play", speed=4)
         await v.next_frame()
@@ -393,12 +393,12 @@ def test_a_bundle_replaced_under_the_server_is_reopened_for_new_viewers(tmp_path
     with running(app) as srv:
 
         async def go() -> None:
-            old = await Viewer.open(srv.ws_url("r"))
+            old = await ViewerClient.open(srv.ws_url("r"))
             assert (await old.ready())["frames"] == 100
             old_bundle = weakref.ref(replays.cached("r").bundle)
             # Replaced atomically (a new directory renamed into place; the old one deleted).
             write_bundle(tiny_race(n_frames=300, n_drivers=4, race_id="r"), tmp_path / "r", overwrite=True)
-            new = await Viewer.open(srv.ws_url("r"))
+            new = await ViewerClient.open(srv.ws_url("r"))
             assert (await new.ready())["frames"] == 300
             with srv.http() as c:
                 assert c.get("/api/replays/r").json()["total_frames"] == 300
@@ -414,7 +414,7 @@ def test_a_bundle_replaced_under_the_server_is_reopened_for_new_viewers(tmp_path
             other = tmp_path / "other"
             write_bundle(tiny_race(n_frames=150, n_drivers=2, race_id="r"), other)
             shutil.copytree(other, tmp_path / "r", dirs_exist_ok=True)
-            third = await Viewer.open(srv.ws_url("r"))
+            third = await ViewerClient.open(srv.ws_url("r"))
             assert (await third.ready())["frames"] == 150
             await asyncio.gather(new.close(), third.close())
 

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import bandwidth, chunk_viewers
+from benchmarks import bandwidth, chunk_viewers, rooms, seed_viewers
+from benchmarks import streaming_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"\d")
@@ -34,11 +35,22 @@ def scaled(doc: Any, k: float = 3.0) -> Any:
     return doc
 
 
-def fixed_lines(render: Callable[[Any], str], doc: Any, allowed: tuple[str, ...]) -> list[str]:
+def fixed_lines(render: Callable[[Any], str], doc: Any, allowed: tuple[str, ...], constants: Any = None) -> list[str]:
     """Lines with a figure that do not change when the results do (``allowed``: prefixes of lines
-    that name a command or a constant definition, not a result)."""
+    that name a command or a constant definition, not a result). ``constants``: (module, names) of
+    named constants the text may quote (the method, not a result): scaled too for the second render."""
     a = render(doc).splitlines()
-    b = set(render(scaled(doc)).splitlines())
+    saved = {}
+    if constants is not None:
+        module, names = constants
+        saved = {n: getattr(module, n) for n in names}
+        for n, v in saved.items():
+            setattr(module, n, scaled(v))
+    try:
+        b = set(render(scaled(doc)).splitlines())
+    finally:
+        for n, v in saved.items():
+            setattr(constants[0], n, v)
     headers = {line for line, below in zip(a, a[1:]) if below.startswith("|---")}  # table column names
     return [line for line in a if FIGURE.search(line) and line in b and line not in headers and not line.startswith(allowed)]
 
@@ -67,3 +79,25 @@ def test_bandwidth_section_has_no_figure_the_run_did_not_measure() -> None:
         "Decode time per frame (best of 3)",  # how it measures, not what
     )
     assert fixed_lines(render, r, allowed) == []
+
+
+def test_rooms_section_has_no_figure_the_run_did_not_measure() -> None:
+    r = json.loads((ROOT / "benchmarks" / "results" / "rooms.json").read_text())
+    constants = (rooms, ("FPS", "GAP_STEP_S", "COMMAND_INTERVAL_S"))
+    assert fixed_lines(rooms.render, r, ("`python -m benchmarks.rooms`", "127.0.0.1"), constants) == []
+
+
+def test_seed_viewers_section_has_no_figure_the_run_did_not_measure() -> None:
+    docs = sorted((ROOT / "benchmarks" / "results").glob("*-seed-viewers.json"))
+    assert docs, "no seed-viewers results in benchmarks/results"
+    doc = json.loads(docs[-1].read_text())
+    assert fixed_lines(seed_viewers.render, doc, ("Command:",), (seed_viewers, ("FPS", "RAF_HZ", "SPEEDS"))) == []
+
+
+def test_streaming_section_has_no_figure_the_run_did_not_measure() -> None:
+    docs = sorted((ROOT / "benchmarks" / "results").glob("*-full.json"))
+    assert docs, "no full streaming results in benchmarks/results"
+    doc = json.loads(docs[-1].read_text())
+    constants = (streaming_report, ("FPS", "TOLERANCE_PERIODS", "HANDSHAKES_IN_FLIGHT", "MAX_LOADGEN_CPU", "LOADGEN_CAUTION", "BUSY_WAIT_PCT"))
+    render = lambda d: streaming_report.markdown(d, png_name="p.png", json_name="r.json")  # noqa: E731
+    assert fixed_lines(render, doc, ("Command:", "| viewers per core at 1x"), constants) == []

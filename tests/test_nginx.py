@@ -12,11 +12,10 @@ import asyncio
 import collections
 import gzip
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
@@ -24,25 +23,13 @@ import pytest
 from racecast.bundle import open_bundle
 from racecast.deploy import nginx_config
 from racecast.server import create_app
-from tests.serverutil import Viewer, frames_only, running, write_race
-from tests.services import NGINX, free_port, require, wait_port
-from tests.test_serve_cli import Proc
+from tests.serverutil import ViewerClient, frames_only, running, write_race
+from benchmarks.common import CountingApp, nginx_proxy
+from benchmarks.common import RacecastProcess as Proc
+from tests.services import NGINX, require
 
 CLIENTS = 40
 CHUNKS = 12
-
-
-class CountingApp:
-    """ASGI wrapper counting the HTTP requests that reach racecast, by path."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.paths: collections.Counter[str] = collections.Counter()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.paths[scope["path"]] += 1
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +43,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(data: Path) -> Iterator[tuple[CountingApp, int]]:
     nginx = require(NGINX, "nginx")
     app = CountingApp(create_app(data))
-    # nginx's workers run as an unprivileged user when started as root: the prefix must be reachable.
-    prefix = Path(tempfile.mkdtemp(prefix="racecast-nginx-"))
-    prefix.chmod(0o755)
-    with running(app) as srv:
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(nginx_config(f"127.0.0.1:{srv.port}", f"127.0.0.1:{port}", standalone=True, prefix=prefix))
-        check = subprocess.run([nginx, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-        try:
-            wait_port(port)
-            yield app, port
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(prefix, ignore_errors=True)
+    with running(app) as srv, nginx_proxy(f"127.0.0.1:{srv.port}", nginx) as port:
+        yield app, port
 
 
 def test_n_clients_one_origin_request_per_chunk(stack: tuple[CountingApp, int], data: Path) -> None:
@@ -123,7 +94,7 @@ def test_the_websocket_goes_through_the_proxy(stack: tuple[CountingApp, int]) ->
     _, port = stack
 
     async def go() -> None:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack", origin=f"http://127.0.0.1:{port}")
+        v = await ViewerClient.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack", origin=f"http://127.0.0.1:{port}")
         await v.ready()
         await v.command(action="play", speed=2)
         got = frames_only(await v.collect(1.0))

@@ -1,6 +1,6 @@
 """Rooms across processes: a real redis-server, two `racecast serve --redis` processes, members on both.
 
-The frame gap is read between members at the same instants (tests/roomutil.py), never
+The frame gap is read between members at the same instants (benchmarks/roomutil.py), never
 against wall-clock bands; bounds are in ticks (one tick = `speed` frames) and generous.
 """
 
@@ -14,10 +14,11 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.roomutil import Member, create_room, gaps, percentile
+from benchmarks.common import RacecastProcess as Proc
+from benchmarks.common import ServeProcess
+from benchmarks.roomutil import Member, create_room, gaps, percentile
 from tests.services import RedisServer
 from tests.serverutil import StalledClient, write_race
-from tests.test_serve_cli import Proc
 
 N = 6000  # 4 minutes at 25 fps
 
@@ -38,30 +39,7 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
         r.stop()
 
 
-class Server:
-    def __init__(self, data: Path, *extra: str) -> None:
-        self.proc = Proc("serve", "--data", str(data), "--port", "0", *extra)
-        self.port = int(self.proc.wait_for(r"http://127\.0\.0\.1:(\d+)/").group(1))
-        end = time.monotonic() + 20
-        while True:  # the URL is printed when the socket is bound; wait until the app answers
-            try:
-                if httpx.get(f"{self.http}/healthz", trust_env=False, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < end, "".join(self.proc.output)
-            time.sleep(0.05)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def log_count(self, text: str) -> int:
-        return sum(text in line for line in self.proc.output)
+Server = ServeProcess  # `racecast serve` in a child process, answering /healthz
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +50,7 @@ def servers(data: Path, redis: RedisServer) -> Iterator[list[Server]]:
         yield started
     finally:
         for s in started:
-            s.proc.stop()
+            s.stop()
 
 
 def tick_gap(members: list[Member], t0: float, t1: float, speed: float) -> tuple[float, float]:
@@ -176,7 +154,7 @@ def test_redis_restart_rooms_play_on_and_reconverge(servers: list[Server], redis
             await asyncio.sleep(0.1)
         sa, sb = on_a.states()[-1], on_b.states()[-1]
         assert (sa["seq"], sa["speed"], sa["playing"]) == (sb["seq"], sb["speed"], sb["playing"]), (
-            on_a.states(), on_b.states(), "".join(a.proc.output), "".join(b.proc.output))
+            on_a.states(), on_b.states(), "".join(a.output), "".join(b.output))
         t1 = time.monotonic()
         await asyncio.sleep(1.5)
         speed = sa["speed"]
@@ -184,8 +162,8 @@ def test_redis_restart_rooms_play_on_and_reconverge(servers: list[Server], redis
         assert p50 <= 1
         # No crash, one log line each for the outage.
         for s in (a, b):
-            assert s.proc.p.poll() is None
-            assert s.log_count("unreachable") == 1, "".join(s.proc.output)
+            assert s.p.poll() is None
+            assert s.log_count("unreachable") == 1, "".join(s.output)
         for m in (on_a, on_b):
             await m.close()
 
@@ -207,7 +185,7 @@ def test_redis_down_at_start_rooms_work_locally(data: Path, tmp_path: Path) -> N
         asyncio.run(go())
         assert s.log_count("unreachable") == 1
     finally:
-        s.proc.stop()
+        s.stop()
 
 
 def test_workers_without_redis_refuse_rooms_clearly(data: Path) -> None:
@@ -217,7 +195,7 @@ def test_workers_without_redis_refuse_rooms_clearly(data: Path) -> None:
         assert r.status_code == 501 and "--redis" in r.json()["detail"]
         assert httpx.get(f"{s.http}/api/replays", trust_env=False).status_code == 200  # the rest works
     finally:
-        s.proc.stop()
+        s.stop()
 
 
 def test_serve_refuses_a_malformed_redis_url(data: Path) -> None:

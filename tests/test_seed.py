@@ -23,7 +23,7 @@ from benchmarks.seed_client import SeedClient, run_one
 from racecast.bundle import write_bundle
 from racecast.server import create_app
 from racecast.sources.simulate import simulate_race
-from tests.serverutil import Running, T, Viewer, running
+from tests.serverutil import Running, T, ViewerClient, running
 
 SID = "2026_0_R"  # the simulated race's event: year 2026, round 0, race
 BODY = {"year": 2026, "round_num": 0, "session_type": "R"}
@@ -68,7 +68,7 @@ def test_the_seed_client_hears_only_what_it_understands(srv: Running) -> None:
 
 def test_a_racecast_command_switches_the_connection_to_racecasts_protocol(srv: Running) -> None:
     async def go() -> list:
-        v = await Viewer.open(srv.ws_url(SID, ""))
+        v = await ViewerClient.open(srv.ws_url(SID, ""))
         await v.until("loading_complete")
         assert await v.next() == 0  # frame 0, no state before it
         await v.send(action="seek", frame=10)
@@ -117,7 +117,7 @@ def test_loading_progress_is_a_percentage_for_the_seed(tmp_path: Path) -> None:
 
 def test_metadata_has_the_seeds_keys_in_the_frames_units(srv: Running, race) -> None:
     async def go() -> tuple[dict, dict]:
-        v = await Viewer.open(srv.ws_url(SID, ""))
+        v = await ViewerClient.open(srv.ws_url(SID, ""))
         lc = await v.until("loading_complete")
         raw = await v.ws.recv()
         await v.close()
@@ -238,8 +238,8 @@ def test_comparison_laps_by_name_fastest_and_same(srv: Running, race) -> None:
     best = fastest_lap(source_of(race), race.codes, a)
     assert best is not None and body["a"]["lap"] == body["b"]["lap"] == best[0]
     assert body["a"]["lap_time"] == pytest.approx(best[1], abs=0.01)
-    assert [x.status_code for x in bads] == [404, 422, 404], [x.text for x in bads]
-    assert "'same' means the first lap" in bads[0].json()["detail"] and "fastest" in bads[1].json()["detail"]
+    assert [x.status_code for x in bads] == [422, 422, 404], [x.text for x in bads]
+    assert "'same' is b's lap only" in bads[0].json()["detail"] and "fastest" in bads[1].json()["detail"]
     assert "no driver 'ZZZ'" in bads[2].json()["detail"]
 
 

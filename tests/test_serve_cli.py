@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +12,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.serverutil import Viewer, frames_only, write_race
+from benchmarks.common import RacecastProcess
+from tests.serverutil import ViewerClient, frames_only, read_until_closed, write_race
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,44 +26,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-class Proc:
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "racecast.cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.p.stdout is not None
-        for line in self.p.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        rx = re.compile(pattern)
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {pattern!r} in output: {''.join(self.output)}") from None
-            if m := rx.search(line):
-                return m
-
-    def stop(self) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-        try:
-            return self.p.wait(20)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            raise
+Proc = RacecastProcess  # `racecast ARGS` in a child process, its output searchable
 
 
 @pytest.fixture
@@ -95,7 +53,7 @@ def test_serve_prints_url_serves_and_shuts_down_viewers_with_1001(data: Path, pr
     assert {r["id"] for r in get(port, "/api/replays").json()} == {"race", "demo"}
 
     async def go() -> int:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
+        v = await ViewerClient.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
         await v.ready()
         await v.command(action="play", speed=1)
         assert frames_only(await v.collect(0.5))
@@ -116,13 +74,8 @@ def test_client_faults_are_logged_at_the_default_log_level(data: Path, procs: li
     procs.append(p)
     port = int(p.wait_for(r"http://127\.0\.0\.1:(\d+)/").group(1))
 
-    async def go() -> None:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/replay/no-such-replay?encoding=msgpack") as ws:
-            with pytest.raises(websockets.ConnectionClosed):
-                while True:
-                    await asyncio.wait_for(ws.recv(), 10)
-
-    asyncio.run(go())
+    code, _ = asyncio.run(read_until_closed(f"ws://127.0.0.1:{port}/ws/replay/no-such-replay?encoding=msgpack", 10))
+    assert code == 4404
     p.wait_for(r"client fault \(unknown_replay\): .*no-such-replay", timeout=20)
     assert p.stop() == 0
 
@@ -153,7 +106,7 @@ def test_serve_with_two_workers(data: Path, procs: list[Proc]) -> None:
         raise AssertionError("workers never answered")
 
     async def go() -> list[int]:
-        v = await Viewer.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
+        v = await ViewerClient.open(f"ws://127.0.0.1:{port}/ws/replay/race?encoding=msgpack")
         await v.ready()
         await v.command(action="play", speed=2)
         got = frames_only(await v.collect(0.5))

@@ -22,7 +22,7 @@ from racecast.bundle import DataDir
 from racecast.server import create_app
 from racecast.server.ingest import FAILED, IngestManager, IngestRequest
 from racecast.sources.fastf1 import MISSING_FASTF1
-from tests.serverutil import DIRECT, PLAIN, Running, Viewer, frames_only, running, write_race
+from tests.serverutil import DIRECT, PLAIN, Running, ViewerClient, frames_only, running, write_race
 
 SID = "2023_5_R"
 BODY = {"year": 2023, "round_num": 5, "session_type": "R", "refresh": False}
@@ -59,7 +59,7 @@ def seed_failure(srv: Running, sid: str) -> tuple[dict, int]:
     the ``loading_error`` message and the close code."""
 
     async def go() -> tuple[dict, int]:
-        v = await Viewer.open(srv.ws_url(sid, ""))
+        v = await ViewerClient.open(srv.ws_url(sid, ""))
         err = await v.until("loading_error")
         try:
             await v.next()
@@ -98,12 +98,12 @@ def leftovers(data: Path) -> list[str]:
     return sorted(p.name for p in data.iterdir() if not p.name.startswith(".ingest-"))
 
 
-async def progress_seen(v: Viewer, n: int = 1) -> None:
+async def progress_seen(v: ViewerClient, n: int = 1) -> None:
     while sum(m.get("type") == "loading_progress" for m in v.texts) < n:
         await v.next(10)
 
 
-def progress_values(v: Viewer) -> list[float]:
+def progress_values(v: ViewerClient) -> list[float]:
     return [m["progress"] for m in v.texts if m.get("type") == "loading_progress"]
 
 
@@ -122,7 +122,7 @@ def test_one_ingest_for_many_clients_progress_then_complete_then_playback(data: 
             for r in (r1, r2):
                 assert r.status_code == 200, r.text
                 assert r.json()["session_id"] == SID and r.json()["loading"] is True
-            viewers = [await Viewer.open(srv.ws_url(SID)) for _ in range(4)]
+            viewers = [await ViewerClient.open(srv.ws_url(SID)) for _ in range(4)]
             for v in viewers:
                 await progress_seen(v)
             st = session(srv)
@@ -164,7 +164,7 @@ def test_two_servers_sharing_a_data_dir_ingest_once(data: Path, ctl: Path) -> No
             for s in (a, b):
                 with s.http() as c:
                     assert c.post("/api/sessions", json=BODY).json()["loading"] is True
-            va, vb = await Viewer.open(a.ws_url(SID)), await Viewer.open(b.ws_url(SID))
+            va, vb = await ViewerClient.open(a.ws_url(SID)), await ViewerClient.open(b.ws_url(SID))
             await progress_seen(va)
             await progress_seen(vb)
             (ctl / "go").touch()
@@ -182,7 +182,7 @@ def test_loader_failure_reaches_waiting_clients_and_get_and_leaves_nothing(data:
         async def go() -> None:
             with srv.http() as c:
                 assert c.post("/api/sessions", json=BODY).json()["loading"] is True
-            v = await Viewer.open(srv.ws_url(SID))
+            v = await ViewerClient.open(srv.ws_url(SID))
             await progress_seen(v)
             (ctl / "go").touch()
             err = await v.until("loading_error", 30)
@@ -191,7 +191,7 @@ def test_loader_failure_reaches_waiting_clients_and_get_and_leaves_nothing(data:
                 await v.next()
             assert close_code(e.value) == 4500
             # a client arriving after the failure hears about it too
-            late = await Viewer.open(srv.ws_url(SID))
+            late = await ViewerClient.open(srv.ws_url(SID))
             assert "test failure" in (await late.until("loading_error"))["message"]
             with pytest.raises(websockets.ConnectionClosed) as e:
                 await late.next()
@@ -216,8 +216,8 @@ def test_killed_child_fails_the_job_with_a_clear_error(data: Path, ctl: Path) ->
         async def go() -> None:
             with srv.http() as c:
                 assert c.post("/api/sessions", json=BODY).json()["loading"] is True
-            v = await Viewer.open(srv.ws_url(SID))
-            leaver = await Viewer.open(srv.ws_url(SID))
+            v = await ViewerClient.open(srv.ws_url(SID))
+            leaver = await ViewerClient.open(srv.ws_url(SID))
             await progress_seen(v)
             await progress_seen(leaver)
             await leaver.close()  # a viewer leaving while it waits is let go at once
@@ -275,10 +275,10 @@ def test_queue_limit_is_reported_over_the_socket_and_shutdown_stops_the_children
 def test_progress_is_coalesced_not_queued(data: Path, ctl: Path) -> None:
     with running(app(data, "flood")) as srv:
 
-        async def go() -> Viewer:
+        async def go() -> ViewerClient:
             with srv.http() as c:
                 c.post("/api/sessions", json=BODY)
-            v = await Viewer.open(srv.ws_url(SID))
+            v = await ViewerClient.open(srv.ws_url(SID))
             await v.until("loading_complete", 30)
             await v.close()
             return v
@@ -406,10 +406,10 @@ def test_the_seed_client_follows_an_ingest_in_percent_and_sees_only_its_messages
     """useReplayWebSocket.ts shows ``progress`` as a percentage and knows only the loading_* messages."""
     with running(app(data, "flood")) as srv:
 
-        async def go() -> Viewer:
+        async def go() -> ViewerClient:
             with srv.http() as c:
                 assert c.post("/api/sessions", json=BODY).json()["loading"] is True
-            v = await Viewer.open(srv.ws_url(SID, ""))  # the seed's URL: no query
+            v = await ViewerClient.open(srv.ws_url(SID, ""))  # the seed's URL: no query
             await v.until("loading_complete", 30)
             assert isinstance(await v.next(), int)  # then frame 0, and no state message before it
             await v.close()

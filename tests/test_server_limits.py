@@ -18,7 +18,7 @@ from tests.serverutil import (
     PLAIN,
     StalledClient,
     StepClock,
-    Viewer,
+    ViewerClient,
     async_wait_until,
     frames_only,
     running,
@@ -40,7 +40,7 @@ def close_code(exc: BaseException) -> int:
     return exc.rcvd.code
 
 
-async def closed_with(v: Viewer) -> int:
+async def closed_with(v: ViewerClient) -> int:
     with pytest.raises(websockets.ConnectionClosed) as e:
         while True:
             await v.next()
@@ -56,7 +56,7 @@ def test_a_viewer_that_stops_reading_is_bounded_and_delays_no_one(data: Path) ->
         stalled.send_text('{"action":"play","speed":8}')
 
         async def go() -> tuple[list[int], int, list[float]]:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             f0 = (await v.command(action="play", speed=1))["frame"]
             buffers = []
@@ -110,8 +110,8 @@ def test_a_command_flood_dies_with_its_connection_and_others_keep_playing(data: 
     with running(app, ws=ws) as srv:
 
         async def go() -> tuple[int, int, list[int]]:
-            flood = await Viewer.open(srv.ws_url("race"))
-            other = await Viewer.open(srv.ws_url("race"))
+            flood = await ViewerClient.open(srv.ws_url("race"))
+            other = await ViewerClient.open(srv.ws_url("race"))
             await flood.ready()
             await other.ready()
             await other.command(action="play", speed=1)
@@ -145,7 +145,7 @@ def test_keepalive_is_answered_while_a_client_seeks_every_frame(data: Path, ws: 
     with running(create_app(data), ws=ws) as srv:
 
         async def go() -> list[float]:
-            v = await Viewer.open(srv.ws_url("race", ""))  # the seed protocol
+            v = await ViewerClient.open(srv.ws_url("race", ""))  # the seed protocol
             await v.until("loading_complete")
             await v.send(action="play", speed=4)
 
@@ -177,15 +177,15 @@ def test_connection_limit_closes_1013(data: Path) -> None:
     with running(create_app(data, max_connections=2)) as srv:
 
         async def go() -> None:
-            a = await Viewer.open(srv.ws_url("race"))
-            b = await Viewer.open(srv.ws_url("race"))
+            a = await ViewerClient.open(srv.ws_url("race"))
+            b = await ViewerClient.open(srv.ws_url("race"))
             await a.ready()
             await b.ready()
-            c = await Viewer.open(srv.ws_url("race"))
+            c = await ViewerClient.open(srv.ws_url("race"))
             assert await closed_with(c) == 1013
             await a.close()
             await async_wait_until(lambda: srv.metric("racecast_connections_open") == 1, what="a's slot freed")
-            d = await Viewer.open(srv.ws_url("race"))  # room again
+            d = await ViewerClient.open(srv.ws_url("race"))  # room again
             await d.ready()
             await b.close()
             await d.close()
@@ -214,7 +214,7 @@ def test_origin_check(data: Path, allowed: list[str] | None, origin: str | None,
 
         async def go() -> None:
             o = f"http://127.0.0.1:{srv.port}" if origin == "SAME" else origin
-            v = await Viewer.open(srv.ws_url("race"), origin=o)
+            v = await ViewerClient.open(srv.ws_url("race"), origin=o)
             if ok:
                 await v.ready()
                 await v.close()
@@ -228,7 +228,7 @@ def test_graceful_shutdown_closes_viewers_with_1001(data: Path) -> None:
     with running(create_app(data)) as srv:
 
         async def go() -> int:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             await v.command(action="play", speed=1)
             srv.server.should_exit = True
@@ -242,8 +242,8 @@ def test_idle_viewers_get_json_pings(data: Path, ws: str) -> None:
     with running(create_app(data, ping_interval=0.3), ws=ws) as srv:
 
         async def go() -> tuple[list, list]:
-            idle = await Viewer.open(srv.ws_url("race"))
-            busy = await Viewer.open(srv.ws_url("race"))
+            idle = await ViewerClient.open(srv.ws_url("race"))
+            busy = await ViewerClient.open(srv.ws_url("race"))
             await idle.ready()
             await busy.ready()
             await busy.command(action="play", speed=1)
@@ -262,7 +262,7 @@ def test_ping_command_gets_pong(data: Path) -> None:
     with running(create_app(data)) as srv:
 
         async def go() -> dict:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             await v.send(action="ping")
             m = await v.until("pong")
@@ -287,7 +287,7 @@ def test_app_mounted_in_another_app_under_another_server(data: Path) -> None:
             assert [r["id"] for r in c.get("/rc/api/replays").json()] == ["race", "wide"]
 
         async def go() -> list[int]:
-            v = await Viewer.open(f"ws://127.0.0.1:{srv.port}/rc/ws/replay/race?encoding=msgpack")
+            v = await ViewerClient.open(f"ws://127.0.0.1:{srv.port}/rc/ws/replay/race?encoding=msgpack")
             await v.ready()
             f0 = (await v.command(action="play", speed=2))["frame"]
             got = await v.step(clock, 5)
@@ -308,7 +308,7 @@ def test_viewers_vanishing_mid_playback_are_dropped_cleanly(data: Path, ws: str)
             c.close()  # no closing handshake: the TCP connection just goes away
 
         async def go() -> None:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             await v.command(action="play", speed=1)
             await v.next_frame()
@@ -330,7 +330,7 @@ def test_app_shutdown_closes_viewers_with_1001_under_any_host(data: Path, ws: st
     with running(app, ws=ws) as srv:
 
         async def go() -> int:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             await v.command(action="play", speed=1)
             assert state.engine._task is not None

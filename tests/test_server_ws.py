@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from racecast.server import create_app
-from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, StepClock, Viewer, frames_only, running, wait_until, write_race
+from tests.serverutil import DIRECT, PLAIN, Running, StalledClient, StepClock, ViewerClient, frames_only, running, wait_until, write_race
 
 N = 3000  # frames of the main test race (2 minutes at 25 fps)
 
@@ -51,7 +51,7 @@ def run(coro: Any) -> Any:
 
 def test_connect_loading_then_state_then_first_frame(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         first = await v.next()
         assert isinstance(first, dict) and first["type"] in ("loading_progress", "loading_complete")
         lc = first if first["type"] == "loading_complete" else await v.until("loading_complete")
@@ -70,7 +70,7 @@ def test_1x_delivers_one_frame_per_tick_consecutive(fsrv: tuple[Running, StepClo
     srv, clock = fsrv
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         ack = await v.command(action="play", speed=1)
         assert ack["playing"] is True and ack["speed"] == 1.0 and ack["seq"] == 1
@@ -85,7 +85,7 @@ def test_4x_advances_4_frames_per_message(fsrv: tuple[Running, StepClock]) -> No
     srv, clock = fsrv
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         ack = await v.command(action="play", speed=4)
         got = await v.step(clock, 25)  # one second: one message per tick, 100 frames of race
@@ -100,7 +100,7 @@ def test_late_ticks_skip_frames_instead_of_bursting(fsrv: tuple[Running, StepClo
     srv, clock = fsrv
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         ack = await v.command(action="play", speed=1)
         f0 = ack["frame"]
@@ -116,7 +116,7 @@ def test_pause_stops_frames_and_play_resumes(fsrv: tuple[Running, StepClock]) ->
     srv, clock = fsrv
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.command(action="play", speed=2)
         await v.step(clock, 5)
@@ -142,7 +142,7 @@ def test_seek_ack_then_target_first_never_stale(fsrv: tuple[Running, StepClock])
     srv, clock = fsrv
 
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.command(action="play", speed=8)
         for target in (2000, 150, 2500, 10, 1999):
@@ -160,7 +160,7 @@ def test_seek_ack_then_target_first_never_stale(fsrv: tuple[Running, StepClock])
 
 def test_seek_by_time_and_lap(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         lc = await v.ready()
         ack = await v.command(action="seek", t=10.0)
         assert ack["frame"] == 250 and await v.next() == 250
@@ -176,8 +176,8 @@ def test_two_viewers_do_not_disturb_each_other(fsrv: tuple[Running, StepClock]) 
     srv, clock = fsrv
 
     async def go() -> None:
-        a = await Viewer.open(srv.ws_url("race"))
-        b = await Viewer.open(srv.ws_url("race"))
+        a = await ViewerClient.open(srv.ws_url("race"))
+        b = await ViewerClient.open(srv.ws_url("race"))
         await a.ready()
         await b.ready()
         fa0 = (await a.command(action="play", speed=1))["frame"]
@@ -196,7 +196,7 @@ def test_two_viewers_do_not_disturb_each_other(fsrv: tuple[Running, StepClock]) 
 
 def test_end_of_replay_stops_on_last_frame(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("short"))
+        v = await ViewerClient.open(srv.ws_url("short"))
         await v.ready()
         await v.command(action="seek", frame=80)
         await v.next()
@@ -236,7 +236,7 @@ def test_end_of_replay_stops_on_last_frame(srv: Running) -> None:
 )
 def test_bad_command_gets_error_and_connection_stays_open(srv: Running, cmd: str, fragment: str) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.ws.send(cmd)
         err = await v.until("error")
@@ -250,7 +250,7 @@ def test_bad_command_gets_error_and_connection_stays_open(srv: Running, cmd: str
 
 def test_binary_command_is_refused(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.ws.send(b'{"action":"pause"}')
         assert "JSON text" in (await v.until("error"))["message"]
@@ -268,7 +268,7 @@ def _close_code(exc: BaseException) -> int:
 
 def test_unknown_replay_loading_error_4404(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("nope"))
+        v = await ViewerClient.open(srv.ws_url("nope"))
         err = await v.until("loading_error")
         assert "nope" in err["message"]
         with pytest.raises(websockets.ConnectionClosed) as e:
@@ -281,7 +281,7 @@ def test_unknown_replay_loading_error_4404(srv: Running) -> None:
 @pytest.mark.parametrize("bad", ["..", ".hidden", "a..b", "x" * 80, "a%20b"])
 def test_path_like_ids_are_rejected(srv: Running, bad: str) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url(bad))
+        v = await ViewerClient.open(srv.ws_url(bad))
         err = await v.until("loading_error")
         assert "invalid replay id" in err["message"]
         with pytest.raises(websockets.ConnectionClosed) as e:
@@ -295,14 +295,14 @@ def test_ids_with_slashes_never_reach_a_bundle(srv: Running) -> None:
     async def go() -> None:
         for path in ("..%2F..%2Fetc", "%2E%2E/%2E%2E/etc/passwd"):
             with pytest.raises(websockets.InvalidStatus):  # no route: the handshake is refused
-                await Viewer.open(srv.ws_url(path))
+                await ViewerClient.open(srv.ws_url(path))
 
     run(go())
 
 
 def test_unknown_encoding_is_refused(srv: Running) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race", "?encoding=zip"))
+        v = await ViewerClient.open(srv.ws_url("race", "?encoding=zip"))
         err = await v.until("loading_error")
         assert "zip" in err["message"] and "msgpack" in err["message"]
         with pytest.raises(websockets.ConnectionClosed) as e:
@@ -315,7 +315,7 @@ def test_unknown_encoding_is_refused(srv: Running) -> None:
 @pytest.mark.parametrize("size", [5000, 200_000])
 def test_oversized_control_message_closes_1009(srv: Running, size: int) -> None:
     async def go() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.ws.send(json.dumps({"action": "pause", "pad": "x" * size}))
         with pytest.raises(websockets.ConnectionClosed) as e:
@@ -326,7 +326,7 @@ def test_oversized_control_message_closes_1009(srv: Running, size: int) -> None:
     run(go())
     # The server keeps serving everyone else.
     async def again() -> None:
-        v = await Viewer.open(srv.ws_url("race"))
+        v = await ViewerClient.open(srv.ws_url("race"))
         await v.ready()
         await v.close()
 
@@ -337,7 +337,7 @@ def test_metrics_count_what_happened(data: Path) -> None:
     with running(create_app(data)) as srv:
 
         async def go() -> None:
-            v = await Viewer.open(srv.ws_url("race"))
+            v = await ViewerClient.open(srv.ws_url("race"))
             await v.ready()
             await v.command(action="seek", frame=10)
             await v.command(action="seek", frame=20)
@@ -350,7 +350,7 @@ def test_metrics_count_what_happened(data: Path) -> None:
             assert srv.metric("racecast_viewers_playing") == 1
             await v.command(action="pause")
             await v.close()
-            bad = await Viewer.open(srv.ws_url("missing"))
+            bad = await ViewerClient.open(srv.ws_url("missing"))
             with pytest.raises(websockets.ConnectionClosed):
                 while True:
                     await bad.next()

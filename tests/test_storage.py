@@ -30,7 +30,7 @@ from racecast.bundle.upgrade import upgrade_bundle
 from racecast.cli import app
 from racecast.server import create_app
 from tests.factories import tiny_race
-from tests.serverutil import Viewer, frames_only, running
+from tests.serverutil import ViewerClient, frames_only, running
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000  # 40 chunks, 10 blocks of 100 frames
@@ -136,15 +136,17 @@ def test_a_bundle_replaced_by_another_race_is_refused_per_block(tmp_path, v3):
 
 def test_block_cache_stays_within_its_bound():
     cache = BlockCache(max_bytes=10_000)
+    owner = type("Owner", (), {})()
+    o = cache.token(owner)  # blocks are keyed by their owner's token
     for k in range(100):
-        blk = cache.get(("o", "s", k), lambda k=k: Block(k, bytes(1000), [0, 500, 1000]))
+        blk = cache.get((o, "s", k), lambda k=k: Block(k, bytes(1000), [0, 500, 1000]))
         assert bytes(blk.mv[:3]) == b"\0\0\0"
         assert cache.nbytes <= 10_000
     assert 1 <= len(cache) <= 10
     built = []
-    cache.get(("o", "s", 99), lambda: built.append(1) or Block(0, b"", [0]))
+    cache.get((o, "s", 99), lambda: built.append(1) or Block(0, b"", [0]))
     assert built == []  # the most recent block is still cached
-    cache.drop("o")
+    cache.drop(owner)
     assert len(cache) == 0 and cache.nbytes == 0
 
 
@@ -162,13 +164,13 @@ def test_the_next_block_is_built_ahead_in_the_background(v3):
     b = open_bundle(v3)
     s = b.streams["msgpack"]
     s.message(0)
-    assert CACHE.holds((b, "msgpack", 1), wait=30)  # built by the worker thread, not by this call
+    assert CACHE.holds((CACHE.token(b), "msgpack", 1), wait=30)  # built by the worker thread, not by this call
     before = CACHE.misses
     s.message(s.block_items)  # block 1: a hit
     assert CACHE.misses == before
     last = s.count - 1
     s.message(last)
-    assert not CACHE.holds((b, "msgpack", last // s.block_items + 1), wait=1)  # nothing past the end
+    assert not CACHE.holds((CACHE.token(b), "msgpack", last // s.block_items + 1), wait=1)  # nothing past the end
 
 
 # -- format 3 content ----------------------------------------------------------------------------
@@ -275,8 +277,8 @@ def test_viewer_of_a_damaged_replay_gets_an_error_others_keep_playing(tmp_path):
     write_bundle(tiny_race(n_frames=N, race_id="good"), data / "good")
 
     async def go(srv) -> None:
-        bad = await Viewer.open(srv.ws_url("bad"))
-        good = await Viewer.open(srv.ws_url("good"))
+        bad = await ViewerClient.open(srv.ws_url("bad"))
+        good = await ViewerClient.open(srv.ws_url("good"))
         await bad.ready()
         await good.ready()
         with open(data / "bad" / "streams" / "chunks.gz.bin", "r+b") as f:
@@ -371,3 +373,49 @@ def test_fuzz_random_bytes_as_a_gzip_chunk(blob):
             check(0, payload, [0, len(payload)])
         except BlockError:
             pass
+
+
+def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_path):
+    """Replace a format 3 bundle under a running server: the old bundle's blocks are dropped from the
+    process-wide cache as soon as the server sees the new one, and once its last viewer leaves the old
+    bundle object itself is freed (the cache keys blocks by a token, never by the bundle)."""
+    import gc
+    import weakref
+
+    from racecast.bundle.blocks import CACHE
+    from tests.serverutil import async_wait_until, write_race
+
+    write_race(tmp_path, "r", 600)
+    app = create_app(tmp_path)
+    replays = app.state.racecast.replays
+    with running(app) as srv:
+
+        async def go() -> None:
+            old = await ViewerClient.open(srv.ws_url("r"))
+            assert (await old.ready())["frames"] == 600
+            await old.command(action="seek", frame=450)
+            assert await old.next_frame() >= 450  # msgpack blocks of the old bundle built and cached
+            old_bundle = replays.cached("r").bundle
+            token = CACHE.token(old_bundle)
+            assert token in CACHE.tokens_held()
+            gone = weakref.ref(old_bundle)
+            del old_bundle
+            await old.command(action="pause")
+            write_bundle(tiny_race(n_frames=300, n_drivers=4, race_id="r"), tmp_path / "r", overwrite=True)
+            new = await ViewerClient.open(srv.ws_url("r"))
+            assert (await new.ready())["frames"] == 300
+            assert token not in CACHE.tokens_held()  # dropped when the server opened the new bundle
+            assert (await old.command(action="seek", frame=100))["frame"] == 100  # the old viewer plays on
+            assert await old.next_frame() >= 100  # (rebuilding the blocks it needs)
+            await old.close()
+            await async_wait_until(lambda: srv.metric("racecast_connections_open") == 1, what="the old viewer gone")
+            for _ in range(50):
+                gc.collect()
+                if gone() is None:
+                    break
+                await asyncio.sleep(0.1)
+            assert gone() is None  # nothing keeps the replaced bundle alive...
+            assert token not in CACHE.tokens_held()  # ...nor its blocks
+            await new.close()
+
+        asyncio.run(go())

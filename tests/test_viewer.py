@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 import racecast
 from racecast.bundle import open_bundle, write_bundle
 from racecast.race import Compound, Race, Status
+from benchmarks.common import free_port
 from tests.factories import tiny_race
 from tests.serverutil import T
 
@@ -54,12 +54,6 @@ def viewer_race() -> Race:
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -17,6 +17,11 @@ from typing import Any
 
 from .bundle.chunks import Chunk, decode_chunk
 
+__all__ = [
+    "ChunkPacer",
+    "MAX_KEPT",
+]
+
 #: Chunks kept for display (the lookahead is at most 8 chunks, plus one of a pushed pair; a few behind for small seeks).
 MAX_KEPT = 16
 

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = [
+    "nginx_config",
+    "KEEPALIVE",
+]
+
 #: Upstream connections nginx keeps open to racecast.
 KEEPALIVE = 32
 

@@ -24,6 +24,23 @@ from .bundle.wsframe import binary_header
 from .errors import BadRequest
 from .playback import Playback
 
+__all__ = [
+    "Feed",
+    "FrameFeed",
+    "CompactFeed",
+    "ChunkFeed",
+    "FeedError",
+    "make_feed",
+    "framed",
+    "Message",
+    "CHUNK_BATCH",
+    "CHUNK_COMPRESSIONS",
+    "DEFAULT_LOOKAHEAD_S",
+    "MAX_LOOKAHEAD_CHUNKS",
+    "UNKNOWN",
+    "WAKE_NOW",
+]
+
 #: Chunk mode: how far ahead of the playhead chunks are pushed (seconds of wall time), and a hard cap.
 DEFAULT_LOOKAHEAD_S = 2.0
 MAX_LOOKAHEAD_CHUNKS = 8
@@ -31,8 +48,9 @@ MAX_LOOKAHEAD_CHUNKS = 8
 #: go out back to back in one write, so a playing viewer costs one visit and one system call
 #: every two seconds of race instead of every second (the chunk benchmark's two biggest costs).
 CHUNK_BATCH = 2
-#: Chunk compressions a WebSocket client may ask for (query value -> stream suffix).
-CHUNK_COMPRESSIONS = {"identity": "", "gzip": ".gz", "br": ".br", "zstd": ".zst"}
+#: Chunk compressions (a WebSocket client's ``compression=``, an HTTP content coding) -> the bundle
+#: stream holding the chunks so compressed. The one table of them: chunks over HTTP use it too.
+CHUNK_COMPRESSIONS = {"identity": "chunks", "gzip": "chunks.gz", "br": "chunks.br", "zstd": "chunks.zst"}
 #: ``have`` when the viewer's last delivered frame is unknown (at connect, after a seek or a jump).
 UNKNOWN = -1
 #: What :meth:`Feed.wake_frame` returns when the feed has work at once (a refused message to retry).
@@ -54,6 +72,10 @@ class Feed(Protocol):
     #: True: something is due at every tick (the engine visits the viewer each tick). False: the
     #: engine visits it only when :meth:`wake_frame` says (the timing wheel).
     every_tick: ClassVar[bool]
+    #: The stream whose ``message(i)`` is already the complete WebSocket frame for frame ``i``,
+    #: when every frame of this feed is one stored message (:class:`FrameFeed`); None otherwise.
+    #: The engine's direct path then writes that zero-copy slice without a call into the feed.
+    preframed: Stream | None
 
     def message(self, i: int, have: int) -> Message | None:
         """What brings the viewer to frame ``i``: one message, several (a tuple, written together), or None.
@@ -86,11 +108,12 @@ def framed(data: Message | None) -> bytes | memoryview | None:
 class FrameFeed:
     """One pre-encoded frame per message."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("stream", "preframed")
     every_tick = True  # a frame is due at every tick: the engine visits the viewer each tick
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
+        self.preframed = stream  # stored pre-framed: a zero-copy slice of a shared, checked block
 
     def message(self, i: int, have: int) -> memoryview:
         return self.stream[i]
@@ -110,6 +133,7 @@ class CompactFeed:
 
     __slots__ = ("stream", "k")
     every_tick = True
+    preframed = None
 
     def __init__(self, stream: Stream, keyframe_interval: int) -> None:
         self.stream = stream
@@ -132,10 +156,12 @@ class CompactFeed:
 
 
 class ChunkFeed:
-    """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, one per call."""
+    """Chunks from the one containing the playhead up to ``lookahead`` seconds ahead, up to
+    :data:`CHUNK_BATCH` per call (written together)."""
 
     __slots__ = ("stream", "per", "playback", "lookahead_s", "next", "_pending")
-    every_tick = False  # the engine visits it when :meth:`wake_frame` says, about once a second
+    every_tick = False  # the engine visits it when :meth:`wake_frame` says: once per CHUNK_BATCH chunks
+    preframed = None
 
     def __init__(self, stream: Stream, playback: Playback, lookahead_s: float = DEFAULT_LOOKAHEAD_S) -> None:
         self.stream = stream
@@ -188,16 +214,31 @@ class ChunkFeed:
 
 
 def make_feed(bundle: Bundle, playback: Playback, params: dict[str, str]) -> Feed:
-    """The feed a connection's query asks for: ``encoding=msgpack|compact|...``, or ``mode=chunks``
-    with ``compression=gzip|identity|br|zstd`` (default gzip) and ``lookahead`` seconds (0.5-10)."""
+    """The feed a connection's query asks for.
+
+    Args:
+        bundle: the replay's opened bundle (its streams).
+        playback: the viewer's playback state (chunk mode reads its speed and position).
+        params: the WebSocket URL's query: ``encoding=msgpack|compact|...`` (frames, the default
+            mode), or ``mode=chunks`` with ``compression=gzip|identity|br|zstd`` (default gzip)
+            and ``lookahead`` seconds (0.5-10, default 2).
+
+    Returns:
+        A :class:`FrameFeed`, :class:`CompactFeed` or :class:`ChunkFeed`.
+
+    Raises:
+        FeedError: an unknown mode, encoding or compression, one this bundle lacks, or a
+            lookahead that is not a number in range (a :class:`~racecast.errors.BadRequest`:
+            HTTP 400, close code 4400).
+    """
     mode = params.get("mode", "frames")
     if mode == "chunks":
         comp = params.get("compression", "gzip")
         if comp not in CHUNK_COMPRESSIONS:
             raise FeedError(f"unknown chunk compression {comp[:40]!r}; use one of {', '.join(CHUNK_COMPRESSIONS)}")
-        stream = bundle.streams.get("chunks" + CHUNK_COMPRESSIONS[comp])
+        stream = bundle.streams.get(CHUNK_COMPRESSIONS[comp])
         if stream is None:
-            have = [c for c, sfx in CHUNK_COMPRESSIONS.items() if "chunks" + sfx in bundle.streams]
+            have = [c for c, name in CHUNK_COMPRESSIONS.items() if name in bundle.streams]
             raise FeedError(f"this replay has no {comp} chunks; it has: {', '.join(have) or 'none'}")
         try:
             lookahead = float(params.get("lookahead", DEFAULT_LOOKAHEAD_S))

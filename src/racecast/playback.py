@@ -19,6 +19,16 @@ from typing import Callable, Protocol
 
 from .protocol import Command, Pause, Ping, Play, Pong, Seek, SetSpeed, state_message
 
+__all__ = [
+    "Playback",
+    "Reaction",
+    "Clock",
+    "SystemClock",
+    "FakeClock",
+    "NEAR_SEEK_WALL_S",
+    "NEAR_SEEK_RACE_S",
+]
+
 # A position within this of the next whole frame counts as that frame: float
 # arithmetic on tick times must not make a frame arrive one tick late.
 _EPS = 1e-6

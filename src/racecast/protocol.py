@@ -16,6 +16,37 @@ from typing import Any, ClassVar, Protocol, Union
 
 from .errors import BadRequest
 
+__all__ = [
+    "Command",
+    "Play",
+    "Pause",
+    "Seek",
+    "SetSpeed",
+    "Ping",
+    "Pong",
+    "Bounds",
+    "Timeline",
+    "ProtocolError",
+    "CommandTooLarge",
+    "parse_command",
+    "decode_text",
+    "is_extension",
+    "RateLimiter",
+    "SeekPacer",
+    "state_message",
+    "error_message",
+    "loading_progress",
+    "loading_error",
+    "loading_complete",
+    "ping_message",
+    "pong_message",
+    "dumps",
+    "MAX_COMMAND_BYTES",
+    "MIN_SPEED",
+    "MAX_SPEED",
+    "ACTIONS",
+]
+
 #: Largest accepted control message (bytes of UTF-8). Bigger ones close the socket with 1009.
 MAX_COMMAND_BYTES = 4096
 MIN_SPEED = 0.1

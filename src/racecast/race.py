@@ -15,9 +15,32 @@ import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
+
+__all__ = [
+    "Race",
+    "Driver",
+    "TrackGeometry",
+    "TrackStatusPeriod",
+    "RaceControlMessage",
+    "PitStop",
+    "RaceError",
+    "Status",
+    "Compound",
+    "TrackStatus",
+    "Drs",
+    "CHANNELS",
+    "WEATHER_FIELDS",
+    "DEFAULT_FPS",
+    "MAX_DRIVERS",
+    "validate_race",
+    "empty_channels",
+    "rank_positions",
+    "frame_at",
+    "frame_of_lap",
+]
 
 DEFAULT_FPS = 25
 
@@ -126,11 +149,6 @@ class Driver:
     name: str
     team: str
     color: str  # "#RRGGBB"
-
-    @property
-    def rgb(self) -> tuple[int, int, int]:
-        c = self.color.lstrip("#")
-        return (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "number": self.number, "name": self.name, "team": self.team, "color": self.color}
@@ -333,14 +351,11 @@ class Race:
 
     def frame_at(self, seconds: float) -> int:
         """Index of the frame shown at ``seconds`` since session start (clamped)."""
-        i = int(np.searchsorted(self.t, seconds, side="right")) - 1
-        return min(max(i, 0), self.n_frames - 1)
+        return frame_at(self.t, seconds)
 
     def frame_of_lap(self, lap: int) -> int:
         """First frame on which the leader is on ``lap`` (clamped to the race)."""
-        lap = max(1, min(int(lap), int(self.leader_lap.max())))
-        i = int(np.searchsorted(self.leader_lap, lap, side="left"))
-        return min(i, self.n_frames - 1)
+        return frame_of_lap(self.leader_lap, lap)
 
 
 def _fail(msg: str) -> None:
@@ -497,8 +512,16 @@ def rank_positions(race_progress: np.ndarray, status: np.ndarray) -> np.ndarray:
     return pos
 
 
-def driver_index(drivers: Sequence[Driver], code: str) -> int:
-    for i, d in enumerate(drivers):
-        if d.code == code:
-            return i
-    raise KeyError(f"unknown driver {code!r}")
+def frame_at(t: np.ndarray, seconds: float) -> int:
+    """The frame shown at ``seconds`` on the frame times ``t``: the last frame at or before it,
+    clamped to the replay (the race model and an opened bundle answer seeks by time with this)."""
+    i = int(np.searchsorted(t, seconds, side="right")) - 1
+    return min(max(i, 0), len(t) - 1)
+
+
+def frame_of_lap(leader_lap: np.ndarray, lap: int) -> int:
+    """The first frame on which the leader is on ``lap`` (``leader_lap`` never decreases), the lap
+    clamped to 1..the last lap and the frame to the replay (seeks by lap)."""
+    last = int(leader_lap.max()) if len(leader_lap) else 1
+    lap = max(1, min(int(lap), last))
+    return min(int(np.searchsorted(leader_lap, lap, side="left")), len(leader_lap) - 1)

@@ -37,7 +37,7 @@ class ChannelSource(Protocol):
 
     t: np.ndarray
 
-    def array(self, name: str) -> np.ndarray: ...
+    def array(self, name: str, frames: slice | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ class _RaceSource:
         self.t = race.t
         self._channels = race.channels
 
-    def array(self, name: str) -> np.ndarray:
-        return self._channels[name]
+    def array(self, name: str, frames: slice | None = None) -> np.ndarray:
+        return self._channels[name][frames if frames is not None else slice(None)]
 
 
 def source_of(obj: Any) -> ChannelSource:
@@ -115,18 +115,19 @@ def lap_trace(src: ChannelSource, codes: Sequence[str], driver: str, lap: int) -
     first, last = int(idx[0]), int(idx[-1])
     sl = slice(first, last + 1)
     t = np.asarray(src.t[sl], dtype=np.float64)
-    dist = np.asarray(src.array("dist")[sl, d], dtype=np.float64)
+    # only the lap's frames: a bundle decodes just the chunks that hold them
+    dist = np.asarray(src.array("dist", sl)[:, d], dtype=np.float64)
     dist = np.maximum.accumulate(dist - dist[0])
-    chans = {name: np.asarray(src.array(name)[sl, d]) for name in TRACE_CHANNELS}
+    chans = {name: np.asarray(src.array(name, sl)[:, d]) for name in TRACE_CHANNELS}
     # Times as they stand once the lap is done: on the next lap's first frame. A lap with no next
     # (the chequered flag, a retirement) has the times that changed during it, if any.
     nxt = last + 1
     if nxt < len(lap_col) and (lap_col[nxt] == lap + 1 or status[nxt] == Status.FINISHED):
-        times = {k: _opt(src.array(k)[nxt, d]) for k in ("lap_time", "sector1", "sector2", "sector3")}
+        times = {k: _opt(src.array(k, slice(nxt, nxt + 1))[0, d]) for k in ("lap_time", "sector1", "sector2", "sector3")}
     else:
         times = {}
         for k in ("lap_time", "sector1", "sector2", "sector3"):
-            a0, a1 = float(src.array(k)[first, d]), float(src.array(k)[last, d])
+            a0, a1 = float(src.array(k, sl)[0, d]), float(src.array(k, sl)[-1, d])
             times[k] = _opt(a1) if math.isfinite(a1) and not (math.isfinite(a0) and a0 == a1) else None
     lap_time = times["lap_time"]
     sectors = (times["sector1"], times["sector2"], times["sector3"])

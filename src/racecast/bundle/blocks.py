@@ -17,8 +17,10 @@ connection slices it. So:
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -82,6 +84,24 @@ class BlockCache:
         self._pending: dict[tuple[Any, ...], threading.Event] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # Blocks are keyed by their owner's token, not the owner: the cache never keeps a replaced
+        # or closed bundle alive, and when one is garbage-collected its blocks go with it.
+        self._tokens: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+        self._next_token = itertools.count(1)
+
+    def token(self, owner: Any) -> int:
+        """The key prefix of ``owner``'s blocks (one per owner; its blocks are dropped when it is collected)."""
+        with self._lock:
+            t = self._tokens.get(owner)
+            if t is None:
+                t = self._tokens[owner] = next(self._next_token)
+                weakref.finalize(owner, self._drop_token, t)
+        return t
+
+    def tokens_held(self) -> set[int]:
+        """The owner tokens that have blocks in the cache (for tests and metrics)."""
+        with self._lock:
+            return {k[0] for k in self._d}
 
     def get(self, key: tuple[Any, ...], build: Callable[[], Block]) -> Block:
         """The block under ``key``, built by ``build()`` on a miss (outside the lock); a block the
@@ -157,9 +177,15 @@ class BlockCache:
             return key in self._d
 
     def drop(self, owner: Any) -> None:
-        """Forget every block of ``owner`` (a closed bundle)."""
+        """Forget every block of ``owner`` (a closed or replaced bundle; one still in use rebuilds on demand)."""
         with self._lock:
-            for k in [k for k in self._d if k[0] is owner]:
+            t = self._tokens.get(owner)
+        if t is not None:
+            self._drop_token(t)
+
+    def _drop_token(self, t: int) -> None:
+        with self._lock:
+            for k in [k for k in self._d if k[0] == t]:
                 self.nbytes -= self._d.pop(k).nbytes
 
     def __len__(self) -> int:
@@ -202,9 +228,9 @@ class Stream:
         self.derived = derived
         self.block_items = block_items
         self._load = load
-        self._owner = owner
         self._last: tuple[int, Block | None] = (-1, None)  # one tuple: threads never see a torn pair
         self._cache = cache if cache is not None else CACHE
+        self._owner = self._cache.token(owner)  # its blocks' key prefix (never the owner itself)
         self._file = file  # the data file a stored stream reads (closed with the stream)
 
     def __len__(self) -> int:
@@ -221,6 +247,10 @@ class Stream:
             nb = b + 1
             self._cache.prefetch((self._owner, self.name, nb), lambda: self._load(nb))
         return blk
+
+    def forget_blocks(self) -> None:
+        """Drop every cached block of this stream's owner (a cold cache, for benchmarks)."""
+        self._cache._drop_token(self._owner)
 
     def load_block(self, b: int) -> Block:
         """Build block ``b`` now, bypassing the cache (``verify`` walks every block this way)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import msgpack
 import numpy as np
@@ -61,89 +61,123 @@ SEED_DRS = {int(Drs.OFF): 0, int(Drs.ELIGIBLE): 8, int(Drs.OPEN): 12}
 POSITION_SCALE = 10.0
 _BLOCK = 512  # frames assembled at a time
 
-Cells = tuple[np.ndarray, np.ndarray]  # (bytes padded to width: (..., w) uint8, lengths: (...) int)
-
-
-def _const(b: bytes, shape: tuple[int, ...]) -> Cells:
-    arr = np.broadcast_to(np.frombuffer(b, dtype=np.uint8), (*shape, len(b)))
-    return arr, np.full(shape, len(b), dtype=np.int64)
+#: A cell writer: (bytes grid (..., w) uint8, mask (..., w) bool) -> None, for a cell of width w.
+Writer = Callable[[np.ndarray, np.ndarray], None]
+Cell = tuple[int, Writer]  # (width in bytes, writer)
 
 
 def _map_header(n: int) -> bytes:
     return msgpack.Packer().pack_map_header(n)
 
 
-def _float_cells(a: np.ndarray, nullable: bool) -> Cells:
-    out = np.empty((*a.shape, 5), dtype=np.uint8)
-    out[..., 0] = 0xCA  # float 32
-    out[..., 1:] = a.astype(">f4").view(np.uint8).reshape(*a.shape, 4)
-    lengths = np.full(a.shape, 5, dtype=np.int64)
-    if nullable:
-        nan = np.isnan(a)
-        out[..., 0][nan] = 0xC0  # nil
-        lengths[nan] = 1
-    return out, lengths
+def _const(b: bytes) -> Cell:
+    arr = np.frombuffer(b, dtype=np.uint8)
+
+    def put(data: np.ndarray, mask: np.ndarray) -> None:
+        data[...] = arr
+        mask[...] = True
+
+    return len(b), put
 
 
-def _int_cells(a: np.ndarray) -> Cells:
+def _float_cell(a: np.ndarray, nullable: bool) -> Cell:
+    """float 32 (0xCA + 4 bytes big-endian); nil where NaN when ``nullable``."""
+
+    def put(data: np.ndarray, mask: np.ndarray) -> None:
+        data[..., 0] = 0xCA
+        data[..., 1:] = np.ascontiguousarray(a, dtype=">f4").view(np.uint8).reshape(*a.shape, 4)
+        mask[...] = True
+        if nullable:
+            nan = np.isnan(a)
+            if nan.any():
+                head = data[..., 0]
+                head[nan] = 0xC0  # nil
+                tail = mask[..., 1:]
+                tail[nan] = False
+
+    return 5, put
+
+
+def _int_cell(a: np.ndarray) -> Cell:
     """Smallest signed msgpack int encoding per value (fixint, int16 or int32)."""
     v = a.astype(np.int64)
-    out = np.zeros((*v.shape, 5), dtype=np.uint8)
-    lengths = np.empty(v.shape, dtype=np.int64)
+    if v.size and (int(v.max()) >= (1 << 31) or int(v.min()) < -(1 << 31)):
+        raise ValueError("integer channel value does not fit in 32 bits")
     fix = (v >= -32) & (v <= 127)
-    out[..., 0][fix] = (v[fix] & 0xFF).astype(np.uint8)
-    lengths[fix] = 1
+    if fix.all():
+        def put_fix(data: np.ndarray, mask: np.ndarray) -> None:
+            data[..., 0] = (v & 0xFF).astype(np.uint8)  # fixint / negative fixint: the low byte
+            mask[...] = True
+
+        return 1, put_fix
     i16 = ~fix & (v >= -(1 << 15)) & (v < (1 << 15))
-    out[..., 0][i16] = 0xD1
-    out[..., 1:3][i16] = v[i16].astype(">i2").view(np.uint8).reshape(-1, 2)
-    lengths[i16] = 3
-    i32 = ~fix & ~i16
-    if i32.any():
-        if np.any(np.abs(v[i32]) >= (1 << 31)):
-            raise ValueError("integer channel value does not fit in 32 bits")
-        out[..., 0][i32] = 0xD2
-        out[..., 1:5][i32] = v[i32].astype(">i4").view(np.uint8).reshape(-1, 4)
-        lengths[i32] = 5
-    return out, lengths
+    wide = not (fix | i16).all()
+
+    def put(data: np.ndarray, mask: np.ndarray) -> None:
+        be = np.ascontiguousarray(v, dtype=">i4").view(np.uint8).reshape(*v.shape, 4)
+        data[..., 0] = np.where(fix, v & 0xFF, np.where(i16, 0xD1, 0xD2)).astype(np.uint8)
+        data[..., 1:3] = np.where(i16[..., None], be[..., 2:4], be[..., 0:2])
+        length = np.where(fix, 1, 3)
+        if wide:
+            data[..., 3:5] = be[..., 2:4]
+            length = np.where(fix | i16, length, 5)
+        mask[...] = np.arange(data.shape[-1]) < length[..., None]
+
+    return (5 if wide else 3), put
 
 
-def _table_cells(codes: np.ndarray, table: dict[int, bytes]) -> Cells:
-    """Cells looked up by code from pre-packed values (e.g. status labels)."""
-    width = max(len(b) for b in table.values())
-    lut = np.zeros((256, width), dtype=np.uint8)
-    lut_len = np.zeros(256, dtype=np.int64)
-    for k, b in table.items():
-        lut[k & 0xFF, : len(b)] = np.frombuffer(b, dtype=np.uint8)
-        lut_len[k & 0xFF] = len(b)
-    idx = codes.astype(np.int64) & 0xFF
-    return lut[idx], lut_len[idx]
+def _lut_cell(idx: np.ndarray, values: Sequence[bytes]) -> Cell:
+    """Cells looked up by index from pre-packed values (status labels, driver codes, weather)."""
+    width = max(len(b) for b in values)
+    lut = np.zeros((len(values), width), dtype=np.uint8)
+    lens = np.array([len(b) for b in values], dtype=np.int64)
+    for k, b in enumerate(values):
+        lut[k, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+
+    def put(data: np.ndarray, mask: np.ndarray) -> None:
+        data[...] = lut[idx]
+        mask[...] = np.arange(width) < lens[idx][..., None]
+
+    return width, put
 
 
-def _concat(cells: list[Cells]) -> Cells:
-    """Join cells along the last (byte) axis: padded bytes plus a mask of the valid ones."""
-    lead = cells[0][1].shape
-    data = np.concatenate([np.broadcast_to(a, (*lead, a.shape[-1])) for a, _ in cells], axis=-1)
-    mask = np.concatenate([np.arange(a.shape[-1]) < np.asarray(ln)[..., None] for a, ln in cells], axis=-1)
-    return data, np.broadcast_to(mask, data.shape)
+def _table_cell(codes: np.ndarray, table: dict[int, bytes]) -> Cell:
+    """Cells looked up by code (0-255) from pre-packed values."""
+    values = [table.get(k, b"") for k in range(256)]
+    return _lut_cell(codes.astype(np.int64) & 0xFF, values)
 
 
-def _seed_value_cells(race: Race, name: str, b0: int, b1: int) -> Cells:
-    """The cells of one wire field for frames ``b0..b1`` (all drivers), in the seed's units and codes."""
+def _split(a: np.ndarray, nd: int) -> np.ndarray:
+    """A (frames, nd * w) slice as a (frames, nd, w) view of the same bytes (never a copy)."""
+    v = a.view()
+    v.shape = (a.shape[0], nd, a.shape[1] // nd)  # raises rather than copy
+    return v
+
+
+def _fill(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
+    off = 0
+    for w, put in cells:
+        put(data[..., off : off + w], mask[..., off : off + w])
+        off += w
+
+
+def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
+    """The cell of one wire field for frames ``b0..b1`` (all drivers), in the seed's units and codes."""
     ch = race.channels
     if name in ("x", "y"):
-        return _float_cells(ch[name][b0:b1] * np.float32(POSITION_SCALE), False)
+        return _float_cell(ch[name][b0:b1] * np.float32(POSITION_SCALE), False)
     if name == "status":
-        return _table_cells(ch["status"][b0:b1], {k: msgpack.packb(v) for k, v in SEED_STATUS.items()})
+        return _table_cell(ch["status"][b0:b1], _SEED_STATUS_PACKED)
     if name == "drs":
-        return _table_cells(ch["drs"][b0:b1], {k: msgpack.packb(v) for k, v in SEED_DRS.items()})
+        return _table_cell(ch["drs"][b0:b1], _SEED_DRS_PACKED)
     if name == "tyre":
-        return _int_cells(ch["tyre"][b0:b1].astype(np.int64) - 1)  # 0 unknown .. 5 wet -> -1, 0 SOFT .. 4 WET
+        return _int_cell(ch["tyre"][b0:b1].astype(np.int64) - 1)  # 0 unknown .. 5 wet -> -1, 0 SOFT .. 4 WET
     if name == "throttle":
-        return _int_cells(np.rint(ch["throttle"][b0:b1]))
+        return _int_cell(np.rint(ch["throttle"][b0:b1]))
     if name == "brake":
-        return _float_cells(np.round(ch["brake"][b0:b1] / 100.0, 2), False)
+        return _float_cell(np.round(ch["brake"][b0:b1] / 100.0, 2), False)
     if name == "race_progress":
-        return _float_cells(ch["race_progress"][b0:b1] * race.geometry.length, False)
+        return _float_cell(ch["race_progress"][b0:b1] * race.geometry.length, False)
     if name in ("gap_to_leader", "gap_to_previous"):
         v = ch["gap" if name == "gap_to_leader" else "interval"][b0:b1]
         behind = ch["position"][b0:b1] != 1
@@ -151,15 +185,20 @@ def _seed_value_cells(race: Race, name: str, b0: int, b1: int) -> Cells:
         # A known gap of exactly 0 behind the leader (cars crossing together) is -0.0: the seed's
         # clients read 0 as before; racecast's decoders (model_car, viewer/model.js) read a known 0.
         zero = np.where(behind & (v == 0), -0.0, 0.0)
-        return _float_cells(np.where(known, v, zero), False)
+        return _float_cell(np.where(known, v, zero), False)
     blk = ch[name][b0:b1]
     dtype, _unit, nullable = CHANNELS[name]
     if np.dtype(dtype).kind == "f":
-        return _float_cells(blk, nullable)
-    return _int_cells(blk)
+        return _float_cell(blk, nullable)
+    return _int_cell(blk)
 
 
-def _weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
+_SEED_STATUS_PACKED = {k: msgpack.packb(v) for k, v in SEED_STATUS.items()}
+_SEED_DRS_PACKED = {k: msgpack.packb(v) for k, v in SEED_DRS.items()}
+_KEYS = {name: msgpack.packb(name) for name in (*SEED_DRIVER_FIELDS, "frame_index", "t", "lap", "weather")}
+
+
+def weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
     """Every weather sample packed once (the seed's keys, ``rain_state`` added), and its time axis."""
     w = race.weather
     if "t" not in w or len(w["t"]) == 0:
@@ -176,70 +215,66 @@ def _weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
     return packed, np.asarray(w["t"])
 
 
-def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.ndarray | None] | None = None) -> tuple[bytes, np.ndarray]:
-    """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths."""
+def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.ndarray | None] | None = None,
+                  first_index: int | None = None) -> tuple[bytes, np.ndarray]:  # fmt: skip
+    """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths.
+
+    Every cell (a key or a value) is written into its slot of one preallocated byte grid
+    (frames x bytes) with a mask of its valid bytes; the frames are the masked bytes in
+    order. ``first_index``: the ``frame_index`` of row ``b0`` (default ``b0``).
+    """
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
-    driver_cells: list[Cells] = []
-    for name in SEED_DRIVER_FIELDS:
-        driver_cells.append(_const(msgpack.packb(name), (B, nd)))
-        driver_cells.append(_seed_value_cells(race, name, b0, b1))
-    codes = [msgpack.packb(c) for c in race.codes]
-    code_w = max(len(c) for c in codes)
-    code_arr = np.zeros((nd, code_w), dtype=np.uint8)
-    for d, c in enumerate(codes):
-        code_arr[d, : len(c)] = np.frombuffer(c, dtype=np.uint8)
-    code_len = np.array([len(c) for c in codes], dtype=np.int64)
-    head = [
-        (np.broadcast_to(code_arr, (B, nd, code_w)), np.broadcast_to(code_len, (B, nd))),
-        _const(_map_header(len(SEED_DRIVER_FIELDS)), (B, nd)),
+    drv_cells: list[Cell] = [
+        _lut_cell(np.broadcast_to(np.arange(nd), (B, nd)), [msgpack.packb(c) for c in race.codes]),
+        _const(_map_header(len(SEED_DRIVER_FIELDS))),
     ]
-    drv_data, drv_mask = _concat(head + driver_cells)
-    drv_data = drv_data.reshape(B, -1)
-    drv_mask = drv_mask.reshape(B, -1)
-
-    idx = np.arange(b0, b1)
-    table, wt = weather if weather is not None else _weather_table(race)
+    for name in SEED_DRIVER_FIELDS:
+        drv_cells += [_const(_KEYS[name]), _seed_value_cell(race, name, b0, b1)]
+    idx = np.arange(B) + (b0 if first_index is None else first_index)
+    table, wt = weather if weather is not None else weather_table(race)
+    pre: list[Cell] = [
+        _lut_cell(np.full(B, 1 if table else 0), [b"\x84", b"\x85"]),  # top map: 4 keys, 5 with weather
+        _const(_KEYS["frame_index"]), _int_cell(idx),
+        _const(_KEYS["t"]), _float_cell(race.t[b0:b1], False),
+        _const(_KEYS["lap"]), _int_cell(race.leader_lap[b0:b1]),
+        _const(msgpack.packb("drivers") + _map_header(nd)),
+    ]  # fmt: skip
+    post: list[Cell] = []
     if table:
         k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table) - 1)
-        w_width = max(len(w) for w in table)
-        lut = np.zeros((len(table), w_width), dtype=np.uint8)
-        for j, w in enumerate(table):
-            lut[j, : len(w)] = np.frombuffer(w, dtype=np.uint8)
-        w_arr = lut[k]
-        w_len = np.array([len(w) for w in table], dtype=np.int64)[k]
-        has_weather = np.ones(B, dtype=bool)
-    else:
-        w_arr = np.zeros((B, 1), dtype=np.uint8)
-        w_len = np.zeros(B, dtype=np.int64)
-        has_weather = np.zeros(B, dtype=bool)
-    key_w = msgpack.packb("weather")
-    top_hdr = np.where(has_weather, 0x85, 0x84).astype(np.uint8)[:, None]
-    frame_cells: list[Cells] = [
-        (top_hdr, np.ones(B, dtype=np.int64)),
-        _const(msgpack.packb("frame_index"), (B,)),
-        _int_cells(idx),
-        _const(msgpack.packb("t"), (B,)),
-        _float_cells(race.t[b0:b1], False),
-        _const(msgpack.packb("lap"), (B,)),
-        _int_cells(race.leader_lap[b0:b1]),
-        _const(msgpack.packb("drivers") + _map_header(nd), (B,)),
-    ]
-    pre_data, pre_mask = _concat(frame_cells)
-    post = [
-        (np.broadcast_to(np.frombuffer(key_w, dtype=np.uint8), (B, len(key_w))), np.where(has_weather, len(key_w), 0)),
-        (w_arr, w_len),
-    ]
-    post_data, post_mask = _concat(post)
-    data = np.concatenate([pre_data, drv_data, post_data], axis=1)
-    mask = np.concatenate([pre_mask, drv_mask, post_mask], axis=1)
+        post = [_const(_KEYS["weather"]), _lut_cell(k, table)]
+    w_pre = sum(w for w, _ in pre)
+    w_drv = sum(w for w, _ in drv_cells)
+    w_post = sum(w for w, _ in post)
+    width = w_pre + nd * w_drv + w_post
+    data = np.empty((B, width), dtype=np.uint8)
+    mask = np.empty((B, width), dtype=bool)
+    _fill(data[:, :w_pre], mask[:, :w_pre], pre)
+    d_end = w_pre + nd * w_drv
+    _fill(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv_cells)
+    _fill(data[:, d_end:], mask[:, d_end:], post)
     return data[mask].tobytes(), mask.sum(axis=1)
+
+
+def msgpack_block(race: Race, first_index: int, weather: tuple[list[bytes], np.ndarray | None] | None = None) -> list[bytes]:
+    """Every frame of ``race`` (a block of a longer race: its rows only) numbered from ``first_index``.
+    ``weather``: :func:`weather_table` of the whole race, computed once."""
+    out: list[bytes] = []
+    for b0 in range(0, race.n_frames, _BLOCK):
+        b1 = min(b0 + _BLOCK, race.n_frames)
+        flat, lengths = _encode_block(race, b0, b1, weather, first_index + b0)
+        pos = 0
+        for n in lengths.tolist():
+            out.append(flat[pos : pos + n])
+            pos += n
+    return out
 
 
 def iter_msgpack_frames(race: Race, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
     """Yield the encoded payload of frames ``start..stop`` (all by default)."""
     stop = race.n_frames if stop is None else stop
-    weather = _weather_table(race)
+    weather = weather_table(race)
     for b0 in range(start, stop, _BLOCK):
         b1 = min(b0 + _BLOCK, stop)
         flat, lengths = _encode_block(race, b0, b1, weather)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,12 +32,25 @@ from ..race import (
     TrackGeometry,
     TrackStatus,
     TrackStatusPeriod,
+    frame_at,
+    frame_of_lap,
 )
 from .blocks import CACHE, Stream
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
 from .quantize import dequantize_columns
 from .streams import Deriver, compressor, stored_stream
 from .manifest import validate_manifest
+
+
+#: Decoded chunk blocks a bundle keeps for :meth:`Bundle.array` on a frame range (~0.37 MB each for
+#: 20 cars): a lap of a real race spans ~20 blocks.
+RECENT_BLOCKS = 32
+
+
+#: Small per-frame channels analysis reads whole, one after another (which laps, where a lap starts
+#: and ends, lap times): a version 3 bundle decodes them in one pass over the chunks (~24 MB for a
+#: 72-lap race, kept) instead of one pass each.
+WHOLE_TOGETHER = ("lap", "status", "position", "lap_time")
 
 
 class Bundle:
@@ -75,6 +90,8 @@ class Bundle:
         self._deriver: Deriver | None = None
         self._array_info: dict[str, dict[str, Any]] = arrays
         self._arrays: dict[str, np.ndarray] = {}
+        self._recent: OrderedDict[int, tuple[int, dict[str, np.ndarray]]] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.streams: dict[str, Stream] = {}
         try:
             self._open_streams(streams, sizes)
@@ -145,19 +162,25 @@ class Bundle:
         return sum(int(v) for v in self.manifest["files"].values()) + (self.path / MANIFEST).stat().st_size
 
     # -- arrays ---------------------------------------------------------------------
-    def array(self, name: str) -> np.ndarray:
-        """A channel (or ``t`` / ``leader_lap``) as a read-only array, read whole (never mapped).
+    def array(self, name: str, frames: slice | None = None) -> np.ndarray:
+        """A channel (or ``t`` / ``leader_lap``) as a read-only array, read whole (never mapped);
+        ``frames`` (a slice of frame numbers, step 1) reads only those rows.
 
-        In a version 3 bundle the channels are decoded from the chunks (every chunk is
-        read once; the result is kept): use it for analysis, not per request.
+        In a version 3 bundle the channels are decoded from the chunks: a whole channel
+        reads every chunk once and is kept (analysis asks for it again); a frame range
+        decodes only the chunk blocks it covers and is not kept (a lap is ~1 % of a race).
         """
+        if frames is not None:
+            return self.arrays([name], frames)[name]
         a = self._arrays.get(name)
         if a is not None:
             return a
         info = self._array_info.get(name)
         if info is None:
             if self.format_version >= 3 and name in CHANNELS:
-                return self._decode_channels([name])[name]
+                # one pass over the chunks for the index channels analysis reads together
+                group = [n for n in WHOLE_TOGETHER if n != name and n not in self._arrays] if name in WHOLE_TOGETHER else []
+                return self._decode_channels([name, *group])[name]
             raise KeyError(name)
         try:
             a = np.load(self.path / info["file"], allow_pickle=False)
@@ -169,18 +192,62 @@ class Bundle:
         self._arrays[name] = a
         return a
 
-    def _decode_channels(self, names: list[str]) -> dict[str, np.ndarray]:
-        """Channels ``names`` of a version 3 bundle, decoded from every chunk block (in bounded memory)."""
-        nd = len(self.drivers)
-        out = {n: np.empty((self.n_frames, nd), dtype=CHANNELS[n][0]) for n in CHANNELS}
-        chunks = self.streams["chunks"]
-        for b in range(-(-chunks.count // chunks.block_items)):
-            f0, q, _ = self._deriver.decoded(b)  # type: ignore[union-attr]
-            dequantize_columns(q, out, f0)
-        for n, a in out.items():  # keep them all: analysis asks for one channel after another
-            a.setflags(write=False)
-            self._arrays[n] = a
+    def arrays(self, names: Sequence[str], frames: slice | None = None) -> dict[str, np.ndarray]:
+        """Several channels at once (version 3: one pass over the chunks for all of them), optionally
+        only the rows ``frames``; see :meth:`array`."""
+        if frames is None:
+            missing = [n for n in names if n not in self._arrays and n in CHANNELS and n not in self._array_info]
+            if missing and self.format_version >= 3:
+                self._decode_channels(missing)
+            return {n: self.array(n) for n in names}
+        start, stop, step = frames.indices(self.n_frames)
+        if step != 1:
+            raise ValueError(f"frames must be a slice with step 1, got {frames}")
+        stop = max(start, stop)
+        out: dict[str, np.ndarray] = {}
+        for n in names:
+            if n in self._arrays or n in self._array_info or n not in CHANNELS or self.format_version < 3:
+                out[n] = self.array(n)[start:stop]
+        rest = [n for n in names if n not in out]
+        if rest:
+            out.update(self._decode_channels(rest, start, stop))
         return {n: out[n] for n in names}
+
+    def _decode_channels(self, names: list[str], start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Channels ``names`` of a version 3 bundle over frames ``start..stop``, decoded from the chunk
+        blocks that hold them (in bounded memory: a block at a time). The whole race is kept."""
+        stop = self.n_frames if stop is None else stop
+        nd = len(self.drivers)
+        out = {n: np.empty((stop - start, nd), dtype=CHANNELS[n][0]) for n in names}
+        chunks = self.streams["chunks"]
+        per = chunks.block_items * int(chunks.info["chunk_frames"])  # frames per chunk block
+        for b in range(start // per, -(-stop // per)):
+            f0, q = self._decoded(b)
+            lo, hi = max(start, f0), min(stop, f0 + len(q["t"]))
+            if hi <= lo:
+                continue
+            part = {n: q[n][lo - f0 : hi - f0] for n in names}
+            dequantize_columns(part, out, lo - start, names=names)
+        for a in out.values():
+            a.setflags(write=False)
+        if start == 0 and stop == self.n_frames:
+            self._arrays.update(out)  # analysis asks for a whole channel again: keep it
+        return out
+
+    def _decoded(self, b: int) -> tuple[int, dict[str, np.ndarray]]:
+        """Chunk block ``b`` decoded (first frame, quantized columns); the last few are kept, so the
+        channels of one lap asked one after another decode its chunks once."""
+        with self._recent_lock:  # server threads may ask at once
+            hit = self._recent.get(b)
+            if hit is not None:
+                self._recent.move_to_end(b)
+                return hit
+        f0, q, _ = self._deriver.decoded(b)  # type: ignore[union-attr]
+        with self._recent_lock:
+            self._recent[b] = (f0, q)
+            while len(self._recent) > RECENT_BLOCKS:
+                self._recent.popitem(last=False)
+        return f0, q
 
     @cached_property
     def t(self) -> np.ndarray:
@@ -192,14 +259,11 @@ class Bundle:
 
     def frame_at(self, seconds: float) -> int:
         """Frame shown at ``seconds`` since session start (clamped to the replay)."""
-        i = int(np.searchsorted(self.t, seconds, side="right")) - 1
-        return min(max(i, 0), self.n_frames - 1)
+        return frame_at(self.t, seconds)
 
     def frame_of_lap(self, lap: int) -> int:
         """First frame of the leader's lap ``lap`` (clamped)."""
-        ll = self.leader_lap
-        lap = max(1, min(int(lap), int(ll[-1]) if len(ll) else 1))
-        return min(int(np.searchsorted(ll, lap, side="left")), self.n_frames - 1)
+        return frame_of_lap(self.leader_lap, lap)
 
     def race_header(self) -> Race:
         """The race without its channels (everything from the manifest plus ``t`` and ``leader_lap``)."""
@@ -253,6 +317,7 @@ class Bundle:
             s.close()
         CACHE.drop(self)
         self._arrays.clear()
+        self._recent.clear()
 
     def __enter__(self) -> "Bundle":
         return self

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -109,14 +109,14 @@ def quantize(race: Race, start: int = 0, stop: int | None = None) -> dict[str, n
 
 
 def dequantize_columns(q: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray] | None = None,
-                       row: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
-    """Channels back from integers, in the race model's dtypes (NaN for NULL).
+                       row: int = 0, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Channels back from integers, in the race model's dtypes (NaN for NULL); ``names``: only those.
 
     With ``out`` (arrays shaped (frames, drivers)), the values are written into
     ``out[name][row : row + len]`` instead of new arrays.
     """
     res: dict[str, np.ndarray] = {}
-    for spec in QUANTS:
+    for spec in QUANTS if names is None else [BY_NAME[n] for n in names]:
         a = q[spec.name]
         dtype = np.dtype(CHANNELS[spec.name][0])
         if dtype.kind == "f":
@@ -151,15 +151,3 @@ def quantized_weather(race: Race, t: np.ndarray) -> list[list[tuple[int, int]]]:
     idx = np.clip(np.searchsorted(w["t"], t, side="right") - 1, 0, len(w["t"]) - 1)
     fields = [(WEATHER_IDS[k], _to_int(v, WEATHER_SCALE, True, f"weather {k}")) for k, v in w.items() if k != "t"]
     return [[(fid, int(q[i])) for fid, q in fields if q[i] != NULL] for i in idx.tolist()]
-
-
-def dequantize(name: str, q: int) -> Any:
-    """The value a decoder shows for integer ``q`` of channel ``name`` (None for NULL)."""
-    spec = BY_NAME[name]
-    if spec.nullable and q == NULL:
-        return None
-    if name == "status":
-        return STATUS_LABELS.get(q, q)
-    if spec.scale == 1:
-        return q
-    return q / spec.scale

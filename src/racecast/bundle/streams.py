@@ -16,19 +16,18 @@
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import zlib
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..race import CHANNELS, Race
+from ..race import Race
 from .blocks import Block, BlockError, Stream, StoredFile, check_framed
 from .chunks import Chunk, decode_chunk
 from .compact import compact_payloads
 from .format import BundleError
-from .msgpack_frames import iter_msgpack_frames
+from .msgpack_frames import msgpack_block, weather_table
 from .quantize import dequantize_columns
 from .varint import DecodeError
 from .wsframe import binary_header
@@ -159,6 +158,7 @@ class Deriver:
         self.chunk_frames = chunk_frames
         self.codes = tuple(d["code"] for d in bundle.drivers)
         self._template: Race | None = None
+        self._weather: tuple[list[bytes], np.ndarray | None] | None = None
         self.chunks: Stream | None = None
 
     # -- chunks ----------------------------------------------------------------------------
@@ -262,20 +262,12 @@ class Deriver:
     def _msgpack(self, f0: int, q: dict[str, np.ndarray], cs: list[Chunk]) -> list[bytes]:
         n = q["t"].shape[0]
         tpl = self.template()
-        # Full-length arrays of which only this block's rows are written: anonymous zero pages
-        # cost no memory until touched, so the encoder sees the frame numbers it expects.
-        nd = len(self.codes)
-        full = {name: _sparse(tpl.n_frames, nd, CHANNELS[name][0]) for name in CHANNELS}
-        dequantize_columns(q, full, f0)
-        view = dataclasses.replace(tpl, channels=full)
-        return list(iter_msgpack_frames(view, f0, f0 + n))
-
-
-def _sparse(n: int, nd: int, dtype: str) -> np.ndarray:
-    """A zeroed (n, nd) array on anonymous memory: only the rows written take memory (and time)."""
-    dt = np.dtype(dtype)
-    m = mmap.mmap(-1, max(1, n * nd * dt.itemsize))  # freed with the array (numpy keeps the reference)
-    return np.frombuffer(m, dtype=dt, count=n * nd).reshape(n, nd)
+        if self._weather is None:
+            self._weather = weather_table(tpl)  # packed once per bundle, not per block
+        # the block's rows only, numbered from f0
+        view = dataclasses.replace(tpl, t=tpl.t[f0 : f0 + n], leader_lap=tpl.leader_lap[f0 : f0 + n],
+                                   channels=dequantize_columns(q))  # fmt: skip
+        return msgpack_block(view, f0, self._weather)
 
 
 def _block(first: int, payloads: list[bytes], framed: bool) -> Block:

@@ -20,6 +20,8 @@ from fastapi.responses import Response
 from ..bundle import Bundle, Stream
 from ..bundle.chunks import CHUNK_MEDIA_TYPE
 from ..errors import BadRequest, NotFound
+from ..feeds import CHUNK_COMPRESSIONS
+from .http_cache import etag_matches
 
 if TYPE_CHECKING:
     from .replays import Replay
@@ -28,7 +30,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 #: Most chunks one ``?from=K&count=M`` request returns (one minute of race).
 MAX_CHUNKS_PER_REQUEST = 60
 #: HTTP content coding -> bundle stream, smallest first (the tie-break order).
-CODINGS: tuple[tuple[str, str], ...] = (("zstd", "chunks.zst"), ("br", "chunks.br"), ("gzip", "chunks.gz"), ("identity", "chunks"))
+CODINGS: tuple[tuple[str, str], ...] = tuple((c, CHUNK_COMPRESSIONS[c]) for c in ("zstd", "br", "gzip", "identity"))
 _ALIASES = {"x-gzip": "gzip"}
 
 
@@ -87,15 +89,6 @@ def _etag(replay: "Replay", first: int, count: int, coding: str) -> str:
     return f'"{content}-{span}-{coding}"'
 
 
-def _matches(header: str | None, etag: str) -> bool:
-    """If-None-Match uses the weak comparison (RFC 9110 13.1.2)."""
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return etag in {e.strip().removeprefix("W/") for e in header.split(",")}
-
-
 def chunk_response(request: Request, replay: "Replay", first: int, count: int) -> Response:
     streams = _streams(replay.bundle)
     raw = streams.get("identity")
@@ -115,7 +108,7 @@ def chunk_response(request: Request, replay: "Replay", first: int, count: int) -
         "X-Racecast-Total-Chunks": str(raw.count),
         "X-Racecast-Chunk-Frames": str(raw.frames_per_item),
     }
-    if _matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     if coding != "identity":
         headers["Content-Encoding"] = coding

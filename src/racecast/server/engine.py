@@ -11,8 +11,9 @@ tick ever awaits a viewer. Paused and finished viewers are not in the playing
 set, so they cost nothing per tick. The pass yields to the event loop between
 slices of viewers so commands never wait for a whole pass.
 
-Viewers whose feed has something due only now and then (chunk mode: about once
-a second) are not visited every tick. After each visit the engine asks the feed
+Viewers whose feed has something due only now and then (chunk mode: a pair of
+one-second chunks every two seconds of race, :data:`~racecast.feeds.CHUNK_BATCH`) are
+not visited every tick. After each visit the engine asks the feed
 from which frame it next has work (:meth:`~racecast.feeds.ChunkFeed.wake_frame`),
 turns that into the tick at which the viewer's playhead gets there, and files the
 viewer in that tick's bucket (a timing wheel keyed by absolute tick slot). A tick
@@ -57,7 +58,7 @@ TAKEN: Final = -2
 class Viewer:
     """One connected viewer: its playback state, what it is sent (its feed) and where its bytes go."""
 
-    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "last_activity", "frames_skipped", "closed",
+    __slots__ = ("replay_id", "playback", "stream", "feed", "sink", "framed", "preframed", "last_activity", "frames_skipped", "closed",
                  "every_tick", "wake", "acks", "room")  # fmt: skip
 
     def __init__(self, replay_id: str, playback: Playback, stream: Stream, sink: Sink, feed: Feed | None = None) -> None:
@@ -67,6 +68,8 @@ class Viewer:
         self.feed: Feed = feed if feed is not None else FrameFeed(stream)
         self.sink = sink
         self.framed = sink.framed  # the sink takes whole WebSocket frames
+        # ...and the feed's frames are stored as such: the tick writes slices of this stream directly.
+        self.preframed = self.feed.preframed if self.framed else None
         self.last_activity = 0.0  # last time a message (not a tick frame) was written
         self.frames_skipped = 0
         self.closed = False
@@ -107,7 +110,25 @@ class TickSchedule:
 
 
 class Engine:
-    """Serves every viewer of a process. Create it inside the event loop's lifetime; all calls from that loop."""
+    """Serves every viewer of a process: the playing set, the timing wheel, commands, and the ticks.
+
+    Sans I/O at its core (:meth:`tick_steps`, :meth:`command`, :meth:`ping_idle` write to each
+    viewer's :class:`~racecast.server.sink.Sink` and never wait); :meth:`ensure_running` starts the
+    thin asyncio drivers (the ticker and the idle pinger). Create it inside the event loop's
+    lifetime; all calls from that loop.
+
+    Args:
+        fps: ticks per second (the frame rate viewers are served at).
+        clock: monotonic time (a :class:`~racecast.playback.FakeClock` in tests).
+        metrics: the app's Prometheus metrics, updated every tick (None: plain counters only).
+        ping_interval: seconds of silence after which an idle viewer gets a JSON ping.
+        slice_size: viewers served between two yields to the event loop within one tick.
+
+    Raises:
+        Nothing from a tick: a viewer whose bundle is damaged is paused and told
+        (:class:`~racecast.bundle.BundleError` is caught), a viewer whose transport fails is
+        dropped, and an unexpected error is logged and the next tick runs.
+    """
 
     def __init__(
         self,
@@ -344,6 +365,8 @@ class Engine:
             try:
                 if i is None:
                     data = None
+                elif v.preframed is not None:
+                    data = v.preframed.message(i)  # pre-framed: a zero-copy slice of a shared, checked block
                 elif v.framed:
                     data = v.feed.framed_message(i, pb.last_sent)
                 else:

@@ -12,9 +12,11 @@ browser must also come from an allowed Origin (:func:`origin_allowed`).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 from urllib.parse import urlsplit
+
+from ..errors import CLOSE_POLICY, BadRequest, Forbidden, RacecastError
+from .errors import error_response
 
 __all__ = ["LOCAL_HOSTS", "HostCheck", "host_allowed", "origin_allowed"]
 
@@ -60,6 +62,20 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str] 
     return "*" in allowed or o in {a.strip().lower().rstrip("/") for a in allowed}
 
 
+class HostRefused(BadRequest):
+    """A request for a Host name that is not this server's (DNS rebinding): HTTP 400; a WebSocket
+    handshake is refused with 1008 before it is accepted (which the client sees as HTTP 403)."""
+
+    kind = "host"
+    close_code = CLOSE_POLICY
+
+
+class OriginRefused(Forbidden):
+    """A browser origin that may not open the replay WebSocket or make a state-changing request."""
+
+    kind = "origin"
+
+
 class HostCheck:
     """ASGI middleware: requests for a Host not allowed are refused; so are POSTs from a foreign Origin."""
 
@@ -76,23 +92,19 @@ class HostCheck:
             return
         headers = dict(scope.get("headers") or ())
         host = headers.get(b"host", b"").decode("latin-1")
-        why = None
+        refused: RacecastError | None = None
         if not host_allowed(host, self.allowed_hosts):
-            why = ("host", f"host {host[:100]!r} is not a name of this server (racecast serve --allowed-host)")
+            refused = HostRefused(f"host {host[:100]!r} is not a name of this server (racecast serve --allowed-host)")
         elif kind == "http" and scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get(b"origin")
             if origin is not None and not origin_allowed(origin.decode("latin-1"), host, self.allowed_origins):
-                why = ("origin", f"origin {origin.decode('latin-1')[:100]!r} may not make this request")
-        if why is None:
+                refused = OriginRefused(f"origin {origin.decode('latin-1')[:100]!r} may not make this request")
+        if refused is None:
             await self.app(scope, receive, send)
             return
         if self.on_refused is not None:
-            self.on_refused(*why)
+            self.on_refused(refused.kind, refused.message)
         if kind == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": why[0]})  # before accept: HTTP 403
+            await send({"type": "websocket.close", "code": refused.close_code, "reason": refused.kind})  # before accept: HTTP 403
             return
-        status = 400 if why[0] == "host" else 403
-        body = json.dumps({"detail": why[1], "error": why[0]}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await error_response(refused)(scope, receive, send)

@@ -20,6 +20,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..errors import TooLarge
 from .errors import FaultLog
 
 #: Seconds a client has to send a request's complete headers.
@@ -79,7 +80,8 @@ class RacecastH11Protocol(H11Protocol):
     def _refuse_head(self, limit: int) -> None:
         self._in_head = False
         self._cancel_header_timer()
-        body = json.dumps({"detail": f"request headers over {limit} bytes", "error": "too_large"}).encode()
+        e = TooLarge(f"request headers over {limit} bytes", http_status=431)  # before the app: written here, raw
+        body = json.dumps(e.to_dict()).encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)

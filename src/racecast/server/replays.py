@@ -24,6 +24,7 @@ import numpy as np
 
 from ..analysis.compare import seed_quali_segments
 from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
+from ..bundle.blocks import CACHE
 from ..bundle.format import MANIFEST
 from ..errors import BadRequest, NotFound
 from ..protocol import Bounds
@@ -270,9 +271,11 @@ class Replays:
         """Open ``replay_id`` afresh next time (it was replaced); viewers of the old one keep it, and its
         mapping (of files perhaps deleted) is released when the last of them leaves."""
         with self._lock:
-            self._open.pop(replay_id, None)
+            old = self._open.pop(replay_id, None)
             self._stamps.pop(replay_id, None)
         self.data.forget(replay_id)
+        if old is not None:  # its blocks go now (a viewer still on it rebuilds what it plays)
+            CACHE.drop(old.bundle)
 
     def summaries(self) -> list[dict[str, Any]]:
         out = []

@@ -23,6 +23,21 @@ from .hosts import LOCAL_HOSTS
 from .http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 from .http import configure as configure_http
 
+__all__ = [
+    "serve",
+    "uvicorn_config",
+    "log_config",
+    "ConnectionLimits",
+    "raise_file_limit",
+    "default_allowed_hosts",
+    "check_redis_url",
+    "display_url",
+    "WS_PROTOCOL",
+    "HTTP_PROTOCOL",
+    "WS_MAX_SIZE",
+    "ROOMS_NEED_REDIS",
+]
+
 #: uvicorn's WebSocket protocol with the engine's direct send path.
 WS_PROTOCOL = "racecast.server.transport:RacecastWSProtocol"
 #: Hard cap on any incoming WebSocket message, enforced by the protocol (close 1009); the app's

@@ -30,6 +30,16 @@ from ..bundle.wsframe import OP_TEXT, binary_header, frame_header
 from .http import FAULTS
 from .sink import SinkClosed
 
+__all__ = [
+    "DirectSink",
+    "AsgiSink",
+    "RacecastWSProtocol",
+    "SinkClosed",
+    "EXTENSION",
+    "DEFAULT_BUFFER_LIMIT",
+    "ABORT_AFTER",
+]
+
 #: The ASGI scope extension under which :class:`RacecastWSProtocol` exposes itself.
 EXTENSION = "racecast.transport"
 #: Default per-viewer limit of bytes waiting in the socket's user-space buffer.

@@ -24,7 +24,6 @@ from ..errors import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     Busy,
-    Forbidden,
     RacecastError,
 )
 from ..feeds import make_feed
@@ -45,7 +44,7 @@ from ..protocol import (
     parse_command,
 )
 from .engine import Viewer
-from .hosts import origin_allowed
+from .hosts import OriginRefused, origin_allowed
 from .ingest import DONE, Job
 from .replays import Replay, UnknownReplay
 from .rooms import Admission, RoomsUnavailable
@@ -56,10 +55,6 @@ from .transport import EXTENSION, AsgiSink, DirectSink, RacecastWSProtocol
 log = logging.getLogger("racecast.ws")
 
 # Close codes: racecast.errors defines them (docs/protocol.md lists them all).
-
-class OriginRefused(Forbidden):
-    kind = "origin"
-
 
 class ServerFull(Busy):
     kind = "capacity"

@@ -705,6 +705,14 @@ def anchor_to_timing(key: np.ndarray, timing: np.ndarray, margin: float) -> np.n
     car restart, the first corners) it is noisier than the gaps it would have to resolve:
     the order changes where the evidence is beyond the feed's own error, not on its noise.
     """
+    out = np.empty(key.shape)
+    for f0 in range(0, len(key), ROW_BLOCK):  # (memory) frames are independent: a block at a time
+        out[f0 : f0 + ROW_BLOCK] = _anchor_rows(key[f0 : f0 + ROW_BLOCK], timing[f0 : f0 + ROW_BLOCK], margin)
+    return out
+
+
+def _anchor_rows(key: np.ndarray, timing: np.ndarray, margin: float) -> np.ndarray:
+    """:func:`anchor_to_timing` on a block of frames."""
     n, nd = key.shape
     order = np.argsort(-timing, axis=1, kind="stable")
     kk = np.take_along_axis(key, order, axis=1)

@@ -134,8 +134,10 @@ def load_table(
     p = Path(path)
     report(progress, "read", 0.0)
     df, csv = read_file(p)
-    return race_from_dataframe(
-        df, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
+    frame = [df]  # (memory) handed over: the table is freed once its samples are taken
+    del df
+    return _race_from_frame(
+        frame, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
         csv=csv, what=p.name, event={"file": p.name}, session=session,
     )
 
@@ -158,12 +160,24 @@ def race_from_dataframe(
     ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
     ``session``: "R", "Q" (knockout qualifying) or "auto", as for :func:`load_table`.
     """
+    return _race_from_frame([df], race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry,
+                            csv=csv, what=what, event=event, session=session)  # fmt: skip
+
+
+def _race_from_frame(
+    frame: list[Any], *, race_id: str, title: str, fps: int, progress: ProgressFn | None,
+    geometry: TrackGeometry | None, csv: bool, what: str, event: dict[str, Any] | None, session: str,
+) -> Race:
+    """:func:`race_from_dataframe` of ``frame[0]``, taken out of ``frame``: a table nobody else holds
+    is freed once its samples are taken, before the race's arrays are built."""
+    df = frame.pop()
     df.columns = [str(c) for c in df.columns]
     cols = map_columns(list(df.columns))
     if len(df) == 0:
         raise IngestError(f"{what} has no rows (only a header)")
     warnings: list[str] = []
     samples = read_samples(df, cols, csv, warnings)
+    del df  # (memory)
     report(progress, "read", 1.0)
     ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
     ev.update(event or {})

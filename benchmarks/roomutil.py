@@ -1,6 +1,6 @@
 """Room members as real WebSocket clients, and the frame gap between members at the same instants.
 
-Shared by the room tests and benchmarks/rooms.py. A :class:`Member` reads in the background
+Shared by benchmarks/rooms.py and the room tests. A :class:`Member` reads in the background
 and records ``(receive time, frame index)`` for every frame it gets (msgpack or compact); the
 gap between members is then read at the same instants: at each instant, each member's frame
 is the last one it had received, and the gap is the spread of those frames.
