@@ -124,6 +124,11 @@ def main() -> None:
                     done = "dataset.compare" if args.charts == "compare" else "dataset.series"
                     page.wait_for_function(f"() => document.querySelector('#charts').{done} !== undefined")
                 page.mouse.move(w / 2, 5)  # no hover effects in the picture
+                if args.charts == "compare":  # ... except the comparison's cursor, with its readout
+                    box = page.locator("#chart").bounding_box()
+                    if box:
+                        page.mouse.move(box["x"] + box["width"] * 0.62, box["y"] + box["height"] * 0.5)
+                        page.wait_for_function("() => document.querySelector('#charts').dataset.cursor !== undefined")
                 page.wait_for_timeout(1500)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))

@@ -206,6 +206,20 @@ def test_table_session_kind_from_the_data(tmp_path):
     assert any("no common start" in w and "--session R" in w for w in quali.event["warnings"])
 
 
+def test_table_open_path_with_staggered_starts_stays_a_race(tmp_path):
+    # cars setting off one by one on a point-to-point path (a time trial, a rally stage) are
+    # not a knockout qualifying: that needs laps of a circuit
+    t = np.round(np.arange(0, 60, 0.5), 3)
+    rows = []
+    for code, delay in (("P", 0.0), ("Q", 20.0), ("R", 40.0)):
+        d = np.clip(10.0 * (t - delay), 0, None)
+        keep = t >= delay
+        rows.append(pd.DataFrame({"t": t[keep], "driver": code, "x": d[keep], "y": 0.002 * d[keep] ** 2 / 10}))
+    race = _load(pd.concat(rows), tmp_path, "open.csv")
+    assert race.event["closed_track"] is False
+    assert race.event["session_type"] == "R" and "qualifying" not in race.event and not race.event["warnings"]
+
+
 def test_table_session_kind_told_wins_with_a_warning_when_the_data_disagrees(tmp_path):
     path = tmp_path / "q.csv"
     _staggered(traces()).to_csv(path, index=False)

@@ -238,8 +238,8 @@ def test_comparison_laps_by_name_fastest_and_same(srv: Running, race) -> None:
     best = fastest_lap(source_of(race), race.codes, a)
     assert best is not None and body["a"]["lap"] == body["b"]["lap"] == best[0]
     assert body["a"]["lap_time"] == pytest.approx(best[1], abs=0.01)
-    assert [x.status_code for x in bads] == [404, 422, 404], [x.text for x in bads]
-    assert "'same' means the first lap" in bads[0].json()["detail"] and "fastest" in bads[1].json()["detail"]
+    assert [x.status_code for x in bads] == [422, 422, 404], [x.text for x in bads]
+    assert "'same' is b's lap only" in bads[0].json()["detail"] and "fastest" in bads[1].json()["detail"]
     assert "no driver 'ZZZ'" in bads[2].json()["detail"]
 
 

@@ -243,9 +243,16 @@ def test_compare_lap_picker_chooses_the_laps_and_every_channel_is_drawn(
     assert charts.get_attribute("data-points") == str(len(want["distance"]))
     for ch in ("speed", "throttle", "brake", "gear"):  # every channel moves over a lap
         assert len(set(want["a"][ch])) > 1 and len(set(want["b"][ch])) > 1, ch
-    # a click half way along the plot: the replay goes to where a was on lap 2 at that distance
+    # hovering shows a cursor with both drivers' values there
     box = page.locator("#chart").bounding_box()
     assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_function("() => Number(document.querySelector('#charts').dataset.cursor) > 0")
+    k = int(charts.get_attribute("data-cursor"))
+    assert 0.3 * len(want["distance"]) < k < 0.7 * len(want["distance"]), k
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] - 40)  # off the chart: the cursor goes
+    page.wait_for_function("() => document.querySelector('#charts').dataset.cursor === undefined")
+    # a click half way along the plot: the replay goes to where a was on lap 2 at that distance
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     lap_frames = round(want["a"]["time"][-1] * 25)
     wait_state(page, f"s.frame > {want['a']['frame'] + lap_frames // 4} && s.frame < {want['a']['frame'] + 3 * lap_frames // 4}")

@@ -1,5 +1,5 @@
 """The viewer's plain modules tested in Node (tests/js/*.test.mjs: the msgpack converter, commands
-and acks, keys), and the msgpack gap round trip:
+and acks, keys, the lap comparison's picker and readout), and the msgpack gap round trip:
 Python encoder -> the viewer's converter (viewer/model.js) and the Python one (model_car)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def node(*args: str) -> str:
     return out.stdout
 
 
-@pytest.mark.parametrize("script, n", [("model.test.mjs", 3), ("commands.test.mjs", 7)])
+@pytest.mark.parametrize("script, n", [("model.test.mjs", 3), ("commands.test.mjs", 7), ("compare.test.mjs", 4)])
 def test_viewer_modules_in_node(script: str, n: int) -> None:
     out = node("--test", str(JS / script))
     assert f"# pass {n}" in out, out

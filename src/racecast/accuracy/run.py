@@ -185,10 +185,10 @@ A table is positions and whatever columns it has; what is not in it is not in th
 * **The official classification.** Penalties and disqualifications are in FastF1's results only:
   a table's results view is the order at the line, marked unofficial.
 * **Pit stops without a status column**: no `pit` status, no stops listed (not gated).
-* **The session kind.** `racecast ingest table` reads a table as a race when the cars start
-  together (most cars' data begins within 10 s of the first car's) and as a knockout
-  qualifying otherwise, and says so in its warnings; `--session R|Q` overrides (a kind that
-  contradicts the data is kept, with a warning).
+* **The session kind.** A table does not say whether it is a race. `racecast ingest table`
+  reads it as a race when the cars start together (most cars' data begins within 10 s of the
+  first car's) and, on a circuit, as a knockout qualifying otherwise, and says so in its
+  warnings; `--session R|Q` overrides (a kind that contradicts the data is kept, with a warning).
 
 ## Not gated
 

@@ -185,5 +185,8 @@ def add_lap_routes(app: FastAPI, state: ServerState, replay_or_error: Callable[[
         step: float = Query(5.0, ge=1.0, le=100.0, description="distance step (m)"),
     ) -> dict[str, Any]:
         r = replay_or_error(replay_id)
-        ta, tb = await traces(r, [_lap_ref(a), _lap_ref(b)], lambda tr: tr)
+        ra = _lap_ref(a)
+        if ra[1] == "same":
+            raise BadRequest("'same' is b's lap only (a's lap number); a names its lap", http_status=422)
+        ta, tb = await traces(r, [ra, _lap_ref(b)], lambda tr: tr)
         return await asyncio.to_thread(compare_laps, ta, tb, step)

@@ -52,7 +52,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +68,25 @@ from racecast.race import (
     empty_channels,
 )
 from racecast.sources import IngestError, ProgressFn
+from racecast.sources.ingest_report import with_event, with_warnings
 from racecast.sources.officials import KNOCKOUT_SESSIONS, attach_officials
+from racecast.sources.table_read import Samples, map_columns, read_file, read_samples
 from racecast.sources._common import (
     HALF_WIDTH,
     MAX_GAP,
+    anchored_order_key,
     build_race,
     chequered_flag,
-    fill_order,
-    grid_ranks,
-    lap1_along,
-    anchored_order_key,
-    order_key,
-    pit_lane_start,
-    start_slots,
-    stop_time,
-    median_lap_length,
-    clean_samples,
     fallback_color,
+    fill_order,
     frame_grid,
     geometry_from_path,
+    grid_ranks,
+    lap1_along,
+    median_lap_length,
+    order_key,
     path_distance,
+    pit_lane_start,
     progress_from_crossings,
     project_along,
     race_gaps,
@@ -97,7 +95,9 @@ from racecast.sources._common import (
     resample_linear,
     running_order,
     speed_from_distance,
+    start_slots,
     step_values,
+    stop_time,
     valid_color,
 )
 
@@ -109,391 +109,414 @@ MAX_CELLS = 400_000_000  # frames x drivers; beyond this the time column is sure
 #: A race starts together: most cars' data begins within this many seconds of the first car's.
 START_WINDOW_S = 10.0
 
-# base name -> (kind, default unit)
-_BASES: dict[str, tuple[str, str]] = {
-    "time": ("time", "s"),
-    "driver": ("id", ""),
-    "x": ("length", "m"),
-    "y": ("length", "m"),
-    "lat": ("angle", "deg"),
-    "lon": ("angle", "deg"),
-    "speed": ("speed", "km/h"),
-    "throttle": ("percent", "%"),
-    "brake": ("percent", "%"),
-    "gear": ("count", ""),
-    "drs": ("code", ""),
-    "lap": ("count", ""),
-    "tyre": ("label", ""),
-    "tyre_age": ("count", ""),
-    "lap_time": ("duration", "s"),
-    "sector1": ("duration", "s"),
-    "sector2": ("duration", "s"),
-    "sector3": ("duration", "s"),
-    "gap": ("duration", "s"),
-    "interval": ("duration", "s"),
-    "status": ("label", ""),
-    "team": ("text", ""),
-    "name": ("text", ""),
-    "color": ("text", ""),
-    "number": ("count", ""),
-    # accepted, ignored
-    "z": ("ignored", ""),
-    "position": ("ignored", ""),
-    "race_progress": ("ignored", ""),
-    "rel_dist": ("ignored", ""),
-    "dist": ("ignored", ""),
-}
-_ALIASES = {
-    "t": "time", "timestamp": "time", "datetime": "time", "date": "time",
-    "car": "driver", "driver_id": "driver", "code": "driver",
-    "latitude": "lat", "longitude": "lon", "lng": "lon", "long": "lon",
-    "colour": "color", "tire": "tyre", "compound": "tyre", "tire_age": "tyre_age", "tyre_life": "tyre_age",
-    "altitude": "z", "elevation": "z", "laptime": "lap_time",
-}  # fmt: skip
-_UNITS: dict[str, dict[str, float]] = {
-    "time": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0, "h": 3600.0},
-    "duration": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3},
-    "length": {"m": 1.0, "km": 1000.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "ft": 0.3048},
-    "angle": {"deg": 1.0, "degrees": 1.0},
-    "speed": {"km/h": 1.0, "kmh": 1.0, "kph": 1.0, "m/s": 3.6, "mps": 3.6, "mph": 1.609344, "kn": 1.852, "kt": 1.852, "knots": 1.852},
-    "percent": {"%": 1.0, "pct": 1.0, "percent": 1.0, "frac": 100.0, "fraction": 100.0},
-}
-_STATUS_WORDS = {
-    "running": Status.RUNNING, "run": Status.RUNNING, "on_track": Status.RUNNING, "ontrack": Status.RUNNING,
-    "pit": Status.PIT, "pits": Status.PIT, "in_pit": Status.PIT, "garage": Status.PIT,
-    "out": Status.OUT, "retired": Status.OUT, "dnf": Status.OUT, "dns": Status.OUT,
-    "finished": Status.FINISHED, "finish": Status.FINISHED,
-}  # fmt: skip
-_UNIT_RE = re.compile(r"^(.*?)\s*[\[(]\s*([^\])]+?)\s*[\])]$")
+
+# -- the source --------------------------------------------------------------------------
 
 
-def _column_role(col: str) -> tuple[str, float]:
-    """(base name, unit factor) for a column header, or IngestError naming it."""
-    raw = str(col).strip()
-    name = raw.lower()
-    unit = None
-    m = _UNIT_RE.match(name)
-    if m:
-        name, unit = m.group(1).strip(), m.group(2).strip()
-    name = re.sub(r"[\s\-]+", "_", name)
-    base = _ALIASES.get(name, name)
-    if base not in _BASES and unit is None and "_" in name:
-        head, _, tail = name.rpartition("_")
-        head = _ALIASES.get(head, head)
-        if head in _BASES:
-            base, unit = head, tail
-    if base not in _BASES:
-        known = ", ".join(sorted(b for b in _BASES if _BASES[b][0] != "ignored"))
-        raise IngestError(f"column {raw!r} can't be mapped to a racecast channel (known columns: {known}); drop or rename it")
-    kind, default = _BASES[base]
-    if unit is None or unit == default:
-        return base, 1.0
-    units = _UNITS.get(kind, {})
-    if kind == "time" and unit in ("iso", "datetime"):
-        return base, 1.0
-    if unit not in units:
-        hint = f"use one of {', '.join(units)}" if units else "it takes no unit"
-        raise IngestError(f"column {raw!r}: unknown unit {unit!r} for {base} ({hint})")
-    return base, units[unit]
+def load_table(
+    path: str | os.PathLike[str],
+    *,
+    id: str | None = None,  # noqa: A002 -- the CLI's --id
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+    session: str = "auto",
+) -> Race:
+    """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
+
+    ``id`` defaults to the file name without extension; ``geometry`` (in the table's
+    metres) replaces the track derived from the traces. ``session``: "R" (a race), "Q"
+    (knockout qualifying: segments and order inferred from the data, see
+    :mod:`.qualifying`) or "auto" (the default: a race if the cars start together, else a
+    qualifying, with a warning; see :func:`_session_kind`). Raises :class:`IngestError` naming the column, row or
+    driver at fault for a file that can't be used.
+    """
+    p = Path(path)
+    report(progress, "read", 0.0)
+    df, csv = read_file(p)
+    frame = [df]  # (memory) handed over: the table is freed once its samples are taken
+    del df
+    return _race_from_frame(
+        frame, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
+        csv=csv, what=p.name, event={"file": p.name}, session=session,
+    )
 
 
-# -- reading -----------------------------------------------------------------------------
+def race_from_dataframe(
+    df: Any,
+    *,
+    race_id: str,
+    title: str,
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+    csv: bool = False,
+    what: str = "the table",
+    event: dict[str, Any] | None = None,
+    session: str = "auto",
+) -> Race:
+    """A :class:`Race` from a long-form table already read into a pandas DataFrame.
+
+    ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
+    ``session``: "R", "Q" (knockout qualifying) or "auto", as for :func:`load_table`.
+    """
+    return _race_from_frame([df], race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry,
+                            csv=csv, what=what, event=event, session=session)  # fmt: skip
 
 
-def _import_pandas() -> Any:
-    try:
-        import pandas as pd  # noqa: PLC0415 -- optional: only tables need it
-    except ImportError as exc:
-        raise IngestError("reading tables needs pandas: pip install 'racecast[table]'") from exc
-    return pd
+def _race_from_frame(
+    frame: list[Any], *, race_id: str, title: str, fps: int, progress: ProgressFn | None,
+    geometry: TrackGeometry | None, csv: bool, what: str, event: dict[str, Any] | None, session: str,
+) -> Race:
+    """:func:`race_from_dataframe` of ``frame[0]``, taken out of ``frame``: a table nobody else holds
+    is freed once its samples are taken, before the race's arrays are built."""
+    df = frame.pop()
+    df.columns = [str(c) for c in df.columns]
+    cols = map_columns(list(df.columns))
+    if len(df) == 0:
+        raise IngestError(f"{what} has no rows (only a header)")
+    warnings: list[str] = []
+    samples = read_samples(df, cols, csv, warnings)
+    del df  # (memory)
+    report(progress, "read", 1.0)
+    ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
+    ev.update(event or {})
+    race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
+    code, note = _session_kind(samples, session, closed=bool(race.event.get("closed_track", True)))
+    race = with_warnings(with_event(race, session_type=code), [note] if note else [])
+    return attach_officials(race, session=code, race_like=code not in KNOCKOUT_SESSIONS)
 
 
-def _read(path: Path) -> tuple[Any, bool]:
-    """The file as a DataFrame (CSV: all text, to report bad cells), and whether it is CSV."""
-    pd = _import_pandas()
-    if not path.exists():
-        raise IngestError(f"{path}: no such file")
-    if path.is_dir():
-        raise IngestError(f"{path} is a directory, not a table")
-    suffixes = [s.lower() for s in path.suffixes]
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path.name} is empty")
-    if suffixes and suffixes[-1] in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(path), False
-        except ImportError as exc:
-            raise IngestError("reading Parquet needs pyarrow: pip install 'racecast[table]'") from exc
-        except Exception as exc:
-            raise IngestError(f"{path.name}: not a readable Parquet file ({exc})") from exc
-    csv_like = [".csv", ".tsv", ".txt"]
-    if suffixes and (suffixes[-1] in csv_like or (len(suffixes) > 1 and suffixes[-2] in csv_like and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz"))):
-        sep = "\t" if ".tsv" in suffixes else ","
-        try:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except pd.errors.EmptyDataError:
-            raise IngestError(f"{path.name} is empty") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-            raise IngestError(f"{path.name}: not a readable CSV file ({exc})") from exc
-        return df, True
-    raise IngestError(f"{path.name}: unsupported file type (use .csv, .tsv or .parquet)")
+def _session_kind(samples: list[Samples], told: str, *, closed: bool) -> tuple[str, str]:
+    """("R" or "Q", a warning or ""): what the caller said, or ("auto") what the data shows.
+
+    A race starts together (the grid): at least half of the cars with positions have their
+    first sample within :data:`START_WINDOW_S` of the first car's. In a qualifying session
+    cars leave the pit lane one by one over minutes -- on a circuit: cars setting off one by
+    one on an open path (a time trial, a stage) are still read as a race. A told kind that
+    contradicts the data is kept, with a warning; a guessed qualifying is warned about too
+    (it changes the order).
+    """
+    code = told.strip().upper()
+    starts = np.sort([float(s.t[0]) for s in samples if not s.no_positions and s.t.size])
+    together = int(np.sum(starts <= starts[0] + START_WINDOW_S)) if starts.size else 0
+    common = not closed or (starts.size > 0 and 2 * together >= starts.size)
+    spread = f"{together} of {starts.size} cars' data begins within {START_WINDOW_S:g} s of the first car's"
+    if code == "AUTO":
+        if common:
+            return "R", ""
+        return "Q", (f"read as a qualifying session (knockout order): no common start ({spread}); "
+                     "pass --session R (session='R') if it is a race")
+    if code == "R" and not common:
+        return code, f"read as a race as told, but there is no common start ({spread}): a qualifying? (--session Q)"
+    if code in KNOCKOUT_SESSIONS and closed and together == starts.size > 1:
+        return code, f"read as a qualifying session as told, but the cars start together ({spread}): a race? (--session R)"
+    return code, ""
 
 
-def _where(i: int, csv: bool) -> str:
-    return f"row {i + 1} (line {i + 2})" if csv else f"row {i + 1}"
+def _default_id(p: Path) -> str:
+    stem = p.name
+    for suf in reversed(p.suffixes):
+        stem = stem[: -len(suf)] if stem.endswith(suf) else stem
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("_.-")[:64].rstrip("_.-")
+    return safe or "table"  # a valid bundle id: 1-64 of [A-Za-z0-9_.-], starting alphanumeric
 
 
-def _is_blank(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    return isinstance(v, str) and v.strip() == ""
-
-
-def _numbers(col: Any, name: str, csv: bool) -> np.ndarray:
-    """A column as floats; blanks -> NaN; anything else non-numeric -> IngestError naming the cell."""
-    pd = _import_pandas()
-    if pd.api.types.is_bool_dtype(col):
-        return col.to_numpy(dtype=np.float64)
-    if pd.api.types.is_numeric_dtype(col):
-        out = np.array(col, dtype=np.float64)
-    else:
-        vals = col.to_numpy(dtype=object)
-        lowered = np.array([str(v).strip().lower() if not _is_blank(v) else "" for v in vals], dtype=object)
-        bools = {"true": 1.0, "false": 0.0}
-        mapped = np.array([bools.get(v, v) for v in lowered], dtype=object)
-        out = np.array(pd.to_numeric(pd.Series(mapped, dtype=object).replace("", np.nan), errors="coerce"), dtype=np.float64)
-        bad = np.flatnonzero(np.isnan(out) & (lowered != ""))
-        if bad.size:
-            i = int(bad[0])
-            raise IngestError(f"column {name!r} {_where(i, csv)}: {vals[i]!r} is not a number")
-    inf = np.flatnonzero(np.isinf(out))
-    if inf.size:
-        raise IngestError(f"column {name!r} {_where(int(inf[0]), csv)}: {out[inf[0]]} is not a finite number")
-    return out
-
-
-def _times(col: Any, name: str, factor: float, csv: bool) -> np.ndarray:
-    """Seconds: numbers x unit, or ISO timestamps / durations (relative to the earliest)."""
-    pd = _import_pandas()
-    if pd.api.types.is_datetime64_any_dtype(col):
-        d = col
-    elif pd.api.types.is_timedelta64_dtype(col):
-        return np.array(col.dt.total_seconds(), dtype=np.float64)
-    else:
-        try:
-            return _numbers(col, name, csv) * factor
-        except IngestError:
-            pass
-        vals = col.astype(object)
-        blank = vals.map(_is_blank).to_numpy(dtype=bool)
-        text = vals.where(~blank, None)
-        numeric = pd.to_numeric(text, errors="coerce").notna().to_numpy()
-        if numeric.sum() * 2 >= (~blank).sum():  # mostly numbers: the odd cell out is the error
-            i = int(np.flatnonzero(~numeric & ~blank)[0])
-            raise IngestError(f"column {name!r} {_where(i, csv)}: {col.iloc[i]!r} is neither a number of seconds nor a timestamp")
-        try:
-            return np.array(pd.to_timedelta(text).dt.total_seconds(), dtype=np.float64)
-        except (ValueError, TypeError):
-            pass
-        d = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        bad = np.flatnonzero(d.isna().to_numpy() & ~blank)
-        if bad.size:
-            i = int(bad[0])
-            raise IngestError(f"column {name!r} {_where(i, csv)}: {col.iloc[i]!r} is neither a number of seconds nor a timestamp")
-    d = pd.to_datetime(d, utc=True)
-    t0 = d.min()
-    return np.array((d - t0).dt.total_seconds(), dtype=np.float64)
-
-
-@dataclass
-class _Columns:
-    role: dict[str, str]  # base -> original column name
-    factor: dict[str, float]
-    ignored: list[str]
-
-
-def _map_columns(columns: list[Any]) -> _Columns:
-    role: dict[str, str] = {}
-    factor: dict[str, float] = {}
-    ignored: list[str] = []
-    for col in columns:
-        base, f = _column_role(col)
-        if _BASES[base][0] == "ignored":
-            ignored.append(str(col))
-            continue
-        if base in role:
-            raise IngestError(f"columns {role[base]!r} and {str(col)!r} both give {base}; keep one")
-        role[base], factor[base] = str(col), f
-    geo = ("x" in role or "y" in role), ("lat" in role or "lon" in role)
-    if geo[0] and geo[1]:
-        raise IngestError("give positions as x/y or as lat/lon, not both")
-    need = ["time", "driver"] + (["lat", "lon"] if geo[1] else ["x", "y"])
-    missing = [c for c in need if c not in role]
-    if missing:
-        found = ", ".join(repr(str(c)) for c in columns) or "none"
-        raise IngestError(f"missing column(s) {', '.join(repr(c) for c in missing)}: a table needs time, driver, x, y (found: {found})")
-    return _Columns(role, factor, ignored)
-
-
-# -- per-driver samples ------------------------------------------------------------------
-
-
-@dataclass
-class _Samples:
-    code: str
-    t: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    rows: np.ndarray  # original row index of each sample
-    extra: dict[str, np.ndarray]  # channel -> values (aligned with t)
-    meta: dict[str, str]
-    #: exact line crossings given by the data: (times, laps completed) where the lap
-    #: column steps up between two rows of the same instant (the boundary sample twice)
-    boundaries: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, dtype=np.int64))
-    no_positions: bool = False  # not one valid position: did not start (listed as DNS)
-
-
-def _status_codes(col: Any, name: str, csv: bool) -> np.ndarray:
-    vals = col.to_numpy(dtype=object)
-    out = np.full(len(vals), np.nan)
-    for i, v in enumerate(vals):
-        if _is_blank(v):
-            continue
-        s = str(v).strip().lower().replace(" ", "_")
-        if s in _STATUS_WORDS:
-            out[i] = _STATUS_WORDS[s]
-            continue
-        try:
-            code = int(float(s))
-        except ValueError:
-            code = -1
-        if code not in Status._value2member_map_:
-            raise IngestError(f"column {name!r} {_where(i, csv)}: unknown status {v!r} (use running, pit, out, finished)")
-        out[i] = code
-    return out
-
-
-def _tyre_codes(col: Any, name: str, csv: bool) -> np.ndarray:
-    vals = col.to_numpy(dtype=object)
-    out = np.full(len(vals), np.nan)
-    for i, v in enumerate(vals):
-        if _is_blank(v):
-            continue
-        s = str(v).strip()
-        try:
-            code = int(float(s))
-            if code not in Compound._value2member_map_:
-                raise IngestError(f"column {name!r} {_where(i, csv)}: unknown tyre code {v!r}")
-            out[i] = code
-        except ValueError:
-            out[i] = Compound.parse(s)
-    return out
-
-
-def _samples(df: Any, cols: _Columns, csv: bool, warnings: list[str]) -> list[_Samples]:
-    role = cols.role
-    n = len(df)
-    t = _times(df[role["time"]], role["time"], cols.factor["time"], csv)
-    blank_t = np.flatnonzero(np.isnan(t))
-    if blank_t.size:
-        raise IngestError(f"column {role['time']!r} {_where(int(blank_t[0]), csv)} is empty")
-    drv_raw = df[role["driver"]].to_numpy(dtype=object)
-    drv = np.array(["" if _is_blank(v) else _id_text(v) for v in drv_raw], dtype=object)
-    blank_d = np.flatnonzero(drv == "")
-    if blank_d.size:
-        raise IngestError(f"column {role['driver']!r} {_where(int(blank_d[0]), csv)} is empty")
-    if "lat" in role:
-        lat = _numbers(df[role["lat"]], role["lat"], csv)
-        lon = _numbers(df[role["lon"]], role["lon"], csv)
-        ok = np.isfinite(lat) & np.isfinite(lon)
-        if not ok.any():
-            raise IngestError("columns 'lat'/'lon' have no values")
-        lat0, lon0 = float(np.mean(lat[ok])), float(np.mean(lon[ok]))
-        r = 6_371_000.0
-        x = np.radians(lon - lon0) * r * math.cos(math.radians(lat0))
-        y = np.radians(lat - lat0) * r
-    else:
-        x = _numbers(df[role["x"]], role["x"], csv) * cols.factor["x"]
-        y = _numbers(df[role["y"]], role["y"], csv) * cols.factor["y"]
-    # (memory) float32, the channels' own dtype: codes and laps are exact, values end up float32 anyway
-    extra: dict[str, np.ndarray] = {}
-    for base in ("speed", "throttle", "brake", "gear", "drs", "lap", "tyre_age", "lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
-        if base in role:
-            extra[base] = (_numbers(df[role[base]], role[base], csv) * cols.factor[base]).astype(np.float32)
-    if "tyre" in role:
-        extra["tyre"] = _tyre_codes(df[role["tyre"]], role["tyre"], csv).astype(np.float32)
-    if "status" in role:
-        extra["status"] = _status_codes(df[role["status"]], role["status"], csv).astype(np.float32)
-    if "number" in role:
-        extra["number"] = _numbers(df[role["number"]], role["number"], csv)
-    meta_cols = {k: df[role[k]].to_numpy(dtype=object) for k in ("team", "name", "color") if k in role}
-
-    out = []
-    rows_all = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-    for code in dict.fromkeys(drv.tolist()):
-        m = drv == code
-        rows = rows_all[m]
-        tm = t[m]
-        back = np.flatnonzero(np.diff(tm) < 0)
-        if back.size:
-            i = int(back[0]) + 1
-            raise IngestError(
-                f"time goes backwards for driver {code!r} at {_where(int(rows[i]), csv)}: "
-                f"{tm[i - 1]:g} s then {tm[i]:g} s (each driver's rows must be in time order)"
-            )
-        xm, ym = x[m], y[m]
-        valid = np.isfinite(xm) & np.isfinite(ym)
-        boundaries = _boundaries(code, tm, extra["lap"][m] if "lap" in extra else None, warnings)
-        # every position at exactly (0, 0) is FastF1's filler for "no position" (a non-starter)
-        no_positions = not valid.any() or bool(np.all((xm[valid] == 0) & (ym[valid] == 0)))
-        if no_positions:
-            warnings.append(f"driver {code!r} has no valid positions (every x/y blank, or all at 0,0): listed as did not start")
-            valid = np.zeros(tm.size, dtype=bool)
-            valid[0] = True  # one placeholder sample keeps its time and details; never drawn
-        ts, xs, ys, rs, *ex = clean_samples(tm, xm, ym, rows, *(v[m] for v in extra.values()), valid=valid)
-        meta = {}
-        for k, v in meta_cols.items():
-            vals = [str(a).strip() for a in v[m] if not _is_blank(a)]
-            meta[k] = vals[0] if vals else ""
-        if "number" in extra:
-            nums = extra["number"][m]
-            nums = nums[np.isfinite(nums)]
-            meta["number"] = str(int(nums[0])) if nums.size else ""
-        out.append(_Samples(code, ts, xs, ys, rs, {k: e for k, e in zip(extra, ex) if k != "number"}, meta, boundaries, no_positions))
-    return out
-
-
-def _boundaries(code: str, t: np.ndarray, lap: np.ndarray | None, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Exact crossings where the lap steps up between two rows of one instant; warns when the lap goes back."""
-    empty = (np.zeros(0), np.zeros(0, dtype=np.int64))
-    if lap is None:
-        return empty
-    ok = np.isfinite(lap)
-    tt, ll = t[ok], lap[ok]
-    if tt.size < 2:
-        return empty
-    back = np.flatnonzero(np.diff(ll) < 0)
-    if back.size:
-        i = int(back[0])
-        warnings.append(
-            f"driver {code!r}: the lap column goes backwards {back.size} time(s), first at {tt[i + 1]:g} s "
-            f"({ll[i]:g} -> {ll[i + 1]:g}); laps are counted from the highest lap reached"
+def race_from_samples(
+    samples: list[Samples],
+    *,
+    race_id: str,
+    title: str,
+    fps: int = DEFAULT_FPS,
+    progress: ProgressFn | None = None,
+    geometry: TrackGeometry | None = None,
+    event: dict[str, Any] | None = None,
+) -> Race:
+    """A :class:`Race` from per-driver samples: resampled channels, the track (derived unless
+    given), line crossings, classification at the line and the running order."""
+    live = [s for s in samples if not s.no_positions]
+    if not live:
+        raise IngestError("no driver has a valid position (every x/y is blank, or all at 0,0)")
+    t_begin = min(float(s.t[0]) for s in live)
+    t_last = max(float(s.t[-1]) for s in live)
+    nd = len(samples)
+    ev = dict(event or {})
+    warnings: list[str] = ev.setdefault("warnings", [])
+    if (t_last - t_begin) * fps * nd > MAX_CELLS:
+        raise IngestError(
+            f"the table spans {(t_last - t_begin) / 3600:.1f} h: too long to replay at {fps} fps "
+            "(is the time column in seconds? use e.g. 'time_ms' for milliseconds)"
         )
-    step = np.flatnonzero((np.diff(ll) > 0) & (np.diff(tt) == 0))
-    return tt[step].astype(np.float64), (ll[step + 1] - 1).astype(np.int64)
+    # the last frame is at or after the last sample: the last car over the line is shown finished
+    grid = frame_grid(t_begin, t_last + (1.0 - 1e-6) / fps, fps)
+    n = grid.size
+    dists = [path_distance(s.x, s.y) for s in samples]
+    report(progress, "geometry", 0.0)
+    if geometry is None:
+        geo, closed = _derive_geometry(samples, dists)
+    else:
+        geo, closed = geometry, True
+    report(progress, "geometry", 1.0)
+
+    ch = empty_channels(n, nd)
+    dist = _resample(ch, samples, grid, dists, progress)
+
+    # -- progress, status, order --------------------------------------------------------
+    report(progress, "order", 0.0)
+    lap_len = float(geo.length)
+    crossings = [_crossings(s, dists[j], geo, closed, lap_len) for j, s in enumerate(samples)]
+    if closed:
+        crossings = [_end_at_line(s, geo, crossings[j]) if not s.no_positions else crossings[j] for j, s in enumerate(samples)]
+    lap_len = _lap_length(crossings, grid, dist, lap_len)
+    prog = np.zeros((n, nd))
+    status = np.zeros((n, nd), dtype=np.int8)
+    col_status = np.full((n, nd), -1, dtype=np.int8)  # the table's own status (-1: none)
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            continue
+        ct, ck = crossings[j]
+        if ct.size:
+            prog[:, j] = progress_from_crossings(grid, dist[:, j], ct, ck, lap_len)
+        else:
+            s0 = float(project_along(geo, s.x[:1], s.y[:1], closed=closed)[0])
+            if closed and s0 > geo.length / 2:
+                s0 -= geo.length
+            p = (s0 + dist[:, j] - dist[0, j]) / lap_len
+            prog[:, j] = np.minimum(p, 0.999) if closed else p
+        if "status" in s.extra:
+            tt, vv = _finite(s.t, s.extra["status"])
+            col_status[:, j] = _fill(resample_hold(tt, vv, grid), float(Status.RUNNING)).astype(np.int8)
+            status[:, j] = np.where(col_status[:, j] == Status.PIT, Status.PIT, Status.RUNNING)
+        if s.t[0] > t_begin + STOP_SENDING:  # joined late: not running before its first sample
+            status[grid < s.t[0], j] = Status.OUT
+
+    t_fin, by_line = _finish_times(samples, crossings, col_status, grid, closed, warnings)
+    t_out = _finish_and_retire(samples, crossings, t_fin, col_status, grid, t_last, prog, status, dist)
+    finished = np.flatnonzero(np.isfinite(t_fin))
+    finish_order = np.full(nd, np.nan)
+    finish_order[finished[np.argsort(t_fin[finished], kind="stable")]] = np.arange(1, finished.size + 1)
+    # before its first crossing a car holds its grid slot (pit-lane starters behind the grid)
+    ranks, pit_start = _grid_ranks(samples, geo, closed, grid, col_status)
+    if by_line:
+        lap1 = [
+            lap1_along(geo, grid, s.t, s.x, s.y, float(ct[0]) if ct.size else math.inf) if not s.no_positions else (np.zeros(0, dtype=np.int64), np.zeros(0), math.nan)
+            for s, (ct, _ck) in zip(samples, crossings)
+        ]
+        key = order_key(grid, prog, crossings, ranks, fps, lap1, geo.length, pit_start)
+        # between the lines the feed moves a car up only by more than its own error at the line
+        traces = [None if s.no_positions else (s.t, s.x, s.y) for s in samples]
+        key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geo, traces, lap_len)
+        ev["order_margin_m"] = round(margin_m, 2)
+    else:
+        key = prog
+    positions = running_order(key, status, finish_order)
+    del key  # (memory) whole-race temporaries go as soon as they are used
+    rel = fill_order(ch, positions, status, prog)
+    np.clip(rel if closed else prog, 0.0, 1.0, out=ch["rel_dist"])
+    del rel
+    dist -= dist[0].copy()[None, :]
+    lap = _lap_channel(samples, prog, status, grid, closed)
+    ch["lap"][:] = lap
+    leader = np.argmax(positions == 1, axis=1)
+    # the header shows LAP 1 from lights out (the first frame), even with the grid behind the line
+    leader_lap = np.maximum(np.maximum.accumulate(lap[np.arange(n), leader]), 1)
+    del lap, prog  # (memory)
+    _crossing_channels(ch, samples, grid, crossings, t_out)
+    del dist, positions, status, col_status  # (memory) before the race is validated
+    report(progress, "order", 1.0)
+
+    drivers = []
+    for j, s in enumerate(samples):
+        num = s.meta.get("number") or (s.code if s.code.isdigit() else "")
+        drivers.append(
+            Driver(
+                code=s.code,
+                number=int(num) if num else j + 1,
+                name=s.meta.get("name") or s.code,
+                team=s.meta.get("team", ""),
+                color=valid_color(s.meta.get("color")) or fallback_color(j),
+            )
+        )
+    total = max((int(ck.max()) for _, ck in crossings if ck.size), default=0) if closed else 1
+    ev.update({"session_time_offset": round(t_begin, 3), "closed_track": closed})
+    return build_race(
+        "the table",
+        id=race_id,
+        title=title,
+        event=ev,
+        geometry=geo,
+        drivers=tuple(drivers),
+        fps=fps,
+        channels=ch,
+        leader_lap=leader_lap,
+        total_laps=max(int(total), 0),
+        pit_stops=_pit_stops(samples, t_begin),
+    )
 
 
-def _id_text(v: Any) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v).strip()
+def _resample(
+    ch: dict[str, np.ndarray], samples: list[Samples], grid: np.ndarray, dists: list[np.ndarray], progress: ProgressFn | None
+) -> np.ndarray:
+    """Every driver's channels onto the frame grid (into ``ch``); returns the distance driven per frame."""
+    nd = len(samples)
+    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to frame 0 later
+    for j, s in enumerate(samples):
+        gaps = np.diff(s.t)
+        max_gap = max(MAX_GAP, 3.0 * float(np.median(gaps))) if gaps.size else MAX_GAP
+        ch["x"][:, j] = resample_linear(s.t, s.x, grid, max_gap)
+        ch["y"][:, j] = resample_linear(s.t, s.y, grid, max_gap)
+        dist[:, j] = np.interp(grid, s.t, dists[j])
+        e = s.extra
+        speed = e["speed"] if "speed" in e else speed_from_distance(s.t, dists[j])
+        ch["speed"][:, j] = _fill(resample_linear(*_finite(s.t, speed), grid, max_gap), 0.0)
+        for name, how, default in (
+            ("throttle", "linear", 0.0), ("gear", "hold", 0.0), ("tyre", "hold", 0.0), ("tyre_age", "hold", 0.0),
+        ):  # fmt: skip
+            if name in e:
+                tt, vv = _finite(s.t, e[name])
+                v = resample_linear(tt, vv, grid, max_gap) if how == "linear" else resample_hold(tt, vv, grid)
+                ch[name][:, j] = _fill(v, default)
+        if "brake" in e:
+            tt, vv = _finite(s.t, e["brake"])
+            binary = bool(np.isin(vv, (0.0, 100.0)).all()) or bool(np.isin(vv, (0.0, 1.0)).all() and vv.max(initial=0) <= 1)
+            if binary and vv.max(initial=0) <= 1:
+                vv = vv * 100.0
+            ch["brake"][:, j] = _fill(resample_hold(tt, vv, grid) if binary else resample_linear(tt, vv, grid, max_gap), 0.0)
+        if "drs" in e:
+            tt, vv = _finite(s.t, e["drs"])
+            if vv.size and vv.max() > 2:  # FastF1's raw codes
+                vv = np.where(vv >= 10, 2.0, np.where(vv == 8, 1.0, 0.0))
+            ch["drs"][:, j] = _fill(resample_hold(tt, vv, grid), 0.0)
+        for name in ("lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
+            if name in e:
+                tt, vv = _finite(s.t, e[name])
+                ch[name][:, j] = resample_hold(tt, vv, grid, before=np.nan)
+        report(progress, "resample", (j + 1) / nd)
+    return dist
 
 
-# -- track and progress ------------------------------------------------------------------
+def _finish_times(
+    samples: list[Samples], crossings: list[tuple[np.ndarray, np.ndarray]], col_status: np.ndarray, grid: np.ndarray,
+    closed: bool, warnings: list[str],
+) -> tuple[np.ndarray, bool]:
+    """(when each car took the flag, NaN: never; whether the line decided it)."""
+    nd = len(samples)
+    # Classification at the line: the flag falls when the first car completes the last lap;
+    # every other car takes it at its first crossing after that, on the lead lap or laps down.
+    by_line = closed and any(ct.size for ct, _ in crossings)
+    t_fin = np.full(nd, np.nan)
+    if by_line:
+        t_flag, _total, t_fin = chequered_flag(crossings)
+        # A table that just stops mid-race has no flag: the race is over only when the table
+        # says so (a 'finished' status) or the winner's data ends on that crossing.
+        said_finished = bool((col_status == Status.FINISHED).any())
+        winner_stops = any(
+            ct.size and abs(float(ct.min(initial=math.inf, where=ct >= t_flag - 1e-9)) - t_flag) < 1e-9 and s.t[-1] <= t_flag + 1.0
+            for s, (ct, _ck) in zip(samples, crossings)
+        )
+        if not (said_finished or winner_stops):
+            t_fin[:] = np.nan
+        for j, s in enumerate(samples):
+            # a column that calls a car finished when its laps never took the flag would
+            # silently reorder the result (the reverse, a column that lags the line, is common)
+            said = bool((col_status[:, j] == Status.FINISHED).any())
+            if said and not np.isfinite(t_fin[j]) and not s.no_positions:
+                warnings.append(
+                    f"driver {s.code!r}: the status column says finished, but its laps never took the chequered flag "
+                    "(no line crossing after the winner's); the laps win"
+                )
+    else:  # no line: the status column's finish (first 'finished' sample)
+        for j in range(nd):
+            fin = np.flatnonzero(col_status[:, j] == Status.FINISHED)
+            if fin.size:
+                t_fin[j] = grid[int(fin[0])]
+    return t_fin, by_line
 
 
-def _find_loop(s: _Samples, d: np.ndarray) -> tuple[int, int] | None:
+def _finish_and_retire(
+    samples: list[Samples], crossings: list[tuple[np.ndarray, np.ndarray]], t_fin: np.ndarray, col_status: np.ndarray,
+    grid: np.ndarray, t_last: float, prog: np.ndarray, status: np.ndarray, dist: np.ndarray,
+) -> np.ndarray:
+    """Finished cars frozen from their flag, retired cars OUT from where they stopped, non-starters
+    DNS (written into ``prog``, ``status``, ``dist``); returns when each car went OUT (inf: never)."""
+    n, nd = grid.size, len(samples)
+    t_out = np.full(nd, math.inf)
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            continue
+        if np.isfinite(t_fin[j]):
+            f0 = int(np.searchsorted(grid, t_fin[j] - 1e-9))
+            ct, ck = crossings[j]
+            at = np.flatnonzero(np.abs(ct - t_fin[j]) < 1e-9)
+            frozen = float(ck[at[0]]) if at.size else prog[min(f0, n - 1), j]
+            status[f0:, j] = Status.FINISHED
+            prog[f0:, j] = frozen
+            dist[f0:, j] = dist[min(f0, n - 1), j]
+            continue
+        # not finished: out from the table's own 'out', else from where a car whose data ends early stopped
+        col_out = col_status[:, j] == Status.OUT
+        if col_out[-1]:
+            t_out[j] = grid[_last_run_start(col_out)]
+        elif s.t[-1] < t_last - STOP_SENDING:
+            t_out[j] = stop_time(s.t, s.x, s.y)
+        if math.isfinite(t_out[j]):
+            status[grid >= t_out[j], j] = Status.OUT
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            status[:, j] = Status.DNS
+            prog[:, j] = 0.0
+            dist[:, j] = 0.0
+    return t_out
+
+
+def _lap_channel(samples: list[Samples], prog: np.ndarray, status: np.ndarray, grid: np.ndarray, closed: bool) -> np.ndarray:
+    """Each car's current lap per frame: from its progress, never below the table's own lap."""
+    n, nd = prog.shape
+    if closed:
+        lap = np.floor(prog)
+        lap += 1
+        lap = lap.astype(np.int64)
+        for j, s in enumerate(samples):  # the table's own lap where it gives one (grid behind the line)
+            if "lap" in s.extra and not s.no_positions:
+                tt, vv = _finite(s.t, s.extra["lap"])
+                if tt.size:
+                    lap[:, j] = np.maximum(lap[:, j], resample_hold(tt, vv, grid).astype(np.int64))
+        fin = status == Status.FINISHED
+        lap[fin] = np.round(prog[fin]).astype(np.int64)
+        np.maximum(lap, 0, out=lap)
+    else:
+        lap = np.ones((n, nd), dtype=np.int64)
+    lap[status == Status.DNS] = 0
+    return lap
+
+
+def _crossing_channels(
+    ch: dict[str, np.ndarray], samples: list[Samples], grid: np.ndarray, crossings: list[tuple[np.ndarray, np.ndarray]],
+    t_out: np.ndarray,
+) -> None:
+    """Timing-screen gaps and lap times from the crossings, unless the table gave them; blank
+    channels for the cars without positions."""
+    # timing-screen gaps and lap times from the crossings, unless the table gave them
+    gap, interval = race_gaps(grid, crossings, t_out)
+    for j, s in enumerate(samples):
+        if "gap" not in s.extra:
+            ch["gap"][:, j] = gap[:, j]
+        if "interval" not in s.extra:
+            ch["interval"][:, j] = interval[:, j]
+        ct, ck = crossings[j]
+        if "lap_time" not in s.extra and ct.size > 1:
+            consecutive = np.diff(ck) == 1
+            ch["lap_time"][:, j] = step_values(ct[1:][consecutive], np.diff(ct)[consecutive], grid, np.nan)
+    for j, s in enumerate(samples):
+        if s.no_positions:
+            for name in ("x", "y", "speed", "throttle", "brake", "gear", "drs", "tyre", "tyre_age", "dist", "rel_dist", "race_progress"):
+                ch[name][:, j] = 0
+
+
+# -- the track and its line --------------------------------------------------------------
+
+
+def _find_loop(s: Samples, d: np.ndarray) -> tuple[int, int] | None:
     """Sample indices (i0, j) of the first closed lap of a trace, or None."""
     n = s.t.size
     if n < 10 or d[-1] <= 0:
@@ -519,7 +542,7 @@ def _find_loop(s: _Samples, d: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def _lap_loop(s: _Samples) -> tuple[int, int] | None:
+def _lap_loop(s: Samples) -> tuple[int, int] | None:
     """(first sample of lap v, first sample of lap v+1) for the first complete lap v.
 
     Where the data marks its crossings exactly (the boundary sample twice), the lap runs
@@ -546,7 +569,7 @@ def _lap_loop(s: _Samples) -> tuple[int, int] | None:
     return None
 
 
-def _derive_geometry(samples: list[_Samples], dists: list[np.ndarray]) -> tuple[TrackGeometry, bool]:
+def _derive_geometry(samples: list[Samples], dists: list[np.ndarray]) -> tuple[TrackGeometry, bool]:
     best = max(range(len(samples)), key=lambda i: (not samples[i].no_positions, samples[i].t.size, -i))
     s, d = samples[best], dists[best]
     loop = _lap_loop(s) or _find_loop(s, d)
@@ -565,7 +588,7 @@ def _derive_geometry(samples: list[_Samples], dists: list[np.ndarray]) -> tuple[
     return geo, closed
 
 
-def _line_crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, half_len: float) -> tuple[np.ndarray, np.ndarray]:
+def _line_crossings(s: Samples, d: np.ndarray, geo: TrackGeometry, half_len: float) -> tuple[np.ndarray, np.ndarray]:
     """Forward crossings of the start line: (times, distance driven at each)."""
     lx, ly, h = geo.start_finish
     hx, hy = math.cos(h), math.sin(h)
@@ -578,7 +601,7 @@ def _line_crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, half_len: fl
     return s.t[i] + w * (s.t[i + 1] - s.t[i]), d[i] + w * (d[i + 1] - d[i])
 
 
-def _crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, closed: bool, lap_len: float) -> tuple[np.ndarray, np.ndarray]:
+def _crossings(s: Samples, d: np.ndarray, geo: TrackGeometry, closed: bool, lap_len: float) -> tuple[np.ndarray, np.ndarray]:
     """(times, laps completed) at each line crossing of one driver."""
     if not closed:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -621,361 +644,7 @@ def _crossings(s: _Samples, d: np.ndarray, geo: TrackGeometry, closed: bool, lap
     return np.array(keep_t), np.arange(k1, k1 + len(keep_t), dtype=np.int64)
 
 
-# -- the source --------------------------------------------------------------------------
-
-
-def load_table(
-    path: str | os.PathLike[str],
-    *,
-    id: str | None = None,  # noqa: A002 -- the CLI's --id
-    fps: int = DEFAULT_FPS,
-    progress: ProgressFn | None = None,
-    geometry: TrackGeometry | None = None,
-    session: str = "auto",
-) -> Race:
-    """Read a long-form CSV/Parquet telemetry table into a :class:`Race`.
-
-    ``id`` defaults to the file name without extension; ``geometry`` (in the table's
-    metres) replaces the track derived from the traces. ``session``: "R" (a race), "Q"
-    (knockout qualifying: segments and order inferred from the data, see
-    :mod:`.qualifying`) or "auto" (the default: a race if the cars start together, else a
-    qualifying, with a warning; see :func:`_session_kind`). Raises :class:`IngestError` naming the column, row or
-    driver at fault for a file that can't be used.
-    """
-    p = Path(path)
-    report(progress, "read", 0.0)
-    df, csv = _read(p)
-    frame = [df]  # (memory) handed over: the table is freed once its samples are taken
-    del df
-    return _race_from_frame(
-        frame, race_id=id or _default_id(p), title=p.stem, fps=fps, progress=progress, geometry=geometry,
-        csv=csv, what=p.name, event={"file": p.name}, session=session,
-    )
-
-
-def race_from_dataframe(
-    df: Any,
-    *,
-    race_id: str,
-    title: str,
-    fps: int = DEFAULT_FPS,
-    progress: ProgressFn | None = None,
-    geometry: TrackGeometry | None = None,
-    csv: bool = False,
-    what: str = "the table",
-    event: dict[str, Any] | None = None,
-    session: str = "auto",
-) -> Race:
-    """A :class:`Race` from a long-form table already read into a pandas DataFrame.
-
-    ``csv``: the cells are text (bad cells are reported with their CSV line numbers).
-    ``session``: "R", "Q" (knockout qualifying) or "auto", as for :func:`load_table`.
-    """
-    return _race_from_frame([df], race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry,
-                            csv=csv, what=what, event=event, session=session)  # fmt: skip
-
-
-def _race_from_frame(
-    frame: list[Any], *, race_id: str, title: str, fps: int, progress: ProgressFn | None,
-    geometry: TrackGeometry | None, csv: bool, what: str, event: dict[str, Any] | None, session: str,
-) -> Race:
-    """:func:`race_from_dataframe` of ``frame[0]``, taken out of ``frame``: a table nobody else holds
-    is freed once its samples are taken, before the race's arrays are built."""
-    df = frame.pop()
-    df.columns = [str(c) for c in df.columns]
-    cols = _map_columns(list(df.columns))
-    if len(df) == 0:
-        raise IngestError(f"{what} has no rows (only a header)")
-    warnings: list[str] = []
-    samples = _samples(df, cols, csv, warnings)
-    del df  # (memory)
-    report(progress, "read", 1.0)
-    ev = {"source": "table", "columns": cols.role, "ignored_columns": cols.ignored, "warnings": warnings}
-    ev.update(event or {})
-    code = _session_kind(samples, session, warnings)
-    ev["session_type"] = code
-    race = race_from_samples(samples, race_id=race_id, title=title, fps=fps, progress=progress, geometry=geometry, event=ev)
-    return attach_officials(race, session=code, race_like=code not in KNOCKOUT_SESSIONS)
-
-
-def _session_kind(samples: list[_Samples], told: str, warnings: list[str]) -> str:
-    """"R" or "Q": what the caller said, or ("auto") what the data shows.
-
-    A race starts together (the grid): at least half of the cars with positions have their
-    first sample within :data:`START_WINDOW_S` of the first car's. In a qualifying session
-    cars leave the pit lane one by one over minutes. A kind that contradicts the data is
-    kept, with a warning; a guessed qualifying is warned about too (it changes the order).
-    """
-    code = told.strip().upper()
-    starts = np.sort([float(s.t[0]) for s in samples if not s.no_positions and s.t.size])
-    together = int(np.sum(starts <= starts[0] + START_WINDOW_S)) if starts.size else 0
-    common = starts.size > 0 and 2 * together >= starts.size
-    spread = f"{together} of {starts.size} cars' data begins within {START_WINDOW_S:g} s of the first car's"
-    if code == "AUTO":
-        if common:
-            return "R"
-        warnings.append(f"read as a qualifying session (knockout order): no common start ({spread}); "
-                        "pass --session R (session='R') if it is a race")
-        return "Q"
-    if code == "R" and not common:
-        warnings.append(f"read as a race as told, but there is no common start ({spread}): a qualifying? (--session Q)")
-    elif code in KNOCKOUT_SESSIONS and common and starts.size > 1:
-        warnings.append(f"read as a qualifying session as told, but the cars start together ({spread}): a race? (--session R)")
-    return code
-
-
-def _default_id(p: Path) -> str:
-    stem = p.name
-    for suf in reversed(p.suffixes):
-        stem = stem[: -len(suf)] if stem.endswith(suf) else stem
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("_.-")[:64].rstrip("_.-")
-    return safe or "table"  # a valid bundle id: 1-64 of [A-Za-z0-9_.-], starting alphanumeric
-
-
-def race_from_samples(
-    samples: list[_Samples],
-    *,
-    race_id: str,
-    title: str,
-    fps: int = DEFAULT_FPS,
-    progress: ProgressFn | None = None,
-    geometry: TrackGeometry | None = None,
-    event: dict[str, Any] | None = None,
-) -> Race:
-    live = [s for s in samples if not s.no_positions]
-    if not live:
-        raise IngestError("no driver has a valid position (every x/y is blank, or all at 0,0)")
-    t_begin = min(float(s.t[0]) for s in live)
-    t_last = max(float(s.t[-1]) for s in live)
-    nd = len(samples)
-    ev = dict(event or {})
-    warnings: list[str] = ev.setdefault("warnings", [])
-    if (t_last - t_begin) * fps * nd > MAX_CELLS:
-        raise IngestError(
-            f"the table spans {(t_last - t_begin) / 3600:.1f} h: too long to replay at {fps} fps "
-            "(is the time column in seconds? use e.g. 'time_ms' for milliseconds)"
-        )
-    # the last frame is at or after the last sample: the last car over the line is shown finished
-    grid = frame_grid(t_begin, t_last + (1.0 - 1e-6) / fps, fps)
-    n = grid.size
-    dists = [path_distance(s.x, s.y) for s in samples]
-    report(progress, "geometry", 0.0)
-    if geometry is None:
-        geo, closed = _derive_geometry(samples, dists)
-    else:
-        geo, closed = geometry, True
-    report(progress, "geometry", 1.0)
-
-    ch = empty_channels(n, nd)
-    dist = ch["dist"]  # (memory) the channel itself, filled in place; made relative to frame 0 below
-    for j, s in enumerate(samples):
-        gaps = np.diff(s.t)
-        max_gap = max(MAX_GAP, 3.0 * float(np.median(gaps))) if gaps.size else MAX_GAP
-        ch["x"][:, j] = resample_linear(s.t, s.x, grid, max_gap)
-        ch["y"][:, j] = resample_linear(s.t, s.y, grid, max_gap)
-        dist[:, j] = np.interp(grid, s.t, dists[j])
-        e = s.extra
-        speed = e["speed"] if "speed" in e else speed_from_distance(s.t, dists[j])
-        ch["speed"][:, j] = _fill(resample_linear(*_finite(s.t, speed), grid, max_gap), 0.0)
-        for name, how, default in (
-            ("throttle", "linear", 0.0), ("gear", "hold", 0.0), ("tyre", "hold", 0.0), ("tyre_age", "hold", 0.0),
-        ):  # fmt: skip
-            if name in e:
-                tt, vv = _finite(s.t, e[name])
-                v = resample_linear(tt, vv, grid, max_gap) if how == "linear" else resample_hold(tt, vv, grid)
-                ch[name][:, j] = _fill(v, default)
-        if "brake" in e:
-            tt, vv = _finite(s.t, e["brake"])
-            binary = bool(np.isin(vv, (0.0, 100.0)).all()) or bool(np.isin(vv, (0.0, 1.0)).all() and vv.max(initial=0) <= 1)
-            if binary and vv.max(initial=0) <= 1:
-                vv = vv * 100.0
-            ch["brake"][:, j] = _fill(resample_hold(tt, vv, grid) if binary else resample_linear(tt, vv, grid, max_gap), 0.0)
-        if "drs" in e:
-            tt, vv = _finite(s.t, e["drs"])
-            if vv.size and vv.max() > 2:  # FastF1's raw codes
-                vv = np.where(vv >= 10, 2.0, np.where(vv == 8, 1.0, 0.0))
-            ch["drs"][:, j] = _fill(resample_hold(tt, vv, grid), 0.0)
-        for name in ("lap_time", "sector1", "sector2", "sector3", "gap", "interval"):
-            if name in e:
-                tt, vv = _finite(s.t, e[name])
-                ch[name][:, j] = resample_hold(tt, vv, grid, before=np.nan)
-        report(progress, "resample", (j + 1) / nd)
-
-    # -- progress, status, order --------------------------------------------------------
-    report(progress, "order", 0.0)
-    lap_len = float(geo.length)
-    crossings = [_crossings(s, dists[j], geo, closed, lap_len) for j, s in enumerate(samples)]
-    if closed:
-        crossings = [_end_at_line(s, geo, crossings[j]) if not s.no_positions else crossings[j] for j, s in enumerate(samples)]
-    lap_len = _lap_length(crossings, grid, dist, lap_len)
-    prog = np.zeros((n, nd))
-    status = np.zeros((n, nd), dtype=np.int8)
-    col_status = np.full((n, nd), -1, dtype=np.int8)  # the table's own status (-1: none)
-    for j, s in enumerate(samples):
-        if s.no_positions:
-            continue
-        ct, ck = crossings[j]
-        if ct.size:
-            prog[:, j] = progress_from_crossings(grid, dist[:, j], ct, ck, lap_len)
-        else:
-            s0 = float(project_along(geo, s.x[:1], s.y[:1], closed=closed)[0])
-            if closed and s0 > geo.length / 2:
-                s0 -= geo.length
-            p = (s0 + dist[:, j] - dist[0, j]) / lap_len
-            prog[:, j] = np.minimum(p, 0.999) if closed else p
-        if "status" in s.extra:
-            tt, vv = _finite(s.t, s.extra["status"])
-            col_status[:, j] = _fill(resample_hold(tt, vv, grid), float(Status.RUNNING)).astype(np.int8)
-            status[:, j] = np.where(col_status[:, j] == Status.PIT, Status.PIT, Status.RUNNING)
-        if s.t[0] > t_begin + STOP_SENDING:  # joined late: not running before its first sample
-            status[grid < s.t[0], j] = Status.OUT
-
-    # Classification at the line: the flag falls when the first car completes the last lap;
-    # every other car takes it at its first crossing after that, on the lead lap or laps down.
-    by_line = closed and any(ct.size for ct, _ in crossings)
-    t_fin = np.full(nd, np.nan)
-    if by_line:
-        t_flag, _total, t_fin = chequered_flag(crossings)
-        # A table that just stops mid-race has no flag: the race is over only when the table
-        # says so (a 'finished' status) or the winner's data ends on that crossing.
-        said_finished = bool((col_status == Status.FINISHED).any())
-        winner_stops = any(
-            ct.size and abs(float(ct.min(initial=math.inf, where=ct >= t_flag - 1e-9)) - t_flag) < 1e-9 and s.t[-1] <= t_flag + 1.0
-            for s, (ct, _ck) in zip(samples, crossings)
-        )
-        if not (said_finished or winner_stops):
-            t_fin[:] = np.nan
-        for j, s in enumerate(samples):
-            # a column that calls a car finished when its laps never took the flag would
-            # silently reorder the result (the reverse, a column that lags the line, is common)
-            said = bool((col_status[:, j] == Status.FINISHED).any())
-            if said and not np.isfinite(t_fin[j]) and not s.no_positions:
-                warnings.append(
-                    f"driver {s.code!r}: the status column says finished, but its laps never took the chequered flag "
-                    "(no line crossing after the winner's); the laps win"
-                )
-    else:  # no line: the status column's finish (first 'finished' sample)
-        for j in range(nd):
-            fin = np.flatnonzero(col_status[:, j] == Status.FINISHED)
-            if fin.size:
-                t_fin[j] = grid[int(fin[0])]
-    t_out = np.full(nd, math.inf)
-    for j, s in enumerate(samples):
-        if s.no_positions:
-            continue
-        if np.isfinite(t_fin[j]):
-            f0 = int(np.searchsorted(grid, t_fin[j] - 1e-9))
-            ct, ck = crossings[j]
-            at = np.flatnonzero(np.abs(ct - t_fin[j]) < 1e-9)
-            frozen = float(ck[at[0]]) if at.size else prog[min(f0, n - 1), j]
-            status[f0:, j] = Status.FINISHED
-            prog[f0:, j] = frozen
-            dist[f0:, j] = dist[min(f0, n - 1), j]
-            continue
-        # not finished: out from the table's own 'out', else from where a car whose data ends early stopped
-        col_out = col_status[:, j] == Status.OUT
-        if col_out[-1]:
-            t_out[j] = grid[_last_run_start(col_out)]
-        elif s.t[-1] < t_last - STOP_SENDING:
-            t_out[j] = stop_time(s.t, s.x, s.y)
-        if math.isfinite(t_out[j]):
-            status[grid >= t_out[j], j] = Status.OUT
-    for j, s in enumerate(samples):
-        if s.no_positions:
-            status[:, j] = Status.DNS
-            prog[:, j] = 0.0
-            dist[:, j] = 0.0
-    finished = np.flatnonzero(np.isfinite(t_fin))
-    finish_order = np.full(nd, np.nan)
-    finish_order[finished[np.argsort(t_fin[finished], kind="stable")]] = np.arange(1, finished.size + 1)
-    # before its first crossing a car holds its grid slot (pit-lane starters behind the grid)
-    ranks, pit_start = _grid_ranks(samples, geo, closed, grid, col_status)
-    if by_line:
-        lap1 = [
-            lap1_along(geo, grid, s.t, s.x, s.y, float(ct[0]) if ct.size else math.inf) if not s.no_positions else (np.zeros(0, dtype=np.int64), np.zeros(0), math.nan)
-            for s, (ct, _ck) in zip(samples, crossings)
-        ]
-        key = order_key(grid, prog, crossings, ranks, fps, lap1, geo.length, pit_start)
-        # between the lines the feed moves a car up only by more than its own error at the line
-        traces = [None if s.no_positions else (s.t, s.x, s.y) for s in samples]
-        key, margin_m = anchored_order_key(key, grid, crossings, ranks, pit_start, geo, traces, lap_len)
-        ev["order_margin_m"] = round(margin_m, 2)
-    else:
-        key = prog
-    positions = running_order(key, status, finish_order)
-    del key  # (memory) whole-race temporaries go as soon as they are used
-    rel = fill_order(ch, positions, status, prog)
-    np.clip(rel if closed else prog, 0.0, 1.0, out=ch["rel_dist"])
-    del rel
-    dist -= dist[0].copy()[None, :]
-    if closed:
-        lap = np.floor(prog)
-        lap += 1
-        lap = lap.astype(np.int64)
-        for j, s in enumerate(samples):  # the table's own lap where it gives one (grid behind the line)
-            if "lap" in s.extra and not s.no_positions:
-                tt, vv = _finite(s.t, s.extra["lap"])
-                if tt.size:
-                    lap[:, j] = np.maximum(lap[:, j], resample_hold(tt, vv, grid).astype(np.int64))
-        fin = status == Status.FINISHED
-        lap[fin] = np.round(prog[fin]).astype(np.int64)
-        np.maximum(lap, 0, out=lap)
-    else:
-        lap = np.ones((n, nd), dtype=np.int64)
-    lap[status == Status.DNS] = 0
-    ch["lap"][:] = lap
-    leader = np.argmax(positions == 1, axis=1)
-    # the header shows LAP 1 from lights out (the first frame), even with the grid behind the line
-    leader_lap = np.maximum(np.maximum.accumulate(lap[np.arange(n), leader]), 1)
-    del lap, prog  # (memory)
-    # timing-screen gaps and lap times from the crossings, unless the table gave them
-    gap, interval = race_gaps(grid, crossings, t_out)
-    for j, s in enumerate(samples):
-        if "gap" not in s.extra:
-            ch["gap"][:, j] = gap[:, j]
-        if "interval" not in s.extra:
-            ch["interval"][:, j] = interval[:, j]
-        ct, ck = crossings[j]
-        if "lap_time" not in s.extra and ct.size > 1:
-            consecutive = np.diff(ck) == 1
-            ch["lap_time"][:, j] = step_values(ct[1:][consecutive], np.diff(ct)[consecutive], grid, np.nan)
-    for j, s in enumerate(samples):
-        if s.no_positions:
-            for name in ("x", "y", "speed", "throttle", "brake", "gear", "drs", "tyre", "tyre_age", "dist", "rel_dist", "race_progress"):
-                ch[name][:, j] = 0
-    del dist, gap, interval, positions, status, col_status  # (memory) before the race is validated
-    report(progress, "order", 1.0)
-
-    drivers = []
-    for j, s in enumerate(samples):
-        num = s.meta.get("number") or (s.code if s.code.isdigit() else "")
-        drivers.append(
-            Driver(
-                code=s.code,
-                number=int(num) if num else j + 1,
-                name=s.meta.get("name") or s.code,
-                team=s.meta.get("team", ""),
-                color=valid_color(s.meta.get("color")) or fallback_color(j),
-            )
-        )
-    total = max((int(ck.max()) for _, ck in crossings if ck.size), default=0) if closed else 1
-    ev.update({"session_time_offset": round(t_begin, 3), "closed_track": closed})
-    return build_race(
-        "the table",
-        id=race_id,
-        title=title,
-        event=ev,
-        geometry=geo,
-        drivers=tuple(drivers),
-        fps=fps,
-        channels=ch,
-        leader_lap=leader_lap,
-        total_laps=max(int(total), 0),
-        pit_stops=_pit_stops(samples, t_begin),
-    )
-
-
-def _end_at_line(s: _Samples, geo: TrackGeometry, cross: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _end_at_line(s: Samples, geo: TrackGeometry, cross: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """A car whose data ends on the timing line while moving crossed it there (a finish or a
     retirement into the pits whose last row is the crossing): count that crossing."""
     ct, ck = cross
@@ -1000,8 +669,11 @@ def _end_at_line(s: _Samples, geo: TrackGeometry, cross: tuple[np.ndarray, np.nd
     return np.append(ct, float(s.t[-1])), np.append(ck, k).astype(np.int64)
 
 
+# -- small helpers -----------------------------------------------------------------------
+
+
 def _grid_ranks(
-    samples: list[_Samples], geo: TrackGeometry, closed: bool, grid: np.ndarray, col_status: np.ndarray
+    samples: list[Samples], geo: TrackGeometry, closed: bool, grid: np.ndarray, col_status: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grid slots from the data: the order along the track at the start; cars in the pit lane
     (the status column says pit, or off the track) start behind the grid."""
@@ -1019,7 +691,7 @@ def _grid_ranks(
     return grid_ranks(ahead, pit), pit
 
 
-def _pit_stops(samples: list[_Samples], t_begin: float) -> tuple[PitStop, ...]:
+def _pit_stops(samples: list[Samples], t_begin: float) -> tuple[PitStop, ...]:
     """Stops from the status column's pit stretches (not a pit-lane start, not a retirement in the pits)."""
     stops = []
     for s in samples:
@@ -1068,4 +740,3 @@ def _lap_length(crossings: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray
         one = np.diff(ck) == 1
         vals.extend(np.diff(dc)[one].tolist())
     return median_lap_length(vals, fallback)
-

@@ -4,7 +4,7 @@
 // selects that driver), the selected drivers are drawn bold and the rest faint. "Compare two laps"
 // (compare.js) draws two selected drivers' laps, chosen with the lap picker, channel by channel.
 
-import { compareQuery, drawCompare, frameAtDistance, lapOptions } from "./compare.js";
+import { compareQuery, drawCompare, drawCursor, frameAtDistance, indexAt, lapOptions } from "./compare.js";
 import { compound, esc, lapTime } from "./format.js";
 
 export const CHARTS = { gaps: "Gap to leader", positions: "Lap chart", laptimes: "Lap times", strategy: "Tyre strategy", compare: "Compare two laps" };
@@ -57,6 +57,17 @@ export class ChartsPanel {
     this.lapSel.forEach((el, k) => el.addEventListener("change", () => { this.lapChoice[k] = el.value; el.blur(); this.draw(); }));
     this.kindSel.addEventListener("change", () => { this.kind = this.kindSel.value; this.kindSel.blur(); this.draw(); });
     this.canvas.addEventListener("click", (ev) => this._click(ev));
+    this.hoverX = null; // compare: the pointer's x over the plot (a cursor with the values there)
+    this.canvas.addEventListener("mousemove", (ev) => {
+      if (this.kind !== "compare" || !this.cmpBox) return;
+      this.hoverX = ev.clientX - this.canvas.getBoundingClientRect().left;
+      this.draw();
+    });
+    this.canvas.addEventListener("mouseleave", () => {
+      if (this.hoverX == null) return;
+      this.hoverX = null;
+      this.draw();
+    });
     new ResizeObserver(() => this.draw()).observe(this.canvas);
   }
 
@@ -253,6 +264,12 @@ export class ChartsPanel {
     const box = { x0: PAD.l + 14, x1: W - PAD.r, y0: PAD.t + 2, y1: H - PAD.b };
     const drawn = drawCompare(ctx, box, c, [ca, cb]);
     this.cmpBox = { x0: box.x0, x1: box.x1, end: drawn.end };
+    delete ds.cursor;
+    if (this.hoverX != null && this.hoverX >= box.x0 && this.hoverX <= box.x1) {
+      const k = indexAt(c, ((this.hoverX - box.x0) / Math.max(1, box.x1 - box.x0)) * drawn.end);
+      drawCursor(ctx, box, c, k, drawn.xOf, [ca, cb]);
+      ds.cursor = String(k);
+    }
     // "fastest" names the lap it turned out to be
     this.lapSel.forEach((el, k) => {
       const side = k ? c.b : c.a;

@@ -109,6 +109,36 @@ export function drawCompare(ctx, box, c, [ca, cb]) {
   return { lines, panels: COMPARE_PANELS.length, xOf, end };
 }
 
+/** The grid index nearest distance `d` (m) of comparison `c`. */
+export function indexAt(c, d) {
+  const n = c.distance.length;
+  return Math.max(0, Math.min(n - 1, Math.round(d / (c.step || 5))));
+}
+
+/** What both cars do at grid index `k`: one line per driver and the delta, for the hover readout. */
+export function readout(c, k) {
+  const side = (s) => `${s.driver} ${Math.round(s.speed[k])} km/h  T${Math.round(s.throttle[k])} B${Math.round(s.brake[k])} G${s.gear[k]}`;
+  const d = c.delta[k];
+  return [`${(c.distance[k] / 1000).toFixed(2)} km`, side(c.a), side(c.b), `Δ ${d >= 0 ? "+" : "−"}${Math.abs(d).toFixed(3)} s`];
+}
+
+/** The hover cursor: a vertical line at grid index `k` and the readout beside it. */
+export function drawCursor(ctx, box, c, k, xOf, [ca, cb]) {
+  const x = Math.round(xOf(c.distance[k])) + 0.5;
+  ctx.strokeStyle = "#c9cfdb";
+  ctx.lineWidth = 1;
+  ctx.beginPath(); ctx.moveTo(x, box.y0); ctx.lineTo(x, box.y1); ctx.stroke();
+  const lines = readout(c, k);
+  const w = 170, h = 14 * lines.length + 6;
+  const left = x + 8 + w > box.x1 ? x - 8 - w : x + 8;
+  ctx.fillStyle = "rgba(16, 19, 26, 0.88)";
+  ctx.fillRect(left, box.y0 + 16, w, h);
+  lines.forEach((t, i) => {
+    ctx.fillStyle = i === 1 ? ca : i === 2 ? cb : "#c9cfdb";
+    ctx.fillText(t, left + 6, box.y0 + 30 + i * 14);
+  });
+}
+
 /** The frame to seek to for a click at distance `d` along lap a of comparison `c` (needs a.frame and fps). */
 export function frameAtDistance(c, d, fps) {
   const dist = c.distance;
