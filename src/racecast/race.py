@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .errors import Damaged
+
 __all__ = [
     "Race",
     "Driver",
@@ -52,7 +54,7 @@ MAX_DRIVERS = 127
 ROW_BLOCK = 8192
 
 
-class RaceError(ValueError):
+class RaceError(Damaged, ValueError):
     """A race that breaks the model's invariants (shape, time, positions...)."""
 
 

@@ -11,6 +11,8 @@ import math
 import statistics
 from typing import Any, Mapping, Sequence
 
+from ..errors import BadRequest
+
 #: The charts drawn from lap data; ``compare`` (two laps' telemetry) is :func:`compare_spec`.
 CHART_KINDS = ("gaps", "positions", "strategy", "laptimes")
 #: Panels of a lap comparison: channel, axis label (top to bottom), then the running time delta.
@@ -26,7 +28,7 @@ COMPOUND_COLORS = {
 }
 
 
-class ChartError(ValueError):
+class ChartError(BadRequest, ValueError):
     """A chart that cannot be drawn as asked (unknown kind or driver)."""
 
 

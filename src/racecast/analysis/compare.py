@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ..errors import NotFound
 from ..race import Status
 
 #: Channels a lap trace carries (the race model's names and units).
@@ -28,7 +29,7 @@ TRACE_CHANNELS = ("speed", "throttle", "brake", "gear", "x", "y", "drs")
 DEFAULT_STEP_M = 5.0
 
 
-class CompareError(LookupError):
+class CompareError(NotFound, LookupError):
     """An unknown driver, or a lap the driver never drove; ``str(e)`` says what exists."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import Unavailable
+
 FORMATS = (".png", ".svg")
 
 
-class PlotUnavailable(RuntimeError):
+class PlotUnavailable(Unavailable, RuntimeError):
     """matplotlib is not installed."""
 
 

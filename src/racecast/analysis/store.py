@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import Damaged
 from ..race import Race
 from .events import compute_events
 from .laps import lap_data
@@ -22,7 +23,7 @@ ANALYSIS_VERSION = 1
 MAX_ANALYSIS_BYTES = 16 * 1024 * 1024
 
 
-class AnalysisError(ValueError):
+class AnalysisError(Damaged, ValueError):
     """A stored analysis that cannot be read (damaged, or from a newer racecast)."""
 
 

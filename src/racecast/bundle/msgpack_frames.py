@@ -126,25 +126,31 @@ def _int_cell(a: np.ndarray) -> Cell:
     return (5 if wide else 3), put
 
 
-def _lut_cell(idx: np.ndarray, values: Sequence[bytes]) -> Cell:
-    """Cells looked up by index from pre-packed values (status labels, driver codes, weather)."""
+Lut = tuple[np.ndarray, np.ndarray]  # (pre-packed values padded to one width, their lengths)
+
+
+def _lut(values: Sequence[bytes]) -> Lut:
     width = max(len(b) for b in values)
     lut = np.zeros((len(values), width), dtype=np.uint8)
-    lens = np.array([len(b) for b in values], dtype=np.int64)
     for k, b in enumerate(values):
         lut[k, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return lut, np.array([len(b) for b in values], dtype=np.int64)
+
+
+def _lut_cell(idx: np.ndarray, lut: Lut) -> Cell:
+    """Cells looked up by index from pre-packed values (status labels, driver codes, weather)."""
+    values, lens = lut
 
     def put(data: np.ndarray, mask: np.ndarray) -> None:
-        data[...] = lut[idx]
-        mask[...] = np.arange(width) < lens[idx][..., None]
+        data[...] = values[idx]
+        mask[...] = np.arange(values.shape[1]) < lens[idx][..., None]
 
-    return width, put
+    return values.shape[1], put
 
 
-def _table_cell(codes: np.ndarray, table: dict[int, bytes]) -> Cell:
-    """Cells looked up by code (0-255) from pre-packed values."""
-    values = [table.get(k, b"") for k in range(256)]
-    return _lut_cell(codes.astype(np.int64) & 0xFF, values)
+def _table_lut(table: dict[int, bytes]) -> Lut:
+    """A lookup of codes 0-255 (indexed by the code's low byte) from pre-packed values."""
+    return _lut([table.get(k, b"") for k in range(256)])
 
 
 def _split(a: np.ndarray, nd: int) -> np.ndarray:
@@ -167,9 +173,9 @@ def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
     if name in ("x", "y"):
         return _float_cell(ch[name][b0:b1] * np.float32(POSITION_SCALE), False)
     if name == "status":
-        return _table_cell(ch["status"][b0:b1], _SEED_STATUS_PACKED)
+        return _lut_cell(ch["status"][b0:b1].astype(np.int64) & 0xFF, _STATUS_LUT)
     if name == "drs":
-        return _table_cell(ch["drs"][b0:b1], _SEED_DRS_PACKED)
+        return _lut_cell(ch["drs"][b0:b1].astype(np.int64) & 0xFF, _DRS_LUT)
     if name == "tyre":
         return _int_cell(ch["tyre"][b0:b1].astype(np.int64) - 1)  # 0 unknown .. 5 wet -> -1, 0 SOFT .. 4 WET
     if name == "throttle":
@@ -193,16 +199,19 @@ def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
     return _int_cell(blk)
 
 
-_SEED_STATUS_PACKED = {k: msgpack.packb(v) for k, v in SEED_STATUS.items()}
-_SEED_DRS_PACKED = {k: msgpack.packb(v) for k, v in SEED_DRS.items()}
+_STATUS_LUT = _table_lut({k: msgpack.packb(v) for k, v in SEED_STATUS.items()})
+_DRS_LUT = _table_lut({k: msgpack.packb(v) for k, v in SEED_DRS.items()})
+_TOP_LUT = _lut([b"\x84", b"\x85"])  # the frame's map: 4 keys, 5 with weather
+#: The weather of a race: its samples packed (None without weather), their times.
+Weather = tuple[Lut | None, np.ndarray | None]
 _KEYS = {name: msgpack.packb(name) for name in (*SEED_DRIVER_FIELDS, "frame_index", "t", "lap", "weather")}
 
 
-def weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
+def weather_table(race: Race) -> Weather:
     """Every weather sample packed once (the seed's keys, ``rain_state`` added), and its time axis."""
     w = race.weather
     if "t" not in w or len(w["t"]) == 0:
-        return [], None
+        return None, None
     keys = [k for k in ("track_temp", "air_temp", "humidity", "wind_speed", "wind_direction") if k in w]
     rain = w.get("rainfall")
     packed = []
@@ -212,10 +221,10 @@ def weather_table(race: Race) -> tuple[list[bytes], np.ndarray | None]:
         d["rain_state"] = "Raining" if wet else "Dry"
         d["rainfall"] = 1.0 if wet else 0.0
         packed.append(msgpack.packb(d, use_single_float=True))
-    return packed, np.asarray(w["t"])
+    return _lut(packed), np.asarray(w["t"])
 
 
-def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.ndarray | None] | None = None,
+def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
                   first_index: int | None = None) -> tuple[bytes, np.ndarray]:  # fmt: skip
     """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths.
 
@@ -226,7 +235,7 @@ def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.n
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
     drv_cells: list[Cell] = [
-        _lut_cell(np.broadcast_to(np.arange(nd), (B, nd)), [msgpack.packb(c) for c in race.codes]),
+        _lut_cell(np.broadcast_to(np.arange(nd), (B, nd)), _lut([msgpack.packb(c) for c in race.codes])),
         _const(_map_header(len(SEED_DRIVER_FIELDS))),
     ]
     for name in SEED_DRIVER_FIELDS:
@@ -234,15 +243,15 @@ def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.n
     idx = np.arange(B) + (b0 if first_index is None else first_index)
     table, wt = weather if weather is not None else weather_table(race)
     pre: list[Cell] = [
-        _lut_cell(np.full(B, 1 if table else 0), [b"\x84", b"\x85"]),  # top map: 4 keys, 5 with weather
+        _lut_cell(np.full(B, 0 if table is None else 1), _TOP_LUT),
         _const(_KEYS["frame_index"]), _int_cell(idx),
         _const(_KEYS["t"]), _float_cell(race.t[b0:b1], False),
         _const(_KEYS["lap"]), _int_cell(race.leader_lap[b0:b1]),
         _const(msgpack.packb("drivers") + _map_header(nd)),
     ]  # fmt: skip
     post: list[Cell] = []
-    if table:
-        k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table) - 1)
+    if table is not None:
+        k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table[0]) - 1)
         post = [_const(_KEYS["weather"]), _lut_cell(k, table)]
     w_pre = sum(w for w, _ in pre)
     w_drv = sum(w for w, _ in drv_cells)
@@ -257,7 +266,7 @@ def _encode_block(race: Race, b0: int, b1: int, weather: tuple[list[bytes], np.n
     return data[mask].tobytes(), mask.sum(axis=1)
 
 
-def msgpack_block(race: Race, first_index: int, weather: tuple[list[bytes], np.ndarray | None] | None = None) -> list[bytes]:
+def msgpack_block(race: Race, first_index: int, weather: Weather | None = None) -> list[bytes]:
     """Every frame of ``race`` (a block of a longer race: its rows only) numbered from ``first_index``.
     ``weather``: :func:`weather_table` of the whole race, computed once."""
     out: list[bytes] = []

@@ -27,7 +27,7 @@ from .blocks import Block, BlockError, Stream, StoredFile, check_framed
 from .chunks import Chunk, decode_chunk
 from .compact import compact_payloads
 from .format import BundleError
-from .msgpack_frames import msgpack_block, weather_table
+from .msgpack_frames import Weather, msgpack_block, weather_table
 from .quantize import dequantize_columns
 from .varint import DecodeError
 from .wsframe import binary_header
@@ -158,7 +158,7 @@ class Deriver:
         self.chunk_frames = chunk_frames
         self.codes = tuple(d["code"] for d in bundle.drivers)
         self._template: Race | None = None
-        self._weather: tuple[list[bytes], np.ndarray | None] | None = None
+        self._weather: Weather | None = None
         self.chunks: Stream | None = None
 
     # -- chunks ----------------------------------------------------------------------------

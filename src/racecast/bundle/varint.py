@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import Damaged
+
 MAX_VARINT_BYTES = 5
 _MAX_U = (1 << (7 * MAX_VARINT_BYTES)) - 1
 
 
-class DecodeError(ValueError):
+class DecodeError(Damaged, ValueError):
     """A payload that is not a valid compact frame or chunk (truncated, garbled, oversized)."""
 
 

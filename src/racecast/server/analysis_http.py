@@ -12,11 +12,12 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from ..analysis.events import KINDS, filter_events
 from ..analysis.store import AnalysisError, analysis_of_bundle
+from ..errors import BadRequest
 
 if TYPE_CHECKING:
     from .replays import Replay
@@ -65,7 +66,7 @@ def add_analysis_routes(app: FastAPI, replay_or_error: Callable[[str], "Replay"]
         try:
             doc, derived = await cache.aget(r)
         except AnalysisError as e:
-            raise HTTPException(500, f"replay {replay_id!r}: analysis unreadable: {e}") from None
+            raise AnalysisError(f"replay {replay_id!r}: analysis unreadable: {e}") from None
         return r, doc, derived
 
     @app.get("/api/replays/{replay_id}/events", summary="The race's events (overtakes, pit stops, SC, ...), filterable")
@@ -78,11 +79,11 @@ def add_analysis_routes(app: FastAPI, replay_or_error: Callable[[str], "Replay"]
         kinds, drivers = _split(kind), _split(driver)
         bad = [k for k in kinds if k not in KINDS]
         if bad:
-            raise HTTPException(400, f"unknown event kind(s) {bad}; kinds are {list(KINDS)}")
+            raise BadRequest(f"unknown event kind(s) {bad}; kinds are {list(KINDS)}")
         codes = {d["code"] for d in r.bundle.drivers}
         bad = [d for d in drivers if d not in codes]
         if bad:
-            raise HTTPException(400, f"unknown driver(s) {bad} in replay {replay_id!r}; drivers are {sorted(codes)}")
+            raise BadRequest(f"unknown driver(s) {bad} in replay {replay_id!r}; drivers are {sorted(codes)}")
         events = filter_events(doc["events"], kinds, drivers)
         body = {"events": events, "count": len(events), "kinds": list(KINDS), "derived": derived}
         return JSONResponse(body, headers={"Cache-Control": CACHE_CONTROL})

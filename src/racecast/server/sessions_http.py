@@ -14,7 +14,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, model_validator
 
-from ..analysis.compare import CompareError, compare_laps, lap_trace, parse_lap_ref, resolve_laps, seed_lap_telemetry, seed_sector_times
+from ..analysis.compare import compare_laps, lap_trace, parse_lap_ref, resolve_laps, seed_lap_telemetry, seed_sector_times
 from ..bundle import BundleError
 from ..errors import BadRequest, NotFound
 from .ingest import IngestBusy, IngestRequest, IngestUnavailable, check_session, session_code
@@ -83,10 +83,7 @@ async def traces(r: Replay, pairs: list[tuple[str, int | str]], render: Any) -> 
     def work() -> list[Any]:  # milliseconds of numpy and list building per lap: off the event loop
         return [render(lap_trace(r.bundle, codes, code, lap)) for code, lap in resolve_laps(r.bundle, codes, pairs)]
 
-    try:
-        return await asyncio.to_thread(work)
-    except CompareError as e:
-        raise NotFound(str(e)) from None
+    return await asyncio.to_thread(work)  # CompareError is a NotFound: 404 with its message
 
 
 def add_session_routes(app: FastAPI, state: ServerState) -> None:
