@@ -26,7 +26,7 @@ import numpy as np
 from ..race import Race
 from .compact import frames_dicts
 from .quantize import FAST, SLOW, quantize, quantized_weather
-from .varint import DecodeError
+from .varint import DecodeError, unzigzag
 from .wire import (
     KIND_CHUNK, KIND_NAMES, MAX_CHUNK_FRAMES, MAX_PAYLOAD_BYTES, Reader, check_size,
     code_tokens, payloads, read_header, split, weather_rows, zz,
@@ -240,27 +240,57 @@ def decode_chunk(payload: bytes | bytearray | memoryview) -> Chunk:
         raise r.fail("truncated (too few values for its frames and drivers)")
     t = delta_decode(r.zs(nf), T_ORDER)
     lap = delta_decode(r.zs(nf), LAP_ORDER)
-    q: dict[str, np.ndarray] = {}
-    for s in FAST:
-        c = r.zs(nd * nf).reshape(nd, nf).T
-        q[s.name] = delta_decode(c, ORDER.get(s.name, 1), axis=0)
-    base = r.zs(len(SLOW) * nd).reshape(len(SLOW), nd)
-    slow = {s.name: np.repeat(base[k][None, :], nf, axis=0) for k, s in enumerate(SLOW)}
-    n_changes = r.count(nf * nd * len(SLOW), 4, "change count")
+    # Every fast channel at once: (channel, driver, frame) columns, one cumulative sum per order.
+    fast = _delta_decode_fast(r.zs(len(FAST) * nd * nf).reshape(len(FAST), nd, nf)).transpose(0, 2, 1)
+    q: dict[str, np.ndarray] = {s.name: fast[k] for k, s in enumerate(FAST)}  # (F, D) views
+    S = len(SLOW)
+    base = r.zs(S * nd).reshape(S, nd)
+    n_changes = r.count(nf * nd * S, 4, "change count")
     ch = r.take(4 * n_changes).reshape(-1, 4)
-    by_id = {s.id: s.name for s in SLOW}
-    prev_j = 1
-    for j, d, cid, v in ch.tolist():
-        name = by_id.get(cid)
-        if name is None or d >= nd or not prev_j <= j < nf:
-            raise r.fail(f"change at frame {j} for driver {d}, channel {cid} is out of range or out of order")
-        slow[name][j:, d] = (v >> 1) ^ -(v & 1)
-        prev_j = j
+    slow = np.repeat(base[:, None, :], nf, axis=1)  # (channel, frame, driver)
+    if n_changes:
+        j, d = ch[:, 0].astype(np.int64), ch[:, 1].astype(np.int64)
+        k = _SLOW_INDEX[np.minimum(ch[:, 2], _SLOW_INDEX.size - 1).astype(np.int64)]
+        bad = (k < 0) | (ch[:, 2] >= _SLOW_INDEX.size) | (ch[:, 1] >= nd) | (ch[:, 0] >= nf) | (ch[:, 0] < 1)
+        bad[1:] |= j[1:] < j[:-1]  # changes come in frame order
+        if bad.any():
+            e = int(np.argmax(bad))
+            raise r.fail(f"change at frame {int(ch[e, 0])} for driver {int(ch[e, 1])}, channel {int(ch[e, 2])}"
+                         " is out of range or out of order")  # fmt: skip
+        v = unzigzag(ch[:, 3])
+        # A change holds from its frame on: write each at its frame, then carry the last written
+        # value forward (later changes of the same cell win, as they come in frame order).
+        mark = np.zeros(slow.shape, dtype=bool)
+        slow[k, j, d] = v
+        mark[k, j, d] = True
+        mark[:, 0, :] = True
+        src = np.where(mark, np.arange(nf)[None, :, None], 0)
+        np.maximum.accumulate(src, axis=1, out=src)
+        slow = np.take_along_axis(slow, src, axis=1)
     weather = r.weather()
     if r.end() != len(body):
         raise r.fail(f"{len(body) - r.end()} unexpected bytes after its last value")
-    q.update(slow)
+    q.update({s.name: slow[k] for k, s in enumerate(SLOW)})
     return Chunk(first, codes, t, lap, q, weather)
+
+
+#: Row of each slow channel id in a decoded chunk's slow block (-1: no such channel).
+_SLOW_INDEX = np.full(max(s.id for s in SLOW) + 1, -1, dtype=np.int64)
+_SLOW_INDEX[[s.id for s in SLOW]] = np.arange(len(SLOW))
+#: Whether each fast channel is delta-coded to order 2.
+_FAST_ORDER2 = np.array([ORDER.get(s.name, 1) == 2 for s in FAST])
+
+
+def _delta_decode_fast(c: np.ndarray) -> np.ndarray:
+    """:func:`delta_decode` along the last axis of (channel, driver, frame) columns, every channel at once."""
+    v = c.astype(np.int64)  # a copy
+    if c.shape[-1] > 1:
+        steps = v[..., 1:].copy()
+        if c.shape[-1] > 2 and _FAST_ORDER2.any():
+            steps[_FAST_ORDER2] = np.cumsum(steps[_FAST_ORDER2], axis=-1)
+        np.cumsum(steps, axis=-1, out=steps)
+        v[..., 1:] = v[..., :1] + steps
+    return v
 
 
 def decode_chunks(buf: bytes | bytearray | memoryview) -> list[Chunk]:

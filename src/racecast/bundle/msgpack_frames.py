@@ -63,7 +63,10 @@ _BLOCK = 512  # frames assembled at a time
 
 #: A cell writer: (bytes grid (..., w) uint8, mask (..., w) bool) -> None, for a cell of width w.
 Writer = Callable[[np.ndarray, np.ndarray], None]
-Cell = tuple[int, Writer]  # (width in bytes, writer)
+#: (width in bytes, writer or None, static bytes or None). Static bytes are the same in every frame
+#: and every block (keys, a float's 0xCA marker): they are written once into a template grid that
+#: each block copies, and the writer fills only what varies.
+Cell = tuple[int, "Writer | None", "bytes | None"]
 
 
 def _map_header(n: int) -> bytes:
@@ -71,22 +74,14 @@ def _map_header(n: int) -> bytes:
 
 
 def _const(b: bytes) -> Cell:
-    arr = np.frombuffer(b, dtype=np.uint8)
-
-    def put(data: np.ndarray, mask: np.ndarray) -> None:
-        data[...] = arr
-        mask[...] = True
-
-    return len(b), put
+    return len(b), None, b
 
 
 def _float_cell(a: np.ndarray, nullable: bool) -> Cell:
     """float 32 (0xCA + 4 bytes big-endian); nil where NaN when ``nullable``."""
 
     def put(data: np.ndarray, mask: np.ndarray) -> None:
-        data[..., 0] = 0xCA
         data[..., 1:] = np.ascontiguousarray(a, dtype=">f4").view(np.uint8).reshape(*a.shape, 4)
-        mask[...] = True
         if nullable:
             nan = np.isnan(a)
             if nan.any():
@@ -95,7 +90,7 @@ def _float_cell(a: np.ndarray, nullable: bool) -> Cell:
                 tail = mask[..., 1:]
                 tail[nan] = False
 
-    return 5, put
+    return 5, put, b"\xca\0\0\0\0"  # the template holds the marker, every byte valid
 
 
 def _int_cell(a: np.ndarray) -> Cell:
@@ -109,7 +104,7 @@ def _int_cell(a: np.ndarray) -> Cell:
             data[..., 0] = (v & 0xFF).astype(np.uint8)  # fixint / negative fixint: the low byte
             mask[...] = True
 
-        return 1, put_fix
+        return 1, put_fix, None
     i16 = ~fix & (v >= -(1 << 15)) & (v < (1 << 15))
     wide = not (fix | i16).all()
 
@@ -123,7 +118,7 @@ def _int_cell(a: np.ndarray) -> Cell:
             length = np.where(fix | i16, length, 5)
         mask[...] = np.arange(data.shape[-1]) < length[..., None]
 
-    return (5 if wide else 3), put
+    return (5 if wide else 3), put, None
 
 
 Lut = tuple[np.ndarray, np.ndarray]  # (pre-packed values padded to one width, their lengths)
@@ -145,7 +140,7 @@ def _lut_cell(idx: np.ndarray, lut: Lut) -> Cell:
         data[...] = values[idx]
         mask[...] = np.arange(values.shape[1]) < lens[idx][..., None]
 
-    return values.shape[1], put
+    return values.shape[1], put, None
 
 
 def _table_lut(table: dict[int, bytes]) -> Lut:
@@ -162,9 +157,45 @@ def _split(a: np.ndarray, nd: int) -> np.ndarray:
 
 def _fill(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
     off = 0
-    for w, put in cells:
-        put(data[..., off : off + w], mask[..., off : off + w])
+    for w, put, _static in cells:
+        if put is not None:
+            put(data[..., off : off + w], mask[..., off : off + w])
         off += w
+
+
+def _fill_static(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
+    off = 0
+    for w, _put, static in cells:
+        if static is not None:
+            data[..., off : off + w] = np.frombuffer(static, dtype=np.uint8)
+            mask[..., off : off + w] = True
+        off += w
+
+
+#: Template grids (static bytes written, their mask set) per layout; a race has a handful of
+#: layouts (integer cells are 1, 3 or 5 bytes wide depending on a block's values).
+_TEMPLATES: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+_MAX_TEMPLATES = 64
+
+
+def _template(B: int, nd: int, pre: Sequence[Cell], drv: Sequence[Cell], post: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (data, mask) grids for a block of this layout, static bytes already in place."""
+    key = (B, nd, *[(w, st) for w, _p, st in pre], None, *[(w, st) for w, _p, st in drv], None,
+           *[(w, st) for w, _p, st in post])  # fmt: skip
+    hit = _TEMPLATES.get(key)
+    if hit is None:
+        w_pre = sum(c[0] for c in pre)
+        d_end = w_pre + nd * sum(c[0] for c in drv)
+        width = d_end + sum(c[0] for c in post)
+        data = np.zeros((B, width), dtype=np.uint8)
+        mask = np.zeros((B, width), dtype=bool)
+        _fill_static(data[:, :w_pre], mask[:, :w_pre], pre)
+        _fill_static(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv)
+        _fill_static(data[:, d_end:], mask[:, d_end:], post)
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)), None)
+        hit = _TEMPLATES[key] = (data, mask)
+    return hit[0].copy(), hit[1].copy()
 
 
 def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
@@ -253,17 +284,13 @@ def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
     if table is not None:
         k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table[0]) - 1)
         post = [_const(_KEYS["weather"]), _lut_cell(k, table)]
-    w_pre = sum(w for w, _ in pre)
-    w_drv = sum(w for w, _ in drv_cells)
-    w_post = sum(w for w, _ in post)
-    width = w_pre + nd * w_drv + w_post
-    data = np.empty((B, width), dtype=np.uint8)
-    mask = np.empty((B, width), dtype=bool)
+    w_pre = sum(c[0] for c in pre)
+    d_end = w_pre + nd * sum(c[0] for c in drv_cells)
+    data, mask = _template(B, nd, pre, drv_cells, post)
     _fill(data[:, :w_pre], mask[:, :w_pre], pre)
-    d_end = w_pre + nd * w_drv
     _fill(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv_cells)
     _fill(data[:, d_end:], mask[:, d_end:], post)
-    return data[mask].tobytes(), mask.sum(axis=1)
+    return data[mask].tobytes(), np.count_nonzero(mask, axis=1)
 
 
 def msgpack_block(race: Race, first_index: int, weather: Weather | None = None) -> list[bytes]:

@@ -159,16 +159,27 @@ class Reader:
         n = self.count(MAX_DRIVERS, 2, "driver count")
         if n == 0:
             raise self.fail("no drivers")
+        # Plain ints from here: a code is a handful of values, numpy per value costs more than it saves.
+        vals = self.values[self.i : self.i + n * (1 + MAX_CODE_BYTES)].tolist()
         out = []
+        pos = 0
         for _ in range(n):
-            ln = self.count(MAX_CODE_BYTES, 1, "driver code length")
-            raw = self.take(ln)
-            if np.any(raw > 255):
+            if pos >= len(vals):
+                raise self.fail("truncated (payload ends before its last value)")
+            ln = vals[pos]
+            if ln > MAX_CODE_BYTES:
+                raise self.fail(f"driver code length {ln} is over the limit {MAX_CODE_BYTES}")
+            raw = vals[pos + 1 : pos + 1 + ln]
+            if len(raw) < ln:
+                raise self.fail(f"truncated (driver code length says {ln} but too few values follow)")
+            if any(x > 255 for x in raw):
                 raise self.fail("driver code byte out of range")
             try:
-                out.append(bytes(raw.astype(np.uint8)).decode())
+                out.append(bytes(raw).decode())
             except UnicodeDecodeError:
                 raise self.fail("driver code is not UTF-8") from None
+            pos += 1 + ln
+        self.i += pos
         if len(set(out)) != len(out):
             raise self.fail("driver codes repeat")
         return tuple(out)
