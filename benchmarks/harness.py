@@ -37,8 +37,10 @@ DESIGNS = ("racecast", "seed", "floor")
 #: Extra designs for before/after comparisons of the bundle format (``--designs`` opts in):
 #: ``racecast-v2`` is this racecast serving the same race as a format-2 bundle (every frame
 #: stored pre-encoded); ``racecast-before`` is another racecast checkout (``RACECAST_BEFORE_SRC``,
-#: its ``src`` directory) serving that format-2 bundle.
-EXTRA_DESIGNS = ("racecast-v2", "racecast-before")
+#: its ``src`` directory) serving that format-2 bundle; ``racecast-warm`` is racecast serving the
+#: format-3 bundle with its on-disk msgpack block cache filled before the server starts (what every
+#: start after the first sees), while ``racecast`` starts with an empty one (cold: blocks built as used).
+EXTRA_DESIGNS = ("racecast-v2", "racecast-before", "racecast-warm")
 
 
 @dataclass
@@ -77,7 +79,7 @@ BUSY_WAIT_PCT = report.BUSY_WAIT_PCT  # server runnable but waiting for its CPU:
 
 def server_command(design: str, data: Path, port: int) -> list[str]:
     py = sys.executable
-    if design == "racecast":
+    if design in ("racecast", "racecast-warm"):
         return [py, "-m", "racecast.cli", "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
     if design in EXTRA_DESIGNS:
         return [py, "-m", "racecast.cli", "serve", "--data", str(v2_dir(data)), "--host", "127.0.0.1", "--port", str(port)]
@@ -93,10 +95,35 @@ def v2_dir(data: Path) -> Path:
     return data.parent / "data-v2"
 
 
-def _env(design: str = "") -> dict[str, str]:
+def _env(design: str = "", tmp: Path | None = None) -> dict[str, str]:
     """A design's environment: the checkout first on PYTHONPATH (``racecast-before``: the tree in
-    ``RACECAST_BEFORE_SRC`` before it)."""
-    return checkout_env((os.environ["RACECAST_BEFORE_SRC"],) if design == "racecast-before" else ())
+    ``RACECAST_BEFORE_SRC`` before it) and its own disk block cache under ``tmp``."""
+    env = checkout_env((os.environ["RACECAST_BEFORE_SRC"],) if design == "racecast-before" else ())
+    if tmp is not None:
+        env["RACECAST_DISK_CACHE_DIR"] = str(disk_cache_dir(tmp, design))
+    return env
+
+
+def disk_cache_dir(tmp: Path, design: str) -> Path:
+    """Each design's disk block cache: empty for all but ``racecast-warm`` (filled by :func:`warm_disk_cache`)."""
+    return tmp / "disk-cache" / design
+
+
+def warm_disk_cache(path: Path, root: Path) -> int:
+    """Build every msgpack block of the bundle at ``path`` into the disk cache at ``root``; returns blocks."""
+    from racecast.bundle import diskcache, open_bundle
+
+    saved = diskcache._DISK
+    diskcache._DISK = diskcache.DiskBlockCache(root, diskcache.default_max_bytes() or diskcache.DEFAULT_MAX_BYTES)
+    try:
+        b = open_bundle(path)
+        s = b.streams["msgpack"]
+        for i in range(0, s.count, s.block_items):
+            s.message(i)
+        b.close()
+        return diskcache._DISK.writes
+    finally:
+        diskcache._DISK = saved
 
 
 class Server:
@@ -112,7 +139,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=pinned(cpu),
-            env=_env(design),
+            env=_env(design, log_dir),
             cwd=ROOT,
         )
         self.start_s: float | None = None
@@ -265,8 +292,13 @@ def run(prof: Profile, designs: Sequence[str], command: str, log: Callable[[str]
         from racecast.bundle import open_bundle
 
         path, source = write_bench_bundle(data, prof.laps)
-        if any(d in EXTRA_DESIGNS for d in designs):
+        if any(d in ("racecast-v2", "racecast-before") for d in designs):
             write_bench_bundle(v2_dir(data), prof.laps, format_version=2)
+        if "racecast-warm" in designs:
+            log(f"filling racecast-warm's disk block cache: {warm_disk_cache(path, disk_cache_dir(tmpd, 'racecast-warm'))} blocks")
+        from racecast.bundle import diskcache
+
+        diskcache._DISK = diskcache.DiskBlockCache(disk_cache_dir(tmpd, "harness"))  # not the user's cache
         b = open_bundle(path)
         frames = b.n_frames
         ms = b.streams["msgpack"]

@@ -16,7 +16,8 @@ from .stats import TOLERANCE_PERIODS
 
 SECTION = "bench"
 LABELS = {"racecast": "racecast", "seed": "seed design", "floor": "floor",
-          "racecast-v2": "racecast, format-2 bundle", "racecast-before": "racecast before format 3"}
+          "racecast-v2": "racecast, format-2 bundle", "racecast-before": "racecast before format 3",
+          "racecast-warm": "racecast, disk block cache warm"}
 TARGET_VIEWERS = 2500  # racecast at 1x on one core with >= 99% on time
 TARGET_FLOOR_RATIO = 2.0  # racecast CPU per frame <= 2x the floor
 ON_TIME_TARGET = 99.0
@@ -101,7 +102,7 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
         s["viewers_per_core_1x"] = viewers_per_core(_points(doc, design, 1.0))
         out["designs"][design] = s
     one = {d: _points(doc, d, 1.0) for d in doc["designs"]}
-    for other in ("seed", "floor", "racecast-v2", "racecast-before"):
+    for other in ("seed", "floor", "racecast-v2", "racecast-before", "racecast-warm"):
         if "racecast" not in one or other not in one:
             continue
         ns = _common_ns(one["racecast"], one[other])

@@ -214,11 +214,12 @@ class Stream:
     """
 
     __slots__ = ("name", "count", "frames_per_item", "media_type", "info", "framed", "block_items", "derived",
-                 "_load", "_owner", "_last", "_cache", "_file")  # fmt: skip
+                 "_load", "_fetch", "_owner", "_last", "_cache", "_file")  # fmt: skip
 
     def __init__(self, name: str, info: dict[str, Any], count: int, block_items: int,
                  load: Callable[[int], Block], owner: Any, *, framed: bool, derived: bool,
-                 cache: BlockCache | None = None, file: "StoredFile | None" = None) -> None:  # fmt: skip
+                 cache: BlockCache | None = None, file: "StoredFile | None" = None,
+                 fetch: Callable[[int], Block] | None = None) -> None:  # fmt: skip
         self.name = name
         self.info = info
         self.count = count
@@ -228,6 +229,7 @@ class Stream:
         self.derived = derived
         self.block_items = block_items
         self._load = load
+        self._fetch = fetch if fetch is not None else load  # a miss of the memory cache (may read a disk cache)
         self._last: tuple[int, Block | None] = (-1, None)  # one tuple: threads never see a torn pair
         self._cache = cache if cache is not None else CACHE
         self._owner = self._cache.token(owner)  # its blocks' key prefix (never the owner itself)
@@ -241,19 +243,23 @@ class Stream:
         last_b, blk = self._last
         if b == last_b:
             return blk  # type: ignore[return-value]
-        blk = self._cache.get((self._owner, self.name, b), lambda: self._load(b))
+        blk = self._cache.get((self._owner, self.name, b), lambda: self._fetch(b))
         self._last = (b, blk)
         if self.derived and (b + 1) * self.block_items < self.count:  # the next block, built ahead
             nb = b + 1
-            self._cache.prefetch((self._owner, self.name, nb), lambda: self._load(nb))
+            self._cache.prefetch((self._owner, self.name, nb), lambda: self._fetch(nb))
         return blk
+
+    def fileno(self) -> int | None:
+        """The open data file of a stored stream (None when derived or closed)."""
+        return self._file.fd if self._file is not None else None
 
     def forget_blocks(self) -> None:
         """Drop every cached block of this stream's owner (a cold cache, for benchmarks)."""
         self._cache._drop_token(self._owner)
 
     def load_block(self, b: int) -> Block:
-        """Build block ``b`` now, bypassing the cache (``verify`` walks every block this way)."""
+        """Build block ``b`` now, bypassing every cache (``verify`` walks every block this way)."""
         return self._load(b)
 
     def _item(self, i: int) -> memoryview:
@@ -334,6 +340,10 @@ class StoredFile:
                 " it was truncated or replaced after the bundle was opened"
             )
         return data
+
+    @property
+    def fd(self) -> int | None:
+        return self._fd
 
     def close(self) -> None:
         if self._fd is not None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from ..race import Race
 from .blocks import Block, BlockError, Stream, StoredFile, check_framed
 from .chunks import Chunk, decode_chunk
 from .compact import compact_payloads
+from .diskcache import DiskBlockCache, bundle_key, disk_cache
 from .format import BundleError
 from .msgpack_frames import Weather, msgpack_block, weather_table
 from .quantize import dequantize_columns
@@ -160,6 +162,9 @@ class Deriver:
         self._template: Race | None = None
         self._weather: Weather | None = None
         self.chunks: Stream | None = None
+        # msgpack blocks survive the process on disk (diskcache.py), keyed by this bundle's identity.
+        self.disk: DiskBlockCache | None = disk_cache()
+        self._manifest_bytes = json.dumps(bundle.manifest, sort_keys=True).encode()
 
     # -- chunks ----------------------------------------------------------------------------
     def chunks_stream(self, info: dict[str, Any]) -> Stream:
@@ -248,7 +253,34 @@ class Deriver:
             f0, q, cs = self.decoded(b)
             return _block(f0, encode(f0, q, cs), framed)
 
-        return Stream(name, info, self.bundle.n_frames, per, load, self.bundle, framed=framed, derived=True)
+        fetch = None
+        if name == "msgpack" and self.disk is not None and self.disk.enabled:
+            disk, n_frames = self.disk, self.bundle.n_frames
+
+            def fetch(b: int) -> Block:
+                """The block from the disk cache when an intact copy of this very bundle's is there, else built
+                (and stored)."""
+                key = self._disk_key()
+                if key is None:
+                    return load(b)
+                first = b * per
+                blk = disk.read(key, name, b, first, min(per, n_frames - first))
+                if blk is None:
+                    blk = load(b)
+                    disk.write(key, name, b, blk)
+                return blk
+
+        return Stream(name, info, self.bundle.n_frames, per, load, self.bundle, framed=framed, derived=True,
+                      fetch=fetch)  # fmt: skip
+
+    def _disk_key(self) -> str | None:
+        fd = self.gz.fileno()
+        if fd is None:
+            return None
+        try:
+            return bundle_key(self._manifest_bytes, fd)
+        except OSError:
+            return None
 
     def _compact(self, f0: int, q: dict[str, np.ndarray], cs: list[Chunk]) -> list[bytes]:
         k = self.chunk_frames
