@@ -89,6 +89,7 @@ class SeedClient:
         self._start_frame = 0
         self._last_sent: dict[str, Any] | None = None
         self._awaiting: dict[int, float] = {}  # scrub target -> when sent
+        self._answered = asyncio.Event()  # set whenever an awaited scrub's frame arrives
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- the hook's sender: drops a command identical to the previous one --------------------------
@@ -132,6 +133,7 @@ class SeedClient:
                 sent = self._awaiting.pop(i, None)
                 if sent is not None:
                     self.stats.seek_waits.append(now - sent)
+                    self._answered.set()
                 self.last_frame = frame
         except websockets.ConnectionClosed as e:
             self.stats.closed = f"closed {e.rcvd.code if e.rcvd else 'abnormally'}"
@@ -181,10 +183,18 @@ class SeedClient:
         self._start_time = None
         await self._send({"action": "pause"})
 
-    async def scrub(self, frame: int) -> None:
-        """The user drags the timeline (paused): a seek whose frame we wait for."""
+    async def scrub(self, frame: int, timeout: float = 10.0) -> None:
+        """The user drags the timeline (paused): a seek whose frame we wait for, up to ``timeout`` s.
+
+        Waiting (rather than sleeping a fixed time) keeps a slow answer from being missed
+        or coalesced with the next scrub; an answer that never comes stays untimed."""
+        self._answered.clear()
         self._awaiting[frame] = self.clock()
         await self._set_frame(frame)
+        try:
+            await asyncio.wait_for(self._answered.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     async def close(self) -> None:
         self.playing = False
@@ -213,7 +223,7 @@ async def run_one(url: str, speed: float, seconds: float, *, warmup: float = 0.5
     await asyncio.sleep(seconds)
     await c.pause()
     still_open = c.stats.closed is None
-    for k in range(5):  # paused scrubs: each must bring its frame
+    for k in range(5):  # paused scrubs, one after another: each must bring its frame
         await c.scrub((c.frame_index + 97 * (k + 1)) % max(1, c.total_frames - 1))
         await asyncio.sleep(0.2)
     out = {"speed": speed, "seconds": seconds, "connected_throughout": still_open and c.stats.closed is None, **c.stats.summary(speed)}

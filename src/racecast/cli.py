@@ -445,7 +445,8 @@ def demo(
     store = DataDir(data)
     path = build_demo(store, laps=laps)
     info = describe(open_bundle(path))
-    out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, {info['bytes_per_frame']} B/frame)")
+    out.print(f"demo replay ready: {info['id']} ({info['laps']} laps, {info['frames']} frames, "
+              f"{info['size_bytes'] / 1e6:.1f} MB on disk, a seed msgpack frame {info['bytes_per_frame']:,.0f} B on the wire)")
     _serve(store, host, port, workers, log_level, f"/?replay={DEMO_ID}", "open the viewer at", redis=redis)
 
 
