@@ -141,7 +141,6 @@ def official_results(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     listed: set[str] = set()
-    official_gap_base = math.nan
     for rank, i in enumerate(order):
         code = code_of(i)
         if code in listed:
@@ -155,9 +154,7 @@ def official_results(
         points = _num(df["Points"][i]) if "Points" in df.columns else math.nan
         t = _seconds(df["Time"][i]) if "Time" in df.columns else math.nan
         position = int(posn[i]) if np.isfinite(posn[i]) else None
-        if rank == 0:
-            official_gap_base = t  # FastF1: the winner's Time is the race time, the others' their gap
-        gap = 0.0 if rank == 0 and math.isfinite(t) else t
+        gap = 0.0 if rank == 0 and math.isfinite(t) else t  # FastF1: the winner's Time is the race time, the others' their gap
         ln = line.get(code)
         row: dict[str, Any] = {
             "position": position,
