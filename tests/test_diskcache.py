@@ -170,3 +170,4 @@ def test_several_processes_fill_one_cache_at_once(tmp_path, bundle):
         assert diskcache._parse(p.read_bytes(), 100 * k, min(100, N - 100 * k)) is not None
     assert len(list(cache.rglob("*.blk"))) == 5
     del d
+

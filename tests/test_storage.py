@@ -419,3 +419,80 @@ def test_a_replaced_bundles_blocks_leave_the_cache_and_the_bundle_is_freed(tmp_p
             await new.close()
 
         asyncio.run(go())
+
+
+# -- the vectorised chunk decoder (what every derived block runs) -------------------------------
+
+
+def _change_section(raw: bytes):
+    """A raw chunk's varints, and where its slow-channel changes start (count first)."""
+    import numpy as np
+
+    from racecast.bundle.quantize import FAST, SLOW
+    from racecast.bundle.varint import decode_varints
+
+    vals, _ends = decode_varints(np.frombuffer(raw[6:-4], dtype=np.uint8))
+    v = vals.tolist()
+    nf, nd = v[1], v[2]
+    i = 3
+    for _ in range(nd):
+        i += 1 + v[i]
+    i += 2 * nf + len(FAST) * nd * nf + len(SLOW) * nd
+    return vals.copy(), i
+
+
+def _resealed(raw: bytes, vals) -> bytes:
+    import zlib
+
+    from racecast.bundle.varint import encode_varints
+
+    flat, _lens = encode_varints(vals)
+    c = raw[:2] + flat.tobytes()
+    body = c[:2] + (len(c) + 8).to_bytes(4, "little") + c[2:]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("bad", ["frame 0", "frame past the end", "driver", "channel", "out of order"])
+def test_bad_slow_changes_are_refused_by_the_decoder(race, bad):
+    from racecast.bundle.chunks import decode_chunk, iter_chunks
+    from racecast.bundle.varint import DecodeError
+
+    raw = next(c for c in iter_chunks(race) if _change_section(c)[0][_change_section(c)[1]] >= 2)
+    vals, i = _change_section(raw)
+    assert decode_chunk(_resealed(raw, vals)).first_frame == decode_chunk(raw).first_frame  # resealing is faithful
+    nf, nd = int(vals[1]), int(vals[2])
+    j0, j1 = i + 1, i + 5  # the first two changes: (frame, driver, channel id, value)
+    if bad == "frame 0":
+        vals[j0] = 0
+    elif bad == "frame past the end":
+        vals[j0] = nf
+    elif bad == "driver":
+        vals[j0 + 1] = nd
+    elif bad == "channel":
+        vals[j0 + 2] = 99
+    else:
+        vals[j0], vals[j1] = max(int(vals[j1]) + 1, 2), 1
+    with pytest.raises(DecodeError, match="out of range or out of order"):
+        decode_chunk(_resealed(raw, vals))
+
+
+def test_slow_changes_hold_from_their_frame_on(race):
+    """The vectorised carry-forward equals applying each change from its frame to the chunk's end, in order."""
+    import numpy as np
+
+    from racecast.bundle.chunks import decode_chunk, iter_chunks
+    from racecast.bundle.quantize import SLOW
+
+    by_id = {s.id: s.name for s in SLOW}
+    seen = 0
+    for raw in iter_chunks(race):
+        c = decode_chunk(raw)
+        vals, i = _change_section(raw)
+        n = int(vals[i])
+        base = {name: np.repeat(c.q[name][:1], c.n_frames, axis=0).copy() for name in by_id.values()}
+        for j, d, cid, v in vals[i + 1 : i + 1 + 4 * n].reshape(-1, 4).tolist():
+            base[by_id[cid]][j:, d] = (v >> 1) ^ -(v & 1)
+            seen += 1
+        for name in by_id.values():
+            assert np.array_equal(base[name], c.q[name]), name
+    assert seen > 0

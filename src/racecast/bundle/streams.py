@@ -27,7 +27,7 @@ from ..race import Race
 from .blocks import Block, BlockError, Stream, StoredFile, check_framed
 from .chunks import Chunk, decode_chunk
 from .compact import compact_payloads
-from .diskcache import DiskBlockCache, bundle_key, disk_cache
+from .diskcache import DiskBlockCache, bundle_key, disk_cache, manifest_digest
 from .format import BundleError
 from .msgpack_frames import Weather, msgpack_block, weather_table
 from .quantize import dequantize_columns
@@ -164,7 +164,7 @@ class Deriver:
         self.chunks: Stream | None = None
         # msgpack blocks survive the process on disk (diskcache.py), keyed by this bundle's identity.
         self.disk: DiskBlockCache | None = disk_cache()
-        self._manifest_bytes = json.dumps(bundle.manifest, sort_keys=True).encode()
+        self._manifest_digest = manifest_digest(json.dumps(bundle.manifest, sort_keys=True).encode())
 
     # -- chunks ----------------------------------------------------------------------------
     def chunks_stream(self, info: dict[str, Any]) -> Stream:
@@ -278,7 +278,7 @@ class Deriver:
         if fd is None:
             return None
         try:
-            return bundle_key(self._manifest_bytes, fd)
+            return bundle_key(self._manifest_digest, fd)
         except OSError:
             return None
 
