@@ -6,6 +6,7 @@ truncated or foreign file is refused and the block rebuilt, never sent.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
@@ -171,3 +172,21 @@ def test_several_processes_fill_one_cache_at_once(tmp_path, bundle):
     assert len(list(cache.rglob("*.blk"))) == 5
     del d
 
+
+
+#: The derived msgpack bytes of one fixed race, per ENCODER_VERSION. Files on disk are
+#: trusted across racecast versions by that number alone, so a change to the chunk decoder
+#: or the msgpack encoder that changes these bytes must bump ENCODER_VERSION (and add its digest).
+DERIVED_MSGPACK_SHA256 = {1: "190340347563c8e1549ab77ede595f7ec7acc4234b49cc80fdb37760fcfe5e6a"}
+
+
+def test_encoder_version_names_the_bytes_it_caches(tmp_path: Path) -> None:
+    write_bundle(tiny_race(n_frames=250, n_drivers=4), tmp_path / "b")
+    s = open_bundle(tmp_path / "b").streams["msgpack"]
+    h = hashlib.sha256()
+    for b in range(-(-s.count // s.block_items)):
+        h.update(bytes(s.load_block(b).data))  # built now, bypassing both caches
+    assert h.hexdigest() == DERIVED_MSGPACK_SHA256.get(diskcache.ENCODER_VERSION), (
+        "the derived msgpack bytes changed: bump diskcache.ENCODER_VERSION so no old cached file is served, "
+        f"and record {h.hexdigest()} for the new version"
+    )
