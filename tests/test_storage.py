@@ -150,6 +150,36 @@ def test_block_cache_stays_within_its_bound():
     assert len(cache) == 0 and cache.nbytes == 0
 
 
+def test_an_owner_collected_while_the_cache_is_locked_does_not_deadlock():
+    """The garbage collector runs finalizers at whatever allocation triggers it, even one made
+    while the cache holds its (non-reentrant) lock. A CI run hung for good in ``prefetch`` when
+    a collected bundle's finalizer took that lock; now it only queues the token, purged later."""
+    import gc
+    import threading
+
+    cache = BlockCache(max_bytes=10_000)
+    owner = type("Owner", (), {})()
+    owner.cycle = owner  # only the cyclic collector frees it
+    t = cache.token(owner)
+    cache.get((t, "s", 0), lambda: Block(0, bytes(100), [0, 100]))
+    keep = type("Owner", (), {})()
+    k = cache.token(keep)
+    del owner
+    done = threading.Event()
+
+    def collect_under_the_lock() -> None:
+        with cache._lock:  # what an allocation inside prefetch() or _insert() amounts to
+            gc.collect()
+        done.set()
+
+    threading.Thread(target=collect_under_the_lock, daemon=True).start()
+    assert done.wait(60), "a finalizer took the cache's lock while its own thread held it"
+    assert t in {key[0] for key in cache._d}  # not dropped yet: only queued
+    cache.get((k, "s", 1), lambda: Block(0, bytes(100), [0, 100]))
+    assert t not in cache.tokens_held()  # the collected owner's block went at the next operation
+    assert cache.nbytes == sum(b.nbytes for b in cache._d.values())
+
+
 def test_derived_blocks_are_shared_not_rebuilt(v3):
     b = open_bundle(v3)
     s = b.streams["msgpack"]

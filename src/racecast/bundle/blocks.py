@@ -21,7 +21,7 @@ import itertools
 import os
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -88,6 +88,11 @@ class BlockCache:
         # or closed bundle alive, and when one is garbage-collected its blocks go with it.
         self._tokens: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
         self._next_token = itertools.count(1)
+        # Tokens of collected owners, purged under the lock by the next cache operation. The
+        # finalizer only appends here: the garbage collector can run it on any thread, at any
+        # allocation, including one made while this thread holds ``_lock`` (a deadlock if it
+        # took the lock itself, as it once did: a CI run hung in ``prefetch``).
+        self._dead: deque[int] = deque()
 
     def token(self, owner: Any) -> int:
         """The key prefix of ``owner``'s blocks (one per owner; its blocks are dropped when it is collected)."""
@@ -95,12 +100,13 @@ class BlockCache:
             t = self._tokens.get(owner)
             if t is None:
                 t = self._tokens[owner] = next(self._next_token)
-                weakref.finalize(owner, self._drop_token, t)
+                weakref.finalize(owner, self._dead.append, t)
         return t
 
     def tokens_held(self) -> set[int]:
         """The owner tokens that have blocks in the cache (for tests and metrics)."""
         with self._lock:
+            self._purge_dead()
             return {k[0] for k in self._d}
 
     def get(self, key: tuple[Any, ...], build: Callable[[], Block]) -> Block:
@@ -129,6 +135,7 @@ class BlockCache:
 
     def _insert(self, key: tuple[Any, ...], b: "Block | _Failed") -> None:
         with self._lock:
+            self._purge_dead()
             old = self._d.pop(key, None)
             if old is not None:
                 self.nbytes -= old.nbytes
@@ -185,8 +192,17 @@ class BlockCache:
 
     def _drop_token(self, t: int) -> None:
         with self._lock:
-            for k in [k for k in self._d if k[0] == t]:
-                self.nbytes -= self._d.pop(k).nbytes
+            self._purge_dead()
+            self._drop_locked(t)
+
+    def _drop_locked(self, t: int) -> None:
+        for k in [k for k in self._d if k[0] == t]:
+            self.nbytes -= self._d.pop(k).nbytes
+
+    def _purge_dead(self) -> None:
+        """Drop the blocks of owners collected since the last call (the caller holds ``_lock``)."""
+        while self._dead:
+            self._drop_locked(self._dead.popleft())
 
     def __len__(self) -> int:
         return len(self._d)
