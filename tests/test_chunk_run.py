@@ -236,3 +236,36 @@ def test_block_errors_from_the_deriver_name_the_chunk(tmp_path, monkeypatch):
     with pytest.raises(BlockError, match=r"chunk 6 of .* is damaged \(chunk: CRC-32 mismatch"):
         d.decoded(1)
     b.close()
+
+
+def _varints_by_hand(buf: bytes):
+    """Plain-Python LEB128: the values of the complete varints, or the first too-long one's error."""
+    out, v, shift, start = [], 0, 0, 0
+    for i, b in enumerate(buf):
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            if i - start + 1 > 5:
+                return f"varint at byte {start} is longer than 5 bytes"
+            out.append(v)
+            v, shift, start = 0, 0, i + 1
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**35 - 1), max_size=40), st.binary(max_size=40), st.booleans())
+def test_decode_varints_matches_a_byte_by_byte_decoder(values, noise, mix):
+    """Encoded values round-trip; arbitrary bytes (long runs, a trailing incomplete varint) decode or
+    fail exactly as a byte-by-byte decoder does."""
+    flat, _ = encode_varints(np.asarray(values, dtype=np.uint64))
+    buf = flat.tobytes() + noise if mix else noise
+    want = _varints_by_hand(buf)
+    try:
+        vals, ends = decode_varints(np.frombuffer(buf, dtype=np.uint8))
+    except DecodeError as e:
+        assert str(e) == want
+        return
+    assert vals.dtype == np.uint64 and vals.tolist() == want
+    assert ends.tolist() == [i for i, b in enumerate(buf) if b < 0x80]
+    if mix:
+        assert vals.tolist()[: len(values)] == values
