@@ -29,7 +29,7 @@ from .compact import frames_dicts
 from .quantize import FAST, SLOW, quantize, quantized_weather
 from .varint import DecodeError, unzigzag, varint_values
 from .wire import (
-    KIND_CHUNK, KIND_NAMES, MAX_CHUNK_FRAMES, MAX_PAYLOAD_BYTES, Reader, check_size,
+    KIND_CHUNK, KIND_NAMES, MAX_CHUNK_FRAMES, MAX_PAYLOAD_BYTES, MAX_WEATHER_FIELDS, Reader, check_size,
     code_tokens, payloads, read_header, split, weather_rows, zz,
 )  # fmt: skip
 
@@ -324,8 +324,9 @@ def decode_chunk_run(payloads: Sequence[bytes | bytearray | memoryview], codes: 
     """
     if not payloads:
         raise ValueError("decode_chunk_run needs at least one chunk")
-    run = _batched_run(payloads)
-    if run is not None and (codes is None or tuple(codes) == run.codes):
+    codes = None if codes is None else tuple(codes)
+    run = _batched_run(payloads, codes)
+    if run is not None and (codes is None or codes == run.codes):
         return run
     # Shapes differ (a race's last, shorter chunk), or something is wrong: one chunk at a time, which
     # names the first damaged chunk exactly as decoding it alone would.
@@ -335,7 +336,7 @@ def decode_chunk_run(payloads: Sequence[bytes | bytearray | memoryview], codes: 
             c = decode_chunk(p)
         except DecodeError as e:
             raise ChunkRunError(j, str(e)) from None
-        want = tuple(codes) if codes is not None else cs[0].codes if cs else c.codes
+        want = codes if codes is not None else cs[0].codes if cs else c.codes
         if c.codes != want:
             raise ChunkRunError(j, f"chunk: has drivers {c.codes}, expected {want}")
         cs.append(c)
@@ -352,15 +353,12 @@ class _Share(Reader):
         self.what, self.start, self.i = "chunk", 0, 0
         self.values, self.ends = values, np.zeros(0, dtype=np.int64)
 
-    def z(self) -> int:
-        v = int(self.take(1)[0])
-        return (v >> 1) ^ -(v & 1)
 
-
-def _batched_run(payloads: Sequence[bytes | bytearray | memoryview]) -> ChunkRun | None:
+def _batched_run(payloads: Sequence[bytes | bytearray | memoryview], codes: tuple[str, ...] | None = None) -> ChunkRun | None:
     """The run decoded in one pass, or None when its chunks differ in shape or any check fails (the
     caller then decodes chunk by chunk, which says what is wrong). Accepts only what
-    :func:`decode_chunk` accepts, checking the same things."""
+    :func:`decode_chunk` accepts, checking the same things. ``codes``: the drivers expected (their
+    tokens, once checked, are compared rather than parsed again)."""
     bodies = []
     for p in payloads:
         try:
@@ -385,7 +383,7 @@ def _batched_run(payloads: Sequence[bytes | bytearray | memoryview]) -> ChunkRun
         r = _Share(values[: stops[0]])
         first = r.u()
         nf = r.u(MAX_CHUNK_FRAMES, "frame count")
-        codes = r.codes()
+        codes = _codes(r, codes)
     except DecodeError:
         return None
     nd, h = len(codes), r.i  # every chunk of the run must start with the same frame count and drivers
@@ -402,16 +400,32 @@ def _batched_run(payloads: Sequence[bytes | bytearray | memoryview]) -> ChunkRun
         fixed_at.append(v0 + h)
         change_at.append(pos + 1)
         n_changes.append(n)
-        r = _Share(values[pos + 1 + 4 * n : v1])
-        try:
-            weathers.append(r.weather())
-        except DecodeError:
+        w = values[pos + 1 + 4 * n : v1].tolist()  # the weather ends the chunk: as Reader.weather, then nothing
+        if not w or w[0] > MAX_WEATHER_FIELDS or len(w) != 1 + 2 * w[0] or any(f > 255 for f in w[1::2]):
             return None
-        if r.left:
-            return None
+        weathers.append([(f, (v >> 1) ^ -(v & 1)) for f, v in zip(w[1::2], w[2::2])])
         v0 = v1
     q = _run_columns(values, fixed_at, change_at, n_changes, nf, nd)
     return None if q is None else ChunkRun(first, codes, q, weathers)
+
+
+#: Driver codes whose tokens a chunk has passed :meth:`Reader.codes` with (a bundle's, usually one).
+_CHECKED_CODES: dict[tuple[str, ...], list[int]] = {}
+
+
+def _codes(r: Reader, codes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The driver codes at ``r``: compared with ``codes``' tokens when those passed the checks before."""
+    tokens = _CHECKED_CODES.get(codes) if codes is not None else None
+    if tokens is not None and r.values[r.i : r.i + len(tokens)].tolist() == tokens:
+        r.i += len(tokens)
+        return codes  # type: ignore[return-value]
+    i = r.i
+    got = r.codes()
+    if got == codes:
+        if len(_CHECKED_CODES) > 64:  # bounded: many bundles of different drivers open at once
+            _CHECKED_CODES.clear()
+        _CHECKED_CODES[got] = r.values[i : r.i].tolist()
+    return got
 
 
 #: Order-2 fast channels as runs of consecutive indices in FAST: (start, stop) slices.
@@ -442,9 +456,10 @@ def _run_columns(values: np.ndarray, fixed_at: list[int], change_at: list[int], 
     t += z[:, :1]
     lap = np.cumsum(z[:, nf : 2 * nf], axis=1)
     fz = z[:, 2 * nf : 2 * nf + nfast].reshape(C, F, nd, nf)
-    for i0, i1 in _FAST_ORDER2_RUNS:
-        np.cumsum(fz[:, i0:i1, :, 1:], axis=-1, out=fz[:, i0:i1, :, 1:])
     fd = ws[2 * C * L : 2 * C * L + C * nfast].reshape(C, F, nd, nf)
+    for i0, i1 in _FAST_ORDER2_RUNS:  # through fd and back: a cumsum onto its own input copies it first
+        np.cumsum(fz[:, i0:i1, :, 1:], axis=-1, out=fd[:, i0:i1, :, 1:])
+        fz[:, i0:i1, :, 1:] = fd[:, i0:i1, :, 1:]
     np.cumsum(fz, axis=-1, out=fd)
     q: dict[str, np.ndarray] = {}
     for i, s in enumerate(FAST):
