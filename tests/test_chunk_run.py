@@ -275,3 +275,30 @@ def test_decode_varints_matches_a_byte_by_byte_decoder(values, noise, mix):
     assert ends.tolist() == [i for i, b in enumerate(buf) if b < 0x80]
     if mix:
         assert vals.tolist()[: len(values)] == values
+
+
+def test_runs_too_big_for_the_scratch_area_decode_the_same(tiny_chunks, monkeypatch):
+    """Over the per-thread scratch limit the same code runs on fresh arrays (and the kept area is unused)."""
+    import racecast.bundle.chunks as chunks_mod
+
+    monkeypatch.setattr(chunks_mod, "_SCRATCH_MAX", 100)
+    run = tiny_chunks[4:8]
+    assert _batched_run(run) is not None
+    assert_same(got(run), expected(run))
+
+
+def test_threads_decoding_at_once_get_their_own_answers(sim_chunks):
+    """The scratch area is per thread: runs decoded concurrently equal the chunk-by-chunk answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = [sim_chunks[c : c + 4] for c in range(0, len(sim_chunks) - 4, 4)]
+    want = [expected(r) for r in runs]
+
+    def work(k: int) -> None:
+        for _ in range(3):
+            for i in range(len(runs)):
+                j = (i + k) % len(runs)  # each thread in its own order
+                assert_same(got(runs[j]), want[j])
+
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(work, range(4)))
