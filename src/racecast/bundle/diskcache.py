@@ -102,14 +102,15 @@ class DiskBlockCache:
             return
         p = self.path(key, stream, b)
         offs = struct.pack(f"<{len(blk.offsets)}I", *blk.offsets)
-        body = offs + blk.data
-        head = _HEAD.pack(_MAGIC, ENCODER_VERSION, blk.first, len(blk), len(blk.data), zlib.crc32(body))
+        crc = zlib.crc32(blk.data, zlib.crc32(offs))  # of offsets + data, without joining them
+        head = _HEAD.pack(_MAGIC, ENCODER_VERSION, blk.first, len(blk), len(blk.data), crc)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(head)
-                f.write(body)
+                f.write(offs)
+                f.write(blk.data)
             os.replace(tmp, p)
         except OSError:
             _unlink(tmp)
@@ -119,7 +120,7 @@ class DiskBlockCache:
             if self._bytes is None:
                 self._bytes = _usage(self.root)
             else:
-                self._bytes += len(head) + len(body)
+                self._bytes += len(head) + len(offs) + len(blk.data)
             over = self._bytes > self.max_bytes
         if over:
             self.trim()

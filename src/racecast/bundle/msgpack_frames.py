@@ -30,6 +30,7 @@ it is ~20x faster than building a dict per frame and calling ``packb``.
 from __future__ import annotations
 
 import math
+import threading
 
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,6 +38,7 @@ import msgpack
 import numpy as np
 
 from ..race import CHANNELS, Drs, Race, Status
+from .wsframe import OP_BINARY
 
 #: The race model's per-car fields in order (racecast's own encodings, e.g. compact, decode to these).
 DRIVER_FIELDS: tuple[str, ...] = (
@@ -176,26 +178,63 @@ def _fill_static(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> N
 #: layouts (integer cells are 1, 3 or 5 bytes wide depending on a block's values).
 _TEMPLATES: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
 _MAX_TEMPLATES = 64
+#: Per thread, the grids a block is assembled in, reused block after block (keyed by shape).
+#: A fresh half-megabyte grid per block cost more in page faults than the encoding itself.
+_SCRATCH = threading.local()
+_MAX_SCRATCH = 4
 
 
-def _template(B: int, nd: int, pre: Sequence[Cell], drv: Sequence[Cell], post: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh (data, mask) grids for a block of this layout, static bytes already in place."""
-    key = (B, nd, *[(w, st) for w, _p, st in pre], None, *[(w, st) for w, _p, st in drv], None,
+def _scratch(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = getattr(_SCRATCH, "grids", None)
+    if grids is None:
+        grids = _SCRATCH.grids = {}
+    hit = grids.get(shape)
+    if hit is None:
+        if len(grids) >= _MAX_SCRATCH:
+            grids.pop(next(iter(grids)))
+        hit = grids[shape] = (np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=bool))
+    return hit
+
+
+def _template(B: int, nd: int, lead: int, pre: Sequence[Cell], drv: Sequence[Cell],
+              post: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(data, mask) grids for a block of this layout with the static bytes in place: this thread's
+    scratch grids, valid until its next call. ``lead`` columns come first (a frame header's room)."""
+    key = (B, nd, lead, *[(w, st) for w, _p, st in pre], None, *[(w, st) for w, _p, st in drv], None,
            *[(w, st) for w, _p, st in post])  # fmt: skip
     hit = _TEMPLATES.get(key)
     if hit is None:
-        w_pre = sum(c[0] for c in pre)
+        w_pre = lead + sum(c[0] for c in pre)
         d_end = w_pre + nd * sum(c[0] for c in drv)
         width = d_end + sum(c[0] for c in post)
         data = np.zeros((B, width), dtype=np.uint8)
         mask = np.zeros((B, width), dtype=bool)
-        _fill_static(data[:, :w_pre], mask[:, :w_pre], pre)
+        _fill_static(data[:, lead:w_pre], mask[:, lead:w_pre], pre)
         _fill_static(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv)
         _fill_static(data[:, d_end:], mask[:, d_end:], post)
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.pop(next(iter(_TEMPLATES)), None)
         hit = _TEMPLATES[key] = (data, mask)
-    return hit[0].copy(), hit[1].copy()
+    data, mask = _scratch(hit[0].shape)
+    np.copyto(data, hit[0])
+    np.copyto(mask, hit[1])
+    return data, mask
+
+
+def _frame_headers(data: np.ndarray, mask: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Write each row's WebSocket binary frame header (2, 4 or 10 bytes, RFC 6455) for a payload of
+    ``n`` bytes into the row's first 10 columns; return the header sizes."""
+    n = n.astype(np.int64)
+    data[:, 0] = OP_BINARY
+    small, mid = n < 126, (n >= 126) & (n < 65536)
+    big = ~(small | mid)
+    data[:, 1] = np.where(small, n, np.where(mid, 126, 127)).astype(np.uint8)
+    be = n.astype(">u8").view(np.uint8).reshape(-1, 8)
+    data[mid, 2:4] = be[mid, 6:8]
+    data[big, 2:10] = be[big]
+    hs = np.where(small, 2, np.where(mid, 4, 10))
+    mask[:, :10] = np.arange(10) < hs[:, None]
+    return hs
 
 
 def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
@@ -256,12 +295,13 @@ def weather_table(race: Race) -> Weather:
 
 
 def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
-                  first_index: int | None = None) -> tuple[bytes, np.ndarray]:  # fmt: skip
-    """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths.
+                  first_index: int | None = None, framed: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Encode frames ``b0..b1``; return all their bytes (uint8, back to back) and each frame's length.
 
-    Every cell (a key or a value) is written into its slot of one preallocated byte grid
-    (frames x bytes) with a mask of its valid bytes; the frames are the masked bytes in
-    order. ``first_index``: the ``frame_index`` of row ``b0`` (default ``b0``).
+    Every cell (a key or a value) is written into its slot of one byte grid (frames x bytes)
+    with a mask of its valid bytes; the frames are the masked bytes in order. ``first_index``:
+    the ``frame_index`` of row ``b0`` (default ``b0``). ``framed``: each frame starts with its
+    WebSocket binary frame header (counted in its length), ready to send as it is.
     """
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
@@ -284,40 +324,58 @@ def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
     if table is not None:
         k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table[0]) - 1)
         post = [_const(_KEYS["weather"]), _lut_cell(k, table)]
-    w_pre = sum(c[0] for c in pre)
+    lead = 10 if framed else 0
+    w_pre = lead + sum(c[0] for c in pre)
     d_end = w_pre + nd * sum(c[0] for c in drv_cells)
-    data, mask = _template(B, nd, pre, drv_cells, post)
-    _fill(data[:, :w_pre], mask[:, :w_pre], pre)
+    data, mask = _template(B, nd, lead, pre, drv_cells, post)
+    _fill(data[:, lead:w_pre], mask[:, lead:w_pre], pre)
     _fill(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv_cells)
     _fill(data[:, d_end:], mask[:, d_end:], post)
-    return data[mask].tobytes(), np.count_nonzero(mask, axis=1)
+    lengths = np.add.reduce(mask[:, lead:].view(np.uint8), axis=1, dtype=np.int64)
+    if framed:
+        lengths += _frame_headers(data, mask, lengths)
+    return data[mask], lengths
 
 
 def msgpack_block(race: Race, first_index: int, weather: Weather | None = None) -> list[bytes]:
     """Every frame of ``race`` (a block of a longer race: its rows only) numbered from ``first_index``.
     ``weather``: :func:`weather_table` of the whole race, computed once."""
-    out: list[bytes] = []
+    return list(_payloads(race, 0, race.n_frames, weather, first_index))
+
+
+def msgpack_framed_block(race: Race, first_index: int, weather: Weather | None = None) -> tuple[np.ndarray, list[int]]:
+    """Like :func:`msgpack_block`, but as one read-only buffer of WebSocket binary frames (header and
+    payload each) and the offsets of the frames in it (one more than the frames): a derived block as
+    it is cached and sent, built without a per-frame object or a copy."""
+    parts, lens = [], []
     for b0 in range(0, race.n_frames, _BLOCK):
         b1 = min(b0 + _BLOCK, race.n_frames)
-        flat, lengths = _encode_block(race, b0, b1, weather, first_index + b0)
+        flat, lengths = _encode_block(race, b0, b1, weather, first_index + b0, framed=True)
+        parts.append(flat)
+        lens.append(lengths)
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    flat.flags.writeable = False
+    offsets = np.zeros(race.n_frames + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lens), out=offsets[1:])
+    return flat, offsets.tolist()
+
+
+def _payloads(race: Race, start: int, stop: int, weather: Weather | None, first_index: int | None = None) -> Iterator[bytes]:
+    first = start if first_index is None else first_index
+    for b0 in range(start, stop, _BLOCK):
+        b1 = min(b0 + _BLOCK, stop)
+        flat, lengths = _encode_block(race, b0, b1, weather, first + (b0 - start))
+        data = flat.tobytes()
         pos = 0
         for n in lengths.tolist():
-            out.append(flat[pos : pos + n])
+            yield data[pos : pos + n]
             pos += n
-    return out
 
 
 def iter_msgpack_frames(race: Race, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
     """Yield the encoded payload of frames ``start..stop`` (all by default)."""
     stop = race.n_frames if stop is None else stop
-    weather = weather_table(race)
-    for b0 in range(start, stop, _BLOCK):
-        b1 = min(b0 + _BLOCK, stop)
-        flat, lengths = _encode_block(race, b0, b1, weather)
-        pos = 0
-        for n in lengths.tolist():
-            yield flat[pos : pos + n]
-            pos += n
+    yield from _payloads(race, start, stop, weather_table(race))
 
 
 _MODEL_STATUS = {v: STATUS_LABELS[k] for k, v in SEED_STATUS.items()}
