@@ -47,12 +47,13 @@ class BlockError(BundleError):
 class Block:
     """Items ``first .. first + len(offsets) - 2`` of a stream, back to back in one buffer.
 
-    ``data`` is bytes or a read-only 1-D uint8 array (a derived block encoded in place).
+    ``data`` is bytes, a read-only 1-D uint8 array (a derived block encoded in place) or a
+    memoryview of bytes (a block read from the disk cache, after its header).
     """
 
     __slots__ = ("first", "data", "mv", "offsets", "nbytes", "ahead")
 
-    def __init__(self, first: int, data: "bytes | np.ndarray", offsets: list[int]) -> None:
+    def __init__(self, first: int, data: "bytes | memoryview | np.ndarray", offsets: list[int]) -> None:
         self.first = first
         self.data = data
         self.mv = memoryview(data)

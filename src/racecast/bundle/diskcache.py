@@ -178,7 +178,7 @@ def _parse(raw: bytes, first: int, count: int) -> Block | None:
     offs = list(struct.unpack_from(f"<{n + 1}I", raw, _HEAD.size))
     if offs[0] != 0 or offs[-1] != nbytes or any(a > b for a, b in zip(offs, offs[1:])):
         return None
-    return Block(first, raw[start:], offs)
+    return Block(first, memoryview(raw)[start:], offs)  # a view: no second copy of the block
 
 
 def _usage(root: Path) -> int:
