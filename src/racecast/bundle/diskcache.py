@@ -26,6 +26,7 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import Any, Callable
 
 from .blocks import Block
 
@@ -220,3 +221,30 @@ def disk_cache() -> DiskBlockCache:
         if _DISK is None:
             _DISK = DiskBlockCache(default_dir(), default_max_bytes())
         return _DISK
+
+
+def warm(bundle: Any, progress: Callable[[float], None] | None = None) -> tuple[int, int]:
+    """Build every msgpack block of a format-3 ``bundle`` into the disk cache, so that no viewer waits
+    for one and the first viewers cost what later ones do; returns (blocks, blocks built now).
+
+    Blocks already there are read and kept (a cheap check). Raises ValueError when there is nothing to
+    do: the disk cache is off, or the bundle stores its msgpack frames (format 2).
+    """
+    s = bundle.streams["msgpack"]
+    disk = disk_cache()
+    if not disk.enabled:
+        raise ValueError("the disk block cache is off (RACECAST_DISK_CACHE_MB=0): nothing to warm")
+    if not s.derived:
+        raise ValueError(f"{bundle.id} stores its msgpack frames (format {bundle.format_version}): nothing to build")
+    n = -(-s.count // s.block_items)
+    written = disk.writes
+    for k in range(n):
+        blk = s._fetch(k)  # read from the disk cache, or built and written there (never the memory cache)
+        if k == 0 and n * len(blk.data) > 0.9 * disk.max_bytes:  # it would evict its own first blocks
+            raise ValueError(
+                f"{bundle.id} needs about {n * len(blk.data) / 1e6:.0f} MB of msgpack blocks; the disk cache holds "
+                f"{disk.max_bytes / 1e6:.0f} MB (raise RACECAST_DISK_CACHE_MB)"
+            )
+        if progress is not None:
+            progress((k + 1) / n)
+    return n, disk.writes - written
