@@ -66,9 +66,10 @@ _BLOCK = 512  # frames assembled at a time
 #: A cell writer: (bytes grid (..., w) uint8, mask (..., w) bool) -> None, for a cell of width w.
 Writer = Callable[[np.ndarray, np.ndarray], None]
 #: (width in bytes, writer or None, static bytes or None). Static bytes are the same in every frame
-#: and every block (keys, a float's 0xCA marker): they are written once into a template grid that
-#: each block copies, and the writer fills only what varies.
-Cell = tuple[int, "Writer | None", "bytes | None"]
+#: and every block (keys, a float's 0xCA marker; a tuple: one value per driver, e.g. the driver
+#: codes): they are written once into a template grid that each block copies, and the writer fills
+#: only what varies.
+Cell = tuple[int, "Writer | None", "bytes | tuple[bytes, ...] | None"]
 
 
 def _map_header(n: int) -> bytes:
@@ -86,11 +87,9 @@ def _float_cell(a: np.ndarray, nullable: bool) -> Cell:
         data[..., 1:] = np.ascontiguousarray(a, dtype=">f4").view(np.uint8).reshape(*a.shape, 4)
         if nullable:
             nan = np.isnan(a)
-            if nan.any():
-                head = data[..., 0]
-                head[nan] = 0xC0  # nil
-                tail = mask[..., 1:]
-                tail[nan] = False
+            if nan.any():  # whole-column writes: a masked scatter into the strided grid costs more
+                data[..., 0] = np.where(nan, 0xC0, 0xCA).astype(np.uint8)  # nil, or the float 32 marker
+                mask[..., 1:] = ~nan[..., None]
 
     return 5, put, b"\xca\0\0\0\0"  # the template holds the marker, every byte valid
 
@@ -135,14 +134,20 @@ def _lut(values: Sequence[bytes]) -> Lut:
 
 
 def _lut_cell(idx: np.ndarray, lut: Lut) -> Cell:
-    """Cells looked up by index from pre-packed values (status labels, driver codes, weather)."""
+    """Cells looked up by index from pre-packed values (status labels, DRS codes, weather)."""
     values, lens = lut
+    valid = np.arange(values.shape[1]) < lens[:, None]  # each value's mask, looked up like its bytes
 
     def put(data: np.ndarray, mask: np.ndarray) -> None:
         data[...] = values[idx]
-        mask[...] = np.arange(values.shape[1]) < lens[idx][..., None]
+        mask[...] = valid[idx]
 
     return values.shape[1], put, None
+
+
+def _per_driver_const(values: Sequence[bytes]) -> Cell:
+    """A static cell with one value per driver (the driver codes): written into the template once."""
+    return max(len(v) for v in values), None, tuple(values)
 
 
 def _table_lut(table: dict[int, bytes]) -> Lut:
@@ -168,7 +173,11 @@ def _fill(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
 def _fill_static(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
     off = 0
     for w, _put, static in cells:
-        if static is not None:
+        if isinstance(static, tuple):  # one value per driver: data and mask are (..., drivers, width)
+            values, lens = _lut(static)
+            data[..., off : off + w] = values
+            mask[..., off : off + w] = np.arange(w) < lens[:, None]
+        elif static is not None:
             data[..., off : off + w] = np.frombuffer(static, dtype=np.uint8)
             mask[..., off : off + w] = True
         off += w
@@ -306,7 +315,7 @@ def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
     drv_cells: list[Cell] = [
-        _lut_cell(np.broadcast_to(np.arange(nd), (B, nd)), _lut([msgpack.packb(c) for c in race.codes])),
+        _per_driver_const([msgpack.packb(c) for c in race.codes]),
         _const(_map_header(len(SEED_DRIVER_FIELDS))),
     ]
     for name in SEED_DRIVER_FIELDS:
