@@ -25,7 +25,7 @@ import numpy as np
 
 from ..race import Race
 from .blocks import Block, BlockError, Stream, StoredFile, check_framed
-from .chunks import Chunk, decode_chunk
+from .chunks import Chunk, ChunkRunError, decode_chunk_run
 from .compact import compact_payloads
 from .diskcache import DiskBlockCache, bundle_key, disk_cache, manifest_digest
 from .format import BundleError
@@ -214,24 +214,16 @@ class Deriver:
             vals.append(v)
         return vals[0], vals[1]
 
-    def _decode(self, k: int, raw: bytes | memoryview) -> Chunk:
-        try:
-            c = decode_chunk(raw)
-        except DecodeError as e:
-            raise BlockError(f"chunk {k} of {self.bundle.path} is damaged ({e})") from None
-        if c.codes != self.codes:
-            raise BlockError(f"chunk {k} of {self.bundle.path} has drivers {c.codes}, the manifest {self.codes}: the bundle was replaced or is corrupt")
-        return c
-
-    def decoded(self, b: int) -> tuple[int, dict[str, np.ndarray], list[Chunk]]:
-        """Chunk block ``b`` decoded: (first frame, quantized columns (frames, drivers), the chunks)."""
+    def decoded(self, b: int) -> tuple[int, dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+        """Chunk block ``b`` decoded: (first frame, quantized columns (frames, drivers) plus ``t`` and
+        ``leader_lap``, each chunk's weather)."""
         assert self.chunks is not None
         blk = self.chunks.block(b)
-        cs = [self._decode(blk.first + j, blk.mv[blk.offsets[j] : blk.offsets[j + 1]]) for j in range(len(blk))]
-        q = {name: np.concatenate([c.q[name] for c in cs]) for name in cs[0].q}
-        q["t"] = np.concatenate([c.t for c in cs])
-        q["leader_lap"] = np.concatenate([c.lap for c in cs])
-        return cs[0].first_frame, q, cs
+        try:
+            run = decode_chunk_run([blk.mv[blk.offsets[j] : blk.offsets[j + 1]] for j in range(len(blk))], self.codes)
+        except ChunkRunError as e:
+            raise BlockError(f"chunk {blk.first + e.index} of {self.bundle.path} is damaged ({e})") from None
+        return run.first_frame, run.q, run.weathers
 
     def compressed_stream(self, name: str, info: dict[str, Any], fn: Callable[[bytes], bytes]) -> Stream:
         def load(b: int) -> Block:
@@ -283,9 +275,8 @@ class Deriver:
         except OSError:
             return None
 
-    def _compact(self, f0: int, q: dict[str, np.ndarray], cs: list[Chunk]) -> list[bytes]:
-        k = self.chunk_frames
-        return compact_payloads(q, f0, self.codes, [c.weather for c in cs], k)
+    def _compact(self, f0: int, q: dict[str, np.ndarray], weathers: list[list[tuple[int, int]]]) -> list[bytes]:
+        return compact_payloads(q, f0, self.codes, weathers, self.chunk_frames)
 
     def template(self) -> Race:
         if self._template is None:

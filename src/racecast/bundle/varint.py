@@ -70,6 +70,42 @@ def encode_varints(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
+def varint_values(buf: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The value of every complete varint in ``buf`` (uint8), as uint64 (into ``out`` if given, whose
+    size must be the number of bytes under 0x80); a complete varint longer than the limit raises
+    :class:`DecodeError`. Each value starts as its last byte; the few longer ones are then summed
+    from their groups, so the work is one pass over the bytes plus a little per multi-byte value.
+    """
+    cont = buf >= 0x80
+    if out is None:
+        out = np.empty(buf.size - int(np.count_nonzero(cont)), dtype=np.uint64)
+    out[...] = buf[~cont]
+    if out.size == 0 or not cont.any():
+        return out
+    # Runs of continuation bytes alternate with the rest: a run starts a varint that ends just after it.
+    t = np.flatnonzero(cont[1:] != cont[:-1]) + 1
+    if cont[0]:
+        t = np.concatenate(([0], t))
+    starts, ends = t[0::2], t[1::2]
+    starts = starts[: ends.size]  # a run at the very end has no last byte: not a complete varint
+    if not ends.size:
+        return out
+    lens = ends - starts + 1
+    if int(lens.max()) > MAX_VARINT_BYTES:
+        raise DecodeError(f"varint at byte {int(starts[np.argmax(lens > MAX_VARINT_BYTES)])} is longer than {MAX_VARINT_BYTES} bytes")
+    # The 8 bytes from each start as one little-endian word (unaligned view of a padded copy), then
+    # its 7-bit groups packed together and cut to the varint's length.
+    pad = np.zeros(buf.size + 8, dtype=np.uint8)
+    pad[: buf.size] = buf
+    w = np.ndarray((buf.size,), dtype="<u8", buffer=pad, strides=(1,))[starts]
+    v = w & np.uint64(0x7F)
+    for k in range(1, MAX_VARINT_BYTES):
+        v |= (w >> np.uint64(k)) & np.uint64(0x7F << (7 * k))
+    v &= (np.uint64(1) << (7 * lens).astype(np.uint64)) - np.uint64(1)
+    out[ends - np.cumsum(lens - 1)] = v  # its index: the complete varints before it
+    return out
+
+
 def decode_varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every varint in ``buf`` (uint8); returns ``(values, end offsets)``.
 
@@ -79,17 +115,4 @@ def decode_varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     if buf.size == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero(buf < 0x80)
-    if ends.size == 0:
-        return np.zeros(0, dtype=np.uint64), ends
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lens = ends - starts + 1
-    if int(lens.max()) > MAX_VARINT_BYTES:
-        bad = int(np.argmax(lens > MAX_VARINT_BYTES))
-        raise DecodeError(f"varint at byte {int(starts[bad])} is longer than {MAX_VARINT_BYTES} bytes")
-    used = buf[: int(ends[-1]) + 1]
-    shift = (np.arange(used.size) - np.repeat(starts, lens)) * 7
-    parts = (used & 0x7F).astype(np.uint64) << shift.astype(np.uint64)
-    return np.add.reduceat(parts, starts), ends
+    return varint_values(buf), np.flatnonzero(buf < 0x80)
