@@ -241,10 +241,10 @@ class Deriver:
         framed = info.get("framing") == "websocket"
 
         def load(b: int) -> Block:
-            f0, q, cs = self.decoded(b)
+            f0, q, weathers = self.decoded(b)
             if name == "msgpack":
                 return self._msgpack(f0, q, framed)
-            return _block(f0, self._compact(f0, q, cs), framed)
+            return _block(f0, self._compact(f0, q, weathers), framed)
 
         fetch = None
         if name == "msgpack" and self.disk is not None and self.disk.enabled:
