@@ -110,18 +110,17 @@ def disk_cache_dir(tmp: Path, design: str) -> Path:
 
 
 def warm_disk_cache(path: Path, root: Path) -> int:
-    """Build every msgpack block of the bundle at ``path`` into the disk cache at ``root``; returns blocks."""
+    """``racecast warm`` for the bundle at ``path`` into the disk cache at ``root``; returns the blocks built."""
     from racecast.bundle import diskcache, open_bundle
 
     saved = diskcache._DISK
     diskcache._DISK = diskcache.DiskBlockCache(root, diskcache.default_max_bytes() or diskcache.DEFAULT_MAX_BYTES)
     try:
         b = open_bundle(path)
-        s = b.streams["msgpack"]
-        for i in range(0, s.count, s.block_items):
-            s.message(i)
-        b.close()
-        return diskcache._DISK.writes
+        try:
+            return diskcache.warm(b)[1]
+        finally:
+            b.close()
     finally:
         diskcache._DISK = saved
 

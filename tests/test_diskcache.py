@@ -190,3 +190,44 @@ def test_encoder_version_names_the_bytes_it_caches(tmp_path: Path) -> None:
         "the derived msgpack bytes changed: bump diskcache.ENCODER_VERSION so no old cached file is served, "
         f"and record {h.hexdigest()} for the new version"
     )
+
+
+def test_racecast_warm_builds_every_block_once_and_viewers_then_only_read(disk, bundle, tmp_path, race):
+    from typer.testing import CliRunner
+
+    from racecast.cli import app
+
+    cli = CliRunner()
+    r = cli.invoke(app, ["warm", str(bundle)])
+    assert r.exit_code == 0, r.output
+    assert "5 blocks" in _said(r) and "(5 built now)" in _said(r)
+    assert len(_files(disk)) == 5
+    r = cli.invoke(app, ["warm", str(bundle)])
+    assert r.exit_code == 0 and "(0 built now)" in _said(r)  # already there: read and kept
+    before = (disk.hits, disk.writes)
+    assert _frames(bundle) == _built(bundle)  # a new process's first viewer: every block a disk hit
+    assert disk.hits - before[0] == 5 and disk.writes == before[1]
+
+
+def test_racecast_warm_refuses_what_it_cannot_do(tmp_path, monkeypatch, bundle, race):
+    from typer.testing import CliRunner
+
+    from racecast.cli import app
+
+    cli = CliRunner()
+    old = write_bundle(race, tmp_path / "old", format_version=2)
+    monkeypatch.setattr(diskcache, "_DISK", DiskBlockCache(tmp_path / "c1", max_bytes=64 << 20))
+    r = cli.invoke(app, ["warm", str(old)])
+    assert r.exit_code == 1 and "stores its msgpack frames" in _said(r)
+    monkeypatch.setattr(diskcache, "_DISK", DiskBlockCache(tmp_path / "c2", max_bytes=0))
+    r = cli.invoke(app, ["warm", str(bundle)])
+    assert r.exit_code == 1 and "cache is off" in _said(r)
+    monkeypatch.setattr(diskcache, "_DISK", DiskBlockCache(tmp_path / "c3", max_bytes=100_000))
+    r = cli.invoke(app, ["warm", str(bundle)])
+    assert r.exit_code == 1 and "raise RACECAST_DISK_CACHE_MB" in _said(r)
+    r = cli.invoke(app, ["warm", "--data", str(tmp_path)])
+    assert r.exit_code == 2 and "name the replays" in _said(r)
+
+
+def _said(r) -> str:
+    return " ".join(r.output.split())  # rich wraps long lines

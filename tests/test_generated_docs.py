@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import bandwidth, chunk_viewers, rooms, seed_viewers
+from benchmarks import bandwidth, before_after, chunk_viewers, rooms, seed_viewers
 from benchmarks import streaming_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +101,13 @@ def test_streaming_section_has_no_figure_the_run_did_not_measure() -> None:
     constants = (streaming_report, ("FPS", "TOLERANCE_PERIODS", "HANDSHAKES_IN_FLIGHT", "MAX_LOADGEN_CPU", "LOADGEN_CAUTION", "BUSY_WAIT_PCT"))
     render = lambda d: streaming_report.markdown(d, png_name="p.png", json_name="r.json")  # noqa: E731
     assert fixed_lines(render, doc, ("Command:", "| viewers per core at 1x"), constants) == []
+
+
+def test_before_after_section_has_no_figure_the_run_did_not_measure() -> None:
+    docs = sorted((ROOT / "benchmarks" / "results").glob("*-before-after.json"))
+    assert docs, "no before-after results in benchmarks/results"
+    doc = json.loads(docs[-1].read_text())
+    render = lambda d: before_after.render(d, "r.json")  # noqa: E731
+    allowed = ("Command:", "## Streaming before/after format 3", "*cold*:",  # format numbers and the revision compared
+               "Server CPU µs per delivered msgpack frame (median of")  # the run's own round count
+    assert fixed_lines(render, doc, allowed, (before_after, ("TARGET",))) == []

@@ -233,6 +233,43 @@ def upgrade(
 
 
 @app.command()
+def warm(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Replay ids (or bundle paths) to warm.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Warm every replay in the data directory.")] = False,
+    data: DataOpt = None,
+) -> None:
+    """Build the seed-compatible msgpack frames of replays into the disk block cache now.
+
+    A format-3 bundle derives them per block the first time a process needs one (a few ms of CPU
+    per 100 frames); run this after ingest on a host that serves msgpack viewers, so that even the
+    first viewers, and seeks into parts nobody watched yet, cost what later ones do.
+    """
+    from .bundle.diskcache import disk_cache, warm as warm_bundle
+
+    store = DataDir(data)
+    names = list(targets or [])
+    if all_:
+        names += [i for i in store.ids() if i not in names]
+    if not names:
+        fail("name the replays to warm, or pass --all", 2)
+    failed = 0
+    for name in names:
+        b = _open(name, data)
+        try:
+            with progress_bar(f"building {b.id}") as update:
+                blocks, built = warm_bundle(b, update)
+        except (BundleError, ValueError) as e:
+            out.print(f"[red]failed[/]: {name}: {e}")
+            failed += 1
+            continue
+        finally:
+            b.close()
+        out.print(f"warm: {b.id}: {blocks} blocks in {disk_cache().root} ({built} built now)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def verify(
     target: Annotated[str, typer.Argument(help="Bundle path, or replay id in the data directory.")],
     data: DataOpt = None,

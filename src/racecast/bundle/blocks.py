@@ -23,10 +23,13 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .format import BundleError
 from .wsframe import binary_header, header_size
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Default bound of the shared block cache (bytes); ``RACECAST_BLOCK_CACHE_MB`` overrides it.
 #: It must hold the blocks in use: viewers spread over a whole 57-lap race in msgpack mode use
@@ -42,16 +45,21 @@ class BlockError(BundleError):
 
 
 class Block:
-    """Items ``first .. first + len(offsets) - 2`` of a stream, back to back in one buffer."""
+    """Items ``first .. first + len(offsets) - 2`` of a stream, back to back in one buffer.
 
-    __slots__ = ("first", "data", "mv", "offsets", "nbytes")
+    ``data`` is bytes, a read-only 1-D uint8 array (a derived block encoded in place) or a
+    memoryview of bytes (a block read from the disk cache, after its header).
+    """
 
-    def __init__(self, first: int, data: bytes, offsets: list[int]) -> None:
+    __slots__ = ("first", "data", "mv", "offsets", "nbytes", "ahead")
+
+    def __init__(self, first: int, data: "bytes | memoryview | np.ndarray", offsets: list[int]) -> None:
         self.first = first
         self.data = data
         self.mv = memoryview(data)
         self.offsets = offsets
         self.nbytes = len(data) + 8 * len(offsets) + 200
+        self.ahead = False  # whether the block after it was asked for (once per block, not per use)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -145,20 +153,24 @@ class BlockCache:
                 _, gone = self._d.popitem(last=False)
                 self.nbytes -= gone.nbytes
 
-    def prefetch(self, key: tuple[Any, ...], build: Callable[[], Block]) -> None:
-        """Build ``key`` in the background (one worker thread) unless cached, pending or too many are queued.
+    def prefetch(self, key: tuple[Any, ...], build: Callable[[], Block]) -> bool:
+        """Build ``key`` in the background (one worker thread) unless cached, pending or too many are queued;
+        False only in the last case (ask again later).
 
         Playback moves forward: building the next block before a viewer needs it keeps its cost
         off the ticker (the CPU is the same, the tick does not wait for it).
         """
         with self._lock:
-            if key in self._d or key in self._pending or len(self._pending) >= MAX_PREFETCH:
-                return
+            if key in self._d or key in self._pending:
+                return True
+            if len(self._pending) >= MAX_PREFETCH:
+                return False
             ev = self._pending[key] = threading.Event()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="racecast-blocks")
             executor = self._executor
         executor.submit(self._fill, key, build, ev)
+        return True
 
     def _fill(self, key: tuple[Any, ...], build: Callable[[], Block], ev: threading.Event) -> None:
         try:
@@ -261,10 +273,17 @@ class Stream:
             return blk  # type: ignore[return-value]
         blk = self._cache.get((self._owner, self.name, b), lambda: self._fetch(b))
         self._last = (b, blk)
-        if self.derived and (b + 1) * self.block_items < self.count:  # the next block, built ahead
-            nb = b + 1
-            self._cache.prefetch((self._owner, self.name, nb), lambda: self._fetch(nb))
         return blk
+
+    def _ahead(self, b: int, blk: Block) -> None:
+        """Ask for block ``b + 1`` to be built in the background (until the worker takes it).
+
+        Called once a viewer is past the middle of block ``b``: playing on, it needs the next one
+        soon (two seconds ahead at 1x), while a viewer who only seeked into ``b`` costs no second block.
+        """
+        nb = b + 1
+        blk.ahead = nb * self.block_items >= self.count or self._cache.prefetch(
+            (self._owner, self.name, nb), lambda: self._fetch(nb))  # fmt: skip
 
     def fileno(self) -> int | None:
         """The open data file of a stored stream (None when derived or closed)."""
@@ -283,6 +302,8 @@ class Stream:
             raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
         b, j = divmod(i, self.block_items)
         blk = self.block(b)
+        if not blk.ahead and self.derived and 2 * j >= self.block_items:
+            self._ahead(b, blk)
         o = blk.offsets
         return blk.mv[o[j] : o[j + 1]]
 
@@ -306,9 +327,12 @@ class Stream:
         if stop <= start:
             return memoryview(b"")
         if not self.framed and start // self.block_items == (stop - 1) // self.block_items:
-            blk = self.block(start // self.block_items)
-            o = blk.offsets
+            b = start // self.block_items
+            blk = self.block(b)
             j = start - blk.first
+            if not blk.ahead and self.derived and 2 * (j + stop - start) > self.block_items:
+                self._ahead(b, blk)
+            o = blk.offsets
             return blk.mv[o[j] : o[j + stop - start]]
         return b"".join([self[i] for i in range(start, stop)])
 

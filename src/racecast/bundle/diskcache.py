@@ -26,6 +26,7 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import Any, Callable
 
 from .blocks import Block
 
@@ -102,14 +103,15 @@ class DiskBlockCache:
             return
         p = self.path(key, stream, b)
         offs = struct.pack(f"<{len(blk.offsets)}I", *blk.offsets)
-        body = offs + blk.data
-        head = _HEAD.pack(_MAGIC, ENCODER_VERSION, blk.first, len(blk), len(blk.data), zlib.crc32(body))
+        crc = zlib.crc32(blk.data, zlib.crc32(offs))  # of offsets + data, without joining them
+        head = _HEAD.pack(_MAGIC, ENCODER_VERSION, blk.first, len(blk), len(blk.data), crc)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(head)
-                f.write(body)
+                f.write(offs)
+                f.write(blk.data)
             os.replace(tmp, p)
         except OSError:
             _unlink(tmp)
@@ -119,7 +121,7 @@ class DiskBlockCache:
             if self._bytes is None:
                 self._bytes = _usage(self.root)
             else:
-                self._bytes += len(head) + len(body)
+                self._bytes += len(head) + len(offs) + len(blk.data)
             over = self._bytes > self.max_bytes
         if over:
             self.trim()
@@ -177,7 +179,7 @@ def _parse(raw: bytes, first: int, count: int) -> Block | None:
     offs = list(struct.unpack_from(f"<{n + 1}I", raw, _HEAD.size))
     if offs[0] != 0 or offs[-1] != nbytes or any(a > b for a, b in zip(offs, offs[1:])):
         return None
-    return Block(first, raw[start:], offs)
+    return Block(first, memoryview(raw)[start:], offs)  # a view: no second copy of the block
 
 
 def _usage(root: Path) -> int:
@@ -219,3 +221,30 @@ def disk_cache() -> DiskBlockCache:
         if _DISK is None:
             _DISK = DiskBlockCache(default_dir(), default_max_bytes())
         return _DISK
+
+
+def warm(bundle: Any, progress: Callable[[float], None] | None = None) -> tuple[int, int]:
+    """Build every msgpack block of a format-3 ``bundle`` into the disk cache, so that no viewer waits
+    for one and the first viewers cost what later ones do; returns (blocks, blocks built now).
+
+    Blocks already there are read and kept (a cheap check). Raises ValueError when there is nothing to
+    do: the disk cache is off, or the bundle stores its msgpack frames (format 2).
+    """
+    s = bundle.streams["msgpack"]
+    disk = disk_cache()
+    if not disk.enabled:
+        raise ValueError("the disk block cache is off (RACECAST_DISK_CACHE_MB=0): nothing to warm")
+    if not s.derived:
+        raise ValueError(f"{bundle.id} stores its msgpack frames (format {bundle.format_version}): nothing to build")
+    n = -(-s.count // s.block_items)
+    written = disk.writes
+    for k in range(n):
+        blk = s._fetch(k)  # read from the disk cache, or built and written there (never the memory cache)
+        if k == 0 and n * len(blk.data) > 0.9 * disk.max_bytes:  # it would evict its own first blocks
+            raise ValueError(
+                f"{bundle.id} needs about {n * len(blk.data) / 1e6:.0f} MB of msgpack blocks; the disk cache holds "
+                f"{disk.max_bytes / 1e6:.0f} MB (raise RACECAST_DISK_CACHE_MB)"
+            )
+        if progress is not None:
+            progress((k + 1) / n)
+    return n, disk.writes - written

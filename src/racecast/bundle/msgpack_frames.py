@@ -30,6 +30,7 @@ it is ~20x faster than building a dict per frame and calling ``packb``.
 from __future__ import annotations
 
 import math
+import threading
 
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,6 +38,7 @@ import msgpack
 import numpy as np
 
 from ..race import CHANNELS, Drs, Race, Status
+from .wsframe import OP_BINARY
 
 #: The race model's per-car fields in order (racecast's own encodings, e.g. compact, decode to these).
 DRIVER_FIELDS: tuple[str, ...] = (
@@ -64,9 +66,10 @@ _BLOCK = 512  # frames assembled at a time
 #: A cell writer: (bytes grid (..., w) uint8, mask (..., w) bool) -> None, for a cell of width w.
 Writer = Callable[[np.ndarray, np.ndarray], None]
 #: (width in bytes, writer or None, static bytes or None). Static bytes are the same in every frame
-#: and every block (keys, a float's 0xCA marker): they are written once into a template grid that
-#: each block copies, and the writer fills only what varies.
-Cell = tuple[int, "Writer | None", "bytes | None"]
+#: and every block (keys, a float's 0xCA marker; a tuple: one value per driver, e.g. the driver
+#: codes): they are written once into a template grid that each block copies, and the writer fills
+#: only what varies.
+Cell = tuple[int, "Writer | None", "bytes | tuple[bytes, ...] | None"]
 
 
 def _map_header(n: int) -> bytes:
@@ -84,11 +87,9 @@ def _float_cell(a: np.ndarray, nullable: bool) -> Cell:
         data[..., 1:] = np.ascontiguousarray(a, dtype=">f4").view(np.uint8).reshape(*a.shape, 4)
         if nullable:
             nan = np.isnan(a)
-            if nan.any():
-                head = data[..., 0]
-                head[nan] = 0xC0  # nil
-                tail = mask[..., 1:]
-                tail[nan] = False
+            if nan.any():  # whole-column writes: a masked scatter into the strided grid costs more
+                data[..., 0] = np.where(nan, 0xC0, 0xCA).astype(np.uint8)  # nil, or the float 32 marker
+                mask[..., 1:] = ~nan[..., None]
 
     return 5, put, b"\xca\0\0\0\0"  # the template holds the marker, every byte valid
 
@@ -133,14 +134,20 @@ def _lut(values: Sequence[bytes]) -> Lut:
 
 
 def _lut_cell(idx: np.ndarray, lut: Lut) -> Cell:
-    """Cells looked up by index from pre-packed values (status labels, driver codes, weather)."""
+    """Cells looked up by index from pre-packed values (status labels, DRS codes, weather)."""
     values, lens = lut
+    valid = np.arange(values.shape[1]) < lens[:, None]  # each value's mask, looked up like its bytes
 
     def put(data: np.ndarray, mask: np.ndarray) -> None:
         data[...] = values[idx]
-        mask[...] = np.arange(values.shape[1]) < lens[idx][..., None]
+        mask[...] = valid[idx]
 
     return values.shape[1], put, None
+
+
+def _per_driver_const(values: Sequence[bytes]) -> Cell:
+    """A static cell with one value per driver (the driver codes): written into the template once."""
+    return max(len(v) for v in values), None, tuple(values)
 
 
 def _table_lut(table: dict[int, bytes]) -> Lut:
@@ -166,7 +173,11 @@ def _fill(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
 def _fill_static(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> None:
     off = 0
     for w, _put, static in cells:
-        if static is not None:
+        if isinstance(static, tuple):  # one value per driver: data and mask are (..., drivers, width)
+            values, lens = _lut(static)
+            data[..., off : off + w] = values
+            mask[..., off : off + w] = np.arange(w) < lens[:, None]
+        elif static is not None:
             data[..., off : off + w] = np.frombuffer(static, dtype=np.uint8)
             mask[..., off : off + w] = True
         off += w
@@ -176,26 +187,63 @@ def _fill_static(data: np.ndarray, mask: np.ndarray, cells: Sequence[Cell]) -> N
 #: layouts (integer cells are 1, 3 or 5 bytes wide depending on a block's values).
 _TEMPLATES: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
 _MAX_TEMPLATES = 64
+#: Per thread, the grids a block is assembled in, reused block after block (keyed by shape).
+#: A fresh half-megabyte grid per block cost more in page faults than the encoding itself.
+_SCRATCH = threading.local()
+_MAX_SCRATCH = 4
 
 
-def _template(B: int, nd: int, pre: Sequence[Cell], drv: Sequence[Cell], post: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh (data, mask) grids for a block of this layout, static bytes already in place."""
-    key = (B, nd, *[(w, st) for w, _p, st in pre], None, *[(w, st) for w, _p, st in drv], None,
+def _scratch(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = getattr(_SCRATCH, "grids", None)
+    if grids is None:
+        grids = _SCRATCH.grids = {}
+    hit = grids.get(shape)
+    if hit is None:
+        if len(grids) >= _MAX_SCRATCH:
+            grids.pop(next(iter(grids)))
+        hit = grids[shape] = (np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=bool))
+    return hit
+
+
+def _template(B: int, nd: int, lead: int, pre: Sequence[Cell], drv: Sequence[Cell],
+              post: Sequence[Cell]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(data, mask) grids for a block of this layout with the static bytes in place: this thread's
+    scratch grids, valid until its next call. ``lead`` columns come first (a frame header's room)."""
+    key = (B, nd, lead, *[(w, st) for w, _p, st in pre], None, *[(w, st) for w, _p, st in drv], None,
            *[(w, st) for w, _p, st in post])  # fmt: skip
     hit = _TEMPLATES.get(key)
     if hit is None:
-        w_pre = sum(c[0] for c in pre)
+        w_pre = lead + sum(c[0] for c in pre)
         d_end = w_pre + nd * sum(c[0] for c in drv)
         width = d_end + sum(c[0] for c in post)
         data = np.zeros((B, width), dtype=np.uint8)
         mask = np.zeros((B, width), dtype=bool)
-        _fill_static(data[:, :w_pre], mask[:, :w_pre], pre)
+        _fill_static(data[:, lead:w_pre], mask[:, lead:w_pre], pre)
         _fill_static(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv)
         _fill_static(data[:, d_end:], mask[:, d_end:], post)
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.pop(next(iter(_TEMPLATES)), None)
         hit = _TEMPLATES[key] = (data, mask)
-    return hit[0].copy(), hit[1].copy()
+    data, mask = _scratch(hit[0].shape)
+    np.copyto(data, hit[0])
+    np.copyto(mask, hit[1])
+    return data, mask
+
+
+def _frame_headers(data: np.ndarray, mask: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Write each row's WebSocket binary frame header (2, 4 or 10 bytes, RFC 6455) for a payload of
+    ``n`` bytes into the row's first 10 columns; return the header sizes."""
+    n = n.astype(np.int64)
+    data[:, 0] = OP_BINARY
+    small, mid = n < 126, (n >= 126) & (n < 65536)
+    big = ~(small | mid)
+    data[:, 1] = np.where(small, n, np.where(mid, 126, 127)).astype(np.uint8)
+    be = n.astype(">u8").view(np.uint8).reshape(-1, 8)
+    data[mid, 2:4] = be[mid, 6:8]
+    data[big, 2:10] = be[big]
+    hs = np.where(small, 2, np.where(mid, 4, 10))
+    mask[:, :10] = np.arange(10) < hs[:, None]
+    return hs
 
 
 def _seed_value_cell(race: Race, name: str, b0: int, b1: int) -> Cell:
@@ -256,17 +304,18 @@ def weather_table(race: Race) -> Weather:
 
 
 def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
-                  first_index: int | None = None) -> tuple[bytes, np.ndarray]:  # fmt: skip
-    """Encode frames ``b0..b1``; return all their bytes and the per-frame byte lengths.
+                  first_index: int | None = None, framed: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Encode frames ``b0..b1``; return all their bytes (uint8, back to back) and each frame's length.
 
-    Every cell (a key or a value) is written into its slot of one preallocated byte grid
-    (frames x bytes) with a mask of its valid bytes; the frames are the masked bytes in
-    order. ``first_index``: the ``frame_index`` of row ``b0`` (default ``b0``).
+    Every cell (a key or a value) is written into its slot of one byte grid (frames x bytes)
+    with a mask of its valid bytes; the frames are the masked bytes in order. ``first_index``:
+    the ``frame_index`` of row ``b0`` (default ``b0``). ``framed``: each frame starts with its
+    WebSocket binary frame header (counted in its length), ready to send as it is.
     """
     B, nd = b1 - b0, race.n_drivers
     # Per driver: code key, map header, then key + value for every field.
     drv_cells: list[Cell] = [
-        _lut_cell(np.broadcast_to(np.arange(nd), (B, nd)), _lut([msgpack.packb(c) for c in race.codes])),
+        _per_driver_const([msgpack.packb(c) for c in race.codes]),
         _const(_map_header(len(SEED_DRIVER_FIELDS))),
     ]
     for name in SEED_DRIVER_FIELDS:
@@ -284,40 +333,58 @@ def _encode_block(race: Race, b0: int, b1: int, weather: Weather | None = None,
     if table is not None:
         k = np.clip(np.searchsorted(wt, race.t[b0:b1], side="right") - 1, 0, len(table[0]) - 1)
         post = [_const(_KEYS["weather"]), _lut_cell(k, table)]
-    w_pre = sum(c[0] for c in pre)
+    lead = 10 if framed else 0
+    w_pre = lead + sum(c[0] for c in pre)
     d_end = w_pre + nd * sum(c[0] for c in drv_cells)
-    data, mask = _template(B, nd, pre, drv_cells, post)
-    _fill(data[:, :w_pre], mask[:, :w_pre], pre)
+    data, mask = _template(B, nd, lead, pre, drv_cells, post)
+    _fill(data[:, lead:w_pre], mask[:, lead:w_pre], pre)
     _fill(_split(data[:, w_pre:d_end], nd), _split(mask[:, w_pre:d_end], nd), drv_cells)
     _fill(data[:, d_end:], mask[:, d_end:], post)
-    return data[mask].tobytes(), np.count_nonzero(mask, axis=1)
+    lengths = np.add.reduce(mask[:, lead:].view(np.uint8), axis=1, dtype=np.int64)
+    if framed:
+        lengths += _frame_headers(data, mask, lengths)
+    return data[mask], lengths
 
 
 def msgpack_block(race: Race, first_index: int, weather: Weather | None = None) -> list[bytes]:
     """Every frame of ``race`` (a block of a longer race: its rows only) numbered from ``first_index``.
     ``weather``: :func:`weather_table` of the whole race, computed once."""
-    out: list[bytes] = []
+    return list(_payloads(race, 0, race.n_frames, weather, first_index))
+
+
+def msgpack_framed_block(race: Race, first_index: int, weather: Weather | None = None) -> tuple[np.ndarray, list[int]]:
+    """Like :func:`msgpack_block`, but as one read-only buffer of WebSocket binary frames (header and
+    payload each) and the offsets of the frames in it (one more than the frames): a derived block as
+    it is cached and sent, built without a per-frame object or a copy."""
+    parts, lens = [], []
     for b0 in range(0, race.n_frames, _BLOCK):
         b1 = min(b0 + _BLOCK, race.n_frames)
-        flat, lengths = _encode_block(race, b0, b1, weather, first_index + b0)
+        flat, lengths = _encode_block(race, b0, b1, weather, first_index + b0, framed=True)
+        parts.append(flat)
+        lens.append(lengths)
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    flat.flags.writeable = False
+    offsets = np.zeros(race.n_frames + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lens), out=offsets[1:])
+    return flat, offsets.tolist()
+
+
+def _payloads(race: Race, start: int, stop: int, weather: Weather | None, first_index: int | None = None) -> Iterator[bytes]:
+    first = start if first_index is None else first_index
+    for b0 in range(start, stop, _BLOCK):
+        b1 = min(b0 + _BLOCK, stop)
+        flat, lengths = _encode_block(race, b0, b1, weather, first + (b0 - start))
+        data = flat.tobytes()
         pos = 0
         for n in lengths.tolist():
-            out.append(flat[pos : pos + n])
+            yield data[pos : pos + n]
             pos += n
-    return out
 
 
 def iter_msgpack_frames(race: Race, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
     """Yield the encoded payload of frames ``start..stop`` (all by default)."""
     stop = race.n_frames if stop is None else stop
-    weather = weather_table(race)
-    for b0 in range(start, stop, _BLOCK):
-        b1 = min(b0 + _BLOCK, stop)
-        flat, lengths = _encode_block(race, b0, b1, weather)
-        pos = 0
-        for n in lengths.tolist():
-            yield flat[pos : pos + n]
-            pos += n
+    yield from _payloads(race, start, stop, weather_table(race))
 
 
 _MODEL_STATUS = {v: STATUS_LABELS[k] for k, v in SEED_STATUS.items()}

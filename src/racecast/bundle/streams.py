@@ -29,7 +29,7 @@ from .chunks import Chunk, ChunkRunError, decode_chunk_run
 from .compact import compact_payloads
 from .diskcache import DiskBlockCache, bundle_key, disk_cache, manifest_digest
 from .format import BundleError
-from .msgpack_frames import Weather, msgpack_block, weather_table
+from .msgpack_frames import Weather, msgpack_block, msgpack_framed_block, weather_table
 from .quantize import dequantize_columns
 from .varint import DecodeError
 from .wsframe import binary_header
@@ -238,12 +238,13 @@ class Deriver:
     # -- frames ----------------------------------------------------------------------------
     def frames_stream(self, name: str, info: dict[str, Any]) -> Stream:
         per = CHUNK_BLOCK * self.chunk_frames
-        encode = self._msgpack if name == "msgpack" else self._compact
         framed = info.get("framing") == "websocket"
 
         def load(b: int) -> Block:
-            f0, q, cs = self.decoded(b)
-            return _block(f0, encode(f0, q, cs), framed)
+            f0, q, weathers = self.decoded(b)
+            if name == "msgpack":
+                return self._msgpack(f0, q, framed)
+            return _block(f0, self._compact(f0, q, weathers), framed)
 
         fetch = None
         if name == "msgpack" and self.disk is not None and self.disk.enabled:
@@ -282,7 +283,7 @@ class Deriver:
             self._template = dataclasses.replace(self.bundle.race_header(), validate=False)
         return self._template
 
-    def _msgpack(self, f0: int, q: dict[str, np.ndarray], cs: list[Chunk]) -> list[bytes]:
+    def _msgpack(self, f0: int, q: dict[str, np.ndarray], framed: bool) -> Block:
         n = q["t"].shape[0]
         tpl = self.template()
         if self._weather is None:
@@ -290,7 +291,10 @@ class Deriver:
         # the block's rows only, numbered from f0
         view = dataclasses.replace(tpl, t=tpl.t[f0 : f0 + n], leader_lap=tpl.leader_lap[f0 : f0 + n],
                                    channels=dequantize_columns(q))  # fmt: skip
-        return msgpack_block(view, f0, self._weather)
+        if framed:  # frames and headers written in place: no per-frame object, no join
+            data, offsets = msgpack_framed_block(view, f0, self._weather)
+            return Block(f0, data, offsets)
+        return _block(f0, msgpack_block(view, f0, self._weather), False)
 
 
 def _block(first: int, payloads: list[bytes], framed: bool) -> Block:
