@@ -25,7 +25,7 @@ import numpy as np
 
 from ..race import Race
 from .blocks import Block, BlockError, Stream, StoredFile, check_framed
-from .chunks import Chunk, ChunkRunError, decode_chunk_run
+from .chunks import ChunkRunError, decode_chunk_run
 from .compact import compact_payloads
 from .diskcache import DiskBlockCache, bundle_key, disk_cache, manifest_digest
 from .format import BundleError
