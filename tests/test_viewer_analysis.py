@@ -246,11 +246,12 @@ def test_compare_lap_picker_chooses_the_laps_and_every_channel_is_drawn(
     # hovering shows a cursor with both drivers' values there
     box = page.locator("#chart").bounding_box()
     assert box is not None
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    # a pointer's path, not one synthetic event (one can be lost while the page is busy laying out)
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=5)
     page.wait_for_function("() => Number(document.querySelector('#charts').dataset.cursor) > 0")
     k = int(charts.get_attribute("data-cursor"))
     assert 0.3 * len(want["distance"]) < k < 0.7 * len(want["distance"]), k
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] - 40)  # off the chart: the cursor goes
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] - 40, steps=5)  # off the chart: the cursor goes
     page.wait_for_function("() => document.querySelector('#charts').dataset.cursor === undefined")
     # a click half way along the plot: the replay goes to where a was on lap 2 at that distance
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
