@@ -198,6 +198,21 @@ def inspect(
     out.print(t)
 
 
+def _targets(targets: Optional[list[str]], all_: bool, store: DataDir, verb: str) -> list[str]:
+    """The replays a batch command works on: those named, plus every one in ``store`` with ``--all``."""
+    names = list(targets or [])
+    if all_:
+        names += [i for i in store.ids() if i not in names]
+    if not names:
+        fail(f"name the replays to {verb}, or pass --all", 2)
+    return names
+
+
+def _bundle_path(name: str, store: DataDir) -> Path:
+    """A bundle given as a path, or as an id in ``store`` (ValueError for a bad id)."""
+    return Path(name) if ("/" in name or Path(name).is_dir()) else store.path_of(name)
+
+
 @app.command()
 def upgrade(
     targets: Annotated[Optional[list[str]], typer.Argument(help="Replay ids (or bundle paths) to upgrade.")] = None,
@@ -208,18 +223,10 @@ def upgrade(
     from .bundle.upgrade import upgrade_bundle
 
     store = DataDir(data)
-    names = list(targets or [])
-    if all_:
-        names += [i for i in store.ids() if i not in names]
-    if not names:
-        fail("name the replays to upgrade, or pass --all", 2)
     failed = 0
-    for name in names:
-        path = Path(name) if ("/" in name or Path(name).is_dir()) else None
+    for name in _targets(targets, all_, store, "upgrade"):
         try:
-            if path is None:
-                path = store.path_of(name)
-            before, after = upgrade_bundle(path)
+            before, after = upgrade_bundle(_bundle_path(name, store))
         except (BundleError, ValueError, OSError) as e:
             out.print(f"[red]failed[/]: {name}: {e}")
             failed += 1
@@ -247,23 +254,19 @@ def warm(
     from .bundle.diskcache import disk_cache, warm as warm_bundle
 
     store = DataDir(data)
-    names = list(targets or [])
-    if all_:
-        names += [i for i in store.ids() if i not in names]
-    if not names:
-        fail("name the replays to warm, or pass --all", 2)
     failed = 0
-    for name in names:
-        b = _open(name, data)
+    for name in _targets(targets, all_, store, "warm"):
         try:
-            with progress_bar(f"building {b.id}") as update:
-                blocks, built = warm_bundle(b, update)
-        except (BundleError, ValueError) as e:
+            b = open_bundle(_bundle_path(name, store))
+            try:
+                with progress_bar(f"building {b.id}") as update:
+                    blocks, built = warm_bundle(b, update)
+            finally:
+                b.close()
+        except (BundleError, ValueError, OSError) as e:
             out.print(f"[red]failed[/]: {name}: {e}")
             failed += 1
             continue
-        finally:
-            b.close()
         out.print(f"warm: {b.id}: {blocks} blocks in {disk_cache().root} ({built} built now)")
     if failed:
         raise typer.Exit(1)
