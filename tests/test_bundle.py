@@ -165,6 +165,33 @@ def test_header_size_recovers_every_length_form(n):
     assert header_size(len(frame_header(n)) + n) == len(frame_header(n))
 
 
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_frame_headers_written_in_the_grid_are_the_reference_headers(n):
+    """The encoder writes each frame's header beside it in its byte grid (every length form)."""
+    import numpy as np
+
+    from racecast.bundle.msgpack_frames import _frame_headers
+
+    data, mask = np.zeros((2, 12), dtype=np.uint8), np.zeros((2, 12), dtype=bool)
+    hs = _frame_headers(data, mask, np.array([n, 5]))
+    assert bytes(data[0][mask[0]]) == frame_header(n) and hs[0] == len(frame_header(n))
+    assert bytes(data[1][mask[1]]) == frame_header(5)
+
+
+def test_a_framed_block_longer_than_one_encoding_pass_is_the_frames_with_their_headers():
+    """msgpack_framed_block (derived blocks) equals msgpack_block framed one by one, also when the
+    frames take more than one pass of the encoder (its passes are 512 frames)."""
+    from racecast.bundle.msgpack_frames import msgpack_block, msgpack_framed_block
+
+    r = tiny_race(n_frames=1100, n_drivers=3, retire=True)
+    flat, offsets = msgpack_framed_block(r, 40)
+    frames = msgpack_block(r, 40)
+    assert len(offsets) == len(frames) + 1 == 1101
+    assert [bytes(flat[a:b]) for a, b in zip(offsets, offsets[1:])] == [frame_header(len(f)) + f for f in frames]
+    assert decode_msgpack_frame(frames[700])["frame_index"] == 740
+    assert not flat.flags.writeable  # cached and shared: never written after
+
+
 def test_version_1_bundles_without_framing_still_play(race, tmp_path):
     encoders = [replace(e, framing=None) for e in default_encoders()]
     path = write_bundle(race, tmp_path / "old", encoders=encoders, format_version=2)
