@@ -70,13 +70,13 @@ def block_costs(laps: int, passes: int = 3) -> dict[str, Any]:
                 n = -(-s.count // s.block_items)
                 if what == "disk_hit":
                     for k in range(n):  # fill it (the timed passes below then only read)
-                        s._fetch(k)
+                        s.fetch_block(k)
                 best = float("inf")
                 for _ in range(passes):
                     s.forget_blocks()  # the chunks too: a build decompresses them
                     t0 = time.process_time()
                     for k in range(n):
-                        s._fetch(k)  # what a miss of the memory cache costs
+                        s.fetch_block(k)  # what a miss of the memory cache costs
                     best = min(best, (time.process_time() - t0) / n * 1e3)
                 out[f"{what}_ms"] = round(best, 3)
                 out["blocks"] = n

@@ -161,7 +161,7 @@ def test_several_processes_fill_one_cache_at_once(tmp_path, bundle):
         for rep in range(3):
             for k in range(5):
                 s.load_block(k)
-                s._fetch(k)
+                s.fetch_block(k)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT) for _ in range(3)]
     assert [p.wait(120) for p in procs] == [0, 0, 0]

@@ -297,6 +297,11 @@ class Stream:
         """Build block ``b`` now, bypassing every cache (``verify`` walks every block this way)."""
         return self._load(b)
 
+    def fetch_block(self, b: int) -> Block:
+        """Block ``b`` as a miss of the memory cache gets it (from the disk cache, or built and stored
+        there), without putting it in the memory cache (``racecast warm`` walks every block this way)."""
+        return self._fetch(b)
+
     def _item(self, i: int) -> memoryview:
         if not 0 <= i < self.count:
             raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")

@@ -239,7 +239,7 @@ def warm(bundle: Any, progress: Callable[[float], None] | None = None) -> tuple[
     n = -(-s.count // s.block_items)
     written = disk.writes
     for k in range(n):
-        blk = s._fetch(k)  # read from the disk cache, or built and written there (never the memory cache)
+        blk = s.fetch_block(k)
         if k == 0 and n * len(blk.data) > 0.9 * disk.max_bytes:  # it would evict its own first blocks
             raise ValueError(
                 f"{bundle.id} needs about {n * len(blk.data) / 1e6:.0f} MB of msgpack blocks; the disk cache holds "
