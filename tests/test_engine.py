@@ -36,6 +36,9 @@ class FakeStream:
     def message(self, i: int) -> bytes:
         return frame_header(len(self[i])) + self[i]
 
+    def cursor(self) -> "FakeStream":
+        return self  # a viewer's cursor only remembers blocks; this stream has none
+
 
 class FakeSink:
     framed = False

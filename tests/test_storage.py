@@ -208,6 +208,40 @@ def test_the_next_block_is_built_ahead_in_the_background(v3):
     assert not CACHE.holds((CACHE.token(b), "msgpack", last // s.block_items + 1), wait=1)  # nothing past the end
 
 
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_viewers_cursor_sends_what_the_stream_does_and_keeps_no_block_alive(v2, v3, version):
+    """Each viewer reads through its own cursor (the stream's one-block shortcut is shared by all of them):
+    same bytes at every frame, in any order, the next block still asked for past the middle, and the
+    block it remembers is held weakly: the cache alone decides what stays in memory."""
+    import gc
+    import random
+    import weakref
+
+    from racecast.bundle.blocks import CACHE
+
+    b = open_bundle(v3 if version == 3 else v2)
+    s = b.streams["msgpack"]
+    c, other = s.cursor(), s.cursor()
+    order = list(range(s.count)) + random.Random(7).sample(range(s.count), 300)
+    for i in order:
+        assert bytes(c.message(i)) == bytes(s.message(i))
+        assert bytes(other.message(s.count - 1 - i)) == bytes(s.message(s.count - 1 - i))
+    with pytest.raises(IndexError):
+        c.message(s.count)
+    if version == 3:
+        s.forget_blocks()
+        c.message(s.block_items // 2 + 1)  # past the middle of block 0: block 1 is built ahead
+        assert CACHE.holds((CACHE.token(b), "msgpack", 1), wait=30)
+    c.message(150)
+    held = weakref.ref(s.block(1))
+    s.message(850)  # the stream's own shortcut moves on
+    s.forget_blocks()
+    gc.collect()
+    assert held() is None  # the cursor at block 1 did not keep it
+    assert bytes(c.message(151)) == bytes(s.message(151))  # and reads it again when it must
+    b.close()
+
+
 # -- format 3 content ----------------------------------------------------------------------------
 
 

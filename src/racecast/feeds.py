@@ -20,6 +20,7 @@ import math
 from typing import ClassVar, Protocol
 
 from .bundle import Bundle, Stream
+from .bundle.blocks import Cursor
 from .bundle.wsframe import binary_header
 from .errors import BadRequest
 from .playback import Playback
@@ -72,10 +73,10 @@ class Feed(Protocol):
     #: True: something is due at every tick (the engine visits the viewer each tick). False: the
     #: engine visits it only when :meth:`wake_frame` says (the timing wheel).
     every_tick: ClassVar[bool]
-    #: The stream whose ``message(i)`` is already the complete WebSocket frame for frame ``i``,
-    #: when every frame of this feed is one stored message (:class:`FrameFeed`); None otherwise.
+    #: A cursor of the stream whose ``message(i)`` is already the complete WebSocket frame for frame
+    #: ``i``, when every frame of this feed is one stored message (:class:`FrameFeed`); None otherwise.
     #: The engine's direct path then writes that zero-copy slice without a call into the feed.
-    preframed: Stream | None
+    preframed: Cursor | None
 
     def message(self, i: int, have: int) -> Message | None:
         """What brings the viewer to frame ``i``: one message, several (a tuple, written together), or None.
@@ -113,13 +114,13 @@ class FrameFeed:
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
-        self.preframed = stream  # stored pre-framed: a zero-copy slice of a shared, checked block
+        self.preframed = stream.cursor()  # this viewer's way through the stream (it remembers its block)
 
     def message(self, i: int, have: int) -> memoryview:
         return self.stream[i]
 
-    def framed_message(self, i: int, have: int) -> memoryview:
-        return self.stream.message(i)  # stored pre-framed: a zero-copy slice of a shared, checked block
+    def framed_message(self, i: int, have: int) -> memoryview | bytes:
+        return self.preframed.message(i)  # stored pre-framed: a zero-copy slice of a shared, checked block
 
     def wake_frame(self) -> int:
         return WAKE_NOW

@@ -51,7 +51,7 @@ class Block:
     memoryview of bytes (a block read from the disk cache, after its header).
     """
 
-    __slots__ = ("first", "data", "mv", "offsets", "nbytes", "ahead")
+    __slots__ = ("first", "data", "mv", "offsets", "nbytes", "ahead", "__weakref__")
 
     def __init__(self, first: int, data: "bytes | memoryview | np.ndarray", offsets: list[int]) -> None:
         self.first = first
@@ -285,6 +285,10 @@ class Stream:
         blk.ahead = nb * self.block_items >= self.count or self._cache.prefetch(
             (self._owner, self.name, nb), lambda: self._fetch(nb))  # fmt: skip
 
+    def cursor(self) -> "Cursor":
+        """A reader's own way through this stream (one per viewer): :meth:`message` that remembers its block."""
+        return Cursor(self)
+
     def fileno(self) -> int | None:
         """The open data file of a stored stream (None when derived or closed)."""
         return self._file.fd if self._file is not None else None
@@ -306,7 +310,10 @@ class Stream:
         if not 0 <= i < self.count:
             raise IndexError(f"{self.name}[{i}] out of range 0..{self.count - 1}")
         b, j = divmod(i, self.block_items)
-        blk = self.block(b)
+        return self._slice(b, j, self.block(b))
+
+    def _slice(self, b: int, j: int, blk: Block) -> memoryview:
+        """Item ``j`` of block ``b`` (``blk``); past the block's middle, its successor is asked for."""
         if not blk.ahead and self.derived and 2 * j >= self.block_items:
             self._ahead(b, blk)
         o = blk.offsets
@@ -320,10 +327,8 @@ class Stream:
 
     def message(self, i: int) -> memoryview | bytes:
         """Item ``i`` as a complete WebSocket binary frame: one slice of a cached block when pre-framed."""
-        if self.framed:
-            return self._item(i)
-        payload = self._item(i)
-        return binary_header(len(payload)) + payload
+        item = self._item(i)
+        return item if self.framed else binary_header(len(item)) + item
 
     def span(self, start: int, stop: int) -> memoryview | bytes:
         """Payloads ``start..stop`` back to back (one slice when they share a raw block, else a copy)."""
@@ -349,6 +354,51 @@ class Stream:
         self._last = (-1, None)
         if self._file is not None:
             self._file.close()
+
+
+def _no_block() -> Block | None:
+    return None
+
+
+class Cursor:
+    """One reader's way through a stream (a viewer's): :meth:`message` is :meth:`Stream.message`, but
+    the block it read last is remembered here.
+
+    The stream's own shortcut remembers one block for all its readers: viewers spread over a race
+    missed it at almost every frame and each paid a locked cache lookup. A cursor misses only when
+    its viewer enters another block, and its hit is one slice (the engine calls it per viewer per
+    tick). It holds that block weakly, so the cache alone still decides what stays in memory.
+    """
+
+    __slots__ = ("stream", "_per", "_b", "_ref", "_hit")
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._per = stream.block_items
+        self._b = -1
+        self._ref: Callable[[], Block | None] = _no_block
+        self._hit = 0  # items from this one on are served without asking for the next block
+
+    def message(self, i: int) -> memoryview | bytes:
+        b, j = divmod(i, self._per)
+        if b == self._b:
+            blk = self._ref()
+            if blk is not None and (j < self._hit or blk.ahead):
+                o = blk.offsets
+                return blk.mv[o[j] : o[j + 1]]
+        return self._miss(i, b, j)
+
+    def _miss(self, i: int, b: int, j: int) -> memoryview | bytes:
+        s = self.stream
+        if not 0 <= i < s.count:
+            raise IndexError(f"{s.name}[{i}] out of range 0..{s.count - 1}")
+        blk = s.block(b)
+        if s.framed:  # (an item of a stream stored without framing needs its header: never a plain slice)
+            self._b, self._ref = b, weakref.ref(blk)
+            # Up to the middle a hit is a slice; past it, a derived stream asks for the next block once.
+            self._hit = (self._per + 1) // 2 if s.derived else self._per
+        item = s._slice(b, j, blk)
+        return item if s.framed else binary_header(len(item)) + item
 
 
 def check_framed(name: str, first: int, data: bytes, offsets: list[int]) -> None:
