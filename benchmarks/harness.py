@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,14 +112,14 @@ def disk_cache_dir(tmp: Path, design: str) -> Path:
 
 def warm_disk_cache(path: Path, root: Path) -> int:
     """``racecast warm`` for the bundle at ``path`` into the disk cache at ``root``; returns the blocks built."""
-    from racecast.bundle import diskcache, open_bundle
+    from racecast.bundle import diskcache, open_bundle, warming
 
     saved = diskcache._DISK
     diskcache._DISK = diskcache.DiskBlockCache(root, diskcache.default_max_bytes() or diskcache.DEFAULT_MAX_BYTES)
     try:
         b = open_bundle(path)
         try:
-            return diskcache.warm(b)[1]
+            return warming.warm(b).built
         finally:
             b.close()
     finally:
@@ -146,6 +147,16 @@ class Server:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/replay/{BENCH_ID}?encoding=msgpack"  # racecast protocol (others ignore it)
+
+    def warm_metrics(self) -> dict[str, float] | str:
+        """What the server's background warm of msgpack blocks did (``racecast_warm_*`` in /metrics)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError as e:
+            return f"metrics unavailable: {e}"
+        names = {"racecast_warm_blocks_built": "blocks", "racecast_warm_cpu_seconds": "cpu_s", "racecast_warm_seconds": "wall_s"}
+        return {names[k]: float(v) for k, _, v in (ln.partition(" ") for ln in text.splitlines()) if k in names}
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         t0 = time.monotonic()
@@ -396,7 +407,9 @@ def run_designs(designs: Sequence[str], prof: Profile, data: Path, frames: int, 
             out["racecast"]["profile"] = profile_racecast(servers["racecast"], out["racecast"]["points"], prof, frames,
                                                           client_cpu, tmpd, log)  # fmt: skip
     finally:
-        for server in servers.values():
+        for d, server in servers.items():
+            if d in ("racecast", "racecast-warm") and server.alive():
+                out[d]["warm"] = server.warm_metrics()
             server.stop()
     return out
 

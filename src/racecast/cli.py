@@ -248,10 +248,11 @@ def warm(
     """Build the seed-compatible msgpack frames of replays into the disk block cache now.
 
     A format-3 bundle derives them per block the first time a process needs one (a few ms of CPU
-    per 100 frames); run this after ingest on a host that serves msgpack viewers, so that even the
-    first viewers, and seeks into parts nobody watched yet, cost what later ones do.
+    per 100 frames). `racecast serve` warms a replay in the background once its first msgpack viewer
+    arrives; run this after ingest to have it done before anyone watches (or with RACECAST_WARM=0).
     """
-    from .bundle.diskcache import disk_cache, warm as warm_bundle
+    from .bundle.diskcache import disk_cache
+    from .bundle.warming import warm as warm_bundle
 
     store = DataDir(data)
     failed = 0
@@ -260,14 +261,18 @@ def warm(
             b = open_bundle(_bundle_path(name, store))
             try:
                 with progress_bar(f"building {b.id}") as update:
-                    blocks, built = warm_bundle(b, update)
+                    report = warm_bundle(b, update)
             finally:
                 b.close()
         except (BundleError, ValueError, OSError) as e:
             out.print(f"[red]failed[/]: {name}: {e}")
             failed += 1
             continue
-        out.print(f"warm: {b.id}: {blocks} blocks in {disk_cache().root} ({built} built now)")
+        if report.refused:
+            out.print(f"[red]failed[/]: {name}: {report.refused}")
+            failed += 1
+            continue
+        out.print(f"warm: {b.id}: {report.blocks} blocks in {disk_cache().root} ({report.built} built now)")
     if failed:
         raise typer.Exit(1)
 

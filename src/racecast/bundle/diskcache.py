@@ -21,12 +21,12 @@ shares it between processes and restarts. It is a cache, never the truth:
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import threading
 import zlib
 from pathlib import Path
-from typing import Any, Callable
 
 from .blocks import Block
 
@@ -79,8 +79,7 @@ class DiskBlockCache:
         None otherwise (a damaged file is deleted so the rebuilt block replaces it)."""
         p = self.path(key, stream, b)
         try:
-            with open(p, "rb") as f:
-                raw = f.read()
+            raw = _map(p)
         except OSError:
             self.misses += 1
             return None
@@ -119,12 +118,20 @@ class DiskBlockCache:
         self.writes += 1
         with self._lock:
             if self._bytes is None:
-                self._bytes = _usage(self.root)
+                self._bytes = self.usage()
             else:
                 self._bytes += len(head) + len(offs) + len(blk.data)
             over = self._bytes > self.max_bytes
         if over:
             self.trim()
+
+    def usage(self, exclude: str | None = None) -> int:
+        """Bytes of cached files on disk now, but for those of the bundle key ``exclude``."""
+        total = 0
+        for d in _scandir(self.root):
+            if d.is_dir(follow_symlinks=False) and d.name != exclude:
+                total += _dir_bytes(Path(d.path))
+        return total
 
     def trim(self) -> None:
         """Delete the least recently used files until the directory is under 90 % of the bound."""
@@ -150,6 +157,21 @@ class DiskBlockCache:
             self._bytes = total
 
 
+def _map(p: Path) -> "mmap.mmap | bytes":
+    """The file's bytes, mapped read-only: a hit costs no copy and no fresh memory (its pages are the page
+    cache's, shared by every worker). Safe because a cache file is never rewritten in place: it is
+    written under a temporary name and renamed over, or deleted, and a mapping keeps the pages of the
+    file it mapped. (Bundles are read, never mapped: a user may copy over a bundle file in place.)"""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size < _HEAD.size:
+            return b""  # too short to be a block (and an empty file cannot be mapped): refused by _parse
+        return mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
 def manifest_digest(manifest_bytes: bytes) -> bytes:
     """The manifest's part of :func:`bundle_key` (hashed once per opened bundle)."""
     return hashlib.sha1(manifest_bytes).digest()
@@ -164,7 +186,7 @@ def bundle_key(manifest: bytes, fd: int) -> str:
     return h.hexdigest()[:24]
 
 
-def _parse(raw: bytes, first: int, count: int) -> Block | None:
+def _parse(raw: "bytes | mmap.mmap", first: int, count: int) -> Block | None:
     if len(raw) < _HEAD.size:
         return None
     magic, version, f0, n, nbytes, crc = _HEAD.unpack_from(raw)
@@ -182,15 +204,13 @@ def _parse(raw: bytes, first: int, count: int) -> Block | None:
     return Block(first, memoryview(raw)[start:], offs)  # a view: no second copy of the block
 
 
-def _usage(root: Path) -> int:
+def _dir_bytes(d: Path) -> int:
     total = 0
-    for d in _scandir(root):
-        if d.is_dir(follow_symlinks=False):
-            for e in _scandir(Path(d.path)):
-                try:
-                    total += e.stat(follow_symlinks=False).st_size
-                except OSError:
-                    pass
+    for e in _scandir(d):
+        try:
+            total += e.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
     return total
 
 
@@ -221,30 +241,3 @@ def disk_cache() -> DiskBlockCache:
         if _DISK is None:
             _DISK = DiskBlockCache(default_dir(), default_max_bytes())
         return _DISK
-
-
-def warm(bundle: Any, progress: Callable[[float], None] | None = None) -> tuple[int, int]:
-    """Build every msgpack block of a format-3 ``bundle`` into the disk cache, so that no viewer waits
-    for one and the first viewers cost what later ones do; returns (blocks, blocks built now).
-
-    Blocks already there are read and kept (a cheap check). Raises ValueError when there is nothing to
-    do: the disk cache is off, or the bundle stores its msgpack frames (format 2).
-    """
-    s = bundle.streams["msgpack"]
-    disk = disk_cache()
-    if not disk.enabled:
-        raise ValueError("the disk block cache is off (RACECAST_DISK_CACHE_MB=0): nothing to warm")
-    if not s.derived:
-        raise ValueError(f"{bundle.id} stores its msgpack frames (format {bundle.format_version}): nothing to build")
-    n = -(-s.count // s.block_items)
-    written = disk.writes
-    for k in range(n):
-        blk = s.fetch_block(k)
-        if k == 0 and n * len(blk.data) > 0.9 * disk.max_bytes:  # it would evict its own first blocks
-            raise ValueError(
-                f"{bundle.id} needs about {n * len(blk.data) / 1e6:.0f} MB of msgpack blocks; the disk cache holds "
-                f"{disk.max_bytes / 1e6:.0f} MB (raise RACECAST_DISK_CACHE_MB)"
-            )
-        if progress is not None:
-            progress((k + 1) / n)
-    return n, disk.writes - written

@@ -148,6 +148,21 @@ class Bundle:
             else:
                 raise BundleError(f"{self.path}: stream {name!r} cannot be derived by this racecast (from a newer one?)")
 
+    def disk_cache_key(self) -> str | None:
+        """This bundle's identity in the disk block cache now (``diskcache.bundle_key``); None when it
+        derives nothing (format 1-2), the cache is off or the bundle is closed."""
+        d = self._deriver
+        if d is None or d.disk is None or not d.disk.enabled:
+            return None
+        return d.disk_key()
+
+    def store_msgpack_block(self, b: int) -> int:
+        """Build msgpack block ``b`` into the disk block cache unless it is there (``bundle/warming.py``);
+        returns the bytes built, or 0. Format 3 only, with a disk cache."""
+        if self._deriver is None:
+            raise BundleError(f"{self.path}: format {self.format_version} stores its msgpack frames")
+        return self._deriver.store_msgpack(b)
+
     # -- frames ---------------------------------------------------------------------
     def frame(self, i: int, encoding: str = "msgpack") -> memoryview:
         """Pre-encoded payload of frame ``i``: a zero-copy slice of a cached block."""

@@ -168,32 +168,32 @@ class Deriver:
 
     # -- chunks ----------------------------------------------------------------------------
     def chunks_stream(self, info: dict[str, Any]) -> Stream:
-        gz, cf, n_frames = self.gz, self.chunk_frames, self.bundle.n_frames
-
-        def load(b: int) -> Block:
-            src = gz.block(b)
-            out: list[bytes] = []
-            offs = [0]
-            for j in range(len(src)):
-                k = src.first + j
-                try:
-                    raw = zlib.decompress(src.mv[src.offsets[j] : src.offsets[j + 1]], wbits=31)
-                except zlib.error as e:
-                    raise BlockError(f"chunk {k} of {self.bundle.path} does not decompress ({e}): the bundle is corrupt") from None
-                first, nf = self._header(k, raw)
-                want = min(cf, n_frames - k * cf)
-                if first != k * cf or nf != want:
-                    raise BlockError(
-                        f"chunk {k} of {self.bundle.path} holds frames {first}+{nf}, expected {k * cf}+{want}:"
-                        " the bundle was replaced or is corrupt"
-                    )
-                out.append(raw)
-                offs.append(offs[-1] + len(raw))
-            return Block(src.first, b"".join(out), offs)
-
-        s = Stream("chunks", info, gz.count, CHUNK_BLOCK, load, self.bundle, framed=False, derived=True)
+        s = Stream("chunks", info, self.gz.count, CHUNK_BLOCK, self._raw_chunks, self.bundle, framed=False, derived=True)
         self.chunks = s
         return s
+
+    def _raw_chunks(self, b: int, cached: bool = True) -> Block:
+        """Chunk block ``b`` decompressed and checked; ``cached``: its gzip block through the memory cache."""
+        gz, cf, n_frames = self.gz, self.chunk_frames, self.bundle.n_frames
+        src = gz.block(b) if cached else gz.load_block(b)
+        out: list[bytes] = []
+        offs = [0]
+        for j in range(len(src)):
+            k = src.first + j
+            try:
+                raw = zlib.decompress(src.mv[src.offsets[j] : src.offsets[j + 1]], wbits=31)
+            except zlib.error as e:
+                raise BlockError(f"chunk {k} of {self.bundle.path} does not decompress ({e}): the bundle is corrupt") from None
+            first, nf = self._header(k, raw)
+            want = min(cf, n_frames - k * cf)
+            if first != k * cf or nf != want:
+                raise BlockError(
+                    f"chunk {k} of {self.bundle.path} holds frames {first}+{nf}, expected {k * cf}+{want}:"
+                    " the bundle was replaced or is corrupt"
+                )
+            out.append(raw)
+            offs.append(offs[-1] + len(raw))
+        return Block(src.first, b"".join(out), offs)
 
     def _header(self, k: int, raw: bytes) -> tuple[int, int]:
         """Check chunk ``k``'s length and CRC-32; return its first frame and frame count (the full
@@ -214,11 +214,12 @@ class Deriver:
             vals.append(v)
         return vals[0], vals[1]
 
-    def decoded(self, b: int) -> tuple[int, dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+    def decoded(self, b: int, cached: bool = True) -> tuple[int, dict[str, np.ndarray], list[list[tuple[int, int]]]]:
         """Chunk block ``b`` decoded: (first frame, quantized columns (frames, drivers) plus ``t`` and
-        ``leader_lap``, each chunk's weather)."""
+        ``leader_lap``, each chunk's weather). ``cached``: its chunks through the memory cache (else
+        nothing of it is kept: the background warm)."""
         assert self.chunks is not None
-        blk = self.chunks.block(b)
+        blk = self.chunks.block(b) if cached else self._raw_chunks(b, cached=False)
         try:
             run = decode_chunk_run([blk.mv[blk.offsets[j] : blk.offsets[j + 1]] for j in range(len(blk))], self.codes)
         except ChunkRunError as e:
@@ -253,7 +254,7 @@ class Deriver:
             def fetch(b: int) -> Block:
                 """The block from the disk cache when an intact copy of this very bundle's is there, else built
                 (and stored)."""
-                key = self._disk_key()
+                key = self.disk_key()
                 if key is None:
                     return load(b)
                 first = b * per
@@ -266,7 +267,8 @@ class Deriver:
         return Stream(name, info, self.bundle.n_frames, per, load, self.bundle, framed=framed, derived=True,
                       fetch=fetch)  # fmt: skip
 
-    def _disk_key(self) -> str | None:
+    def disk_key(self) -> str | None:
+        """This bundle's key in the disk cache now (None when its chunks file is closed)."""
         fd = self.gz.fileno()
         if fd is None:
             return None
@@ -274,6 +276,19 @@ class Deriver:
             return bundle_key(self._manifest_digest, fd)
         except OSError:
             return None
+
+    def store_msgpack(self, b: int) -> int:
+        """Block ``b`` of the msgpack frames built into the disk cache unless its file is there; the bytes
+        built, or 0. Neither memory cache is touched: warming never pushes out what viewers use."""
+        key = self.disk_key()
+        if self.disk is None or not self.disk.enabled or key is None:
+            raise BlockError(f"{self.bundle.path}: no disk cache to build msgpack blocks into")
+        if self.disk.path(key, "msgpack", b).exists():
+            return 0
+        f0, q, _ = self.decoded(b, cached=False)
+        blk = self._msgpack(f0, q, self.bundle.streams["msgpack"].framed)
+        self.disk.write(key, "msgpack", b, blk)
+        return len(blk.data)
 
     def _compact(self, f0: int, q: dict[str, np.ndarray], weathers: list[list[tuple[int, int]]]) -> list[bytes]:
         return compact_payloads(q, f0, self.codes, weathers, self.chunk_frames)

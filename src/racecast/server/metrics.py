@@ -11,6 +11,8 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ..bundle import warming
+
 _TICK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -72,6 +74,13 @@ class Metrics:
         self.replays_open = Gauge("racecast_replays_open", "Replay bundles opened (mapped) by this process", registry=r)
         self.buffer_max = Gauge("racecast_viewer_buffer_max_bytes", "Largest per-viewer send buffer right now", registry=r)
         self.buffer_total = Gauge("racecast_viewer_buffer_bytes", "Bytes buffered for all viewers right now", registry=r)
+        # The process's background warm (bundle/warming.py): read from its warmer when scraped.
+        self.warm_blocks = Gauge("racecast_warm_blocks_built", "Msgpack blocks built into the disk cache in the background", registry=r)
+        self.warm_cpu = Gauge("racecast_warm_cpu_seconds", "CPU time the background warm of msgpack blocks has taken", registry=r)
+        self.warm_wall = Gauge("racecast_warm_seconds", "Wall time the background warm of msgpack blocks has taken", registry=r)
+        self.warm_blocks.set_function(lambda: float(warming.WARMER.blocks_built))
+        self.warm_cpu.set_function(lambda: float(warming.WARMER.cpu_s))
+        self.warm_wall.set_function(lambda: float(warming.WARMER.wall_s))
 
     def bind(
         self,

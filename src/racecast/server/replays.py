@@ -25,6 +25,7 @@ import numpy as np
 from ..analysis.compare import seed_quali_segments
 from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
 from ..bundle.blocks import CACHE
+from ..bundle import warming
 from ..bundle.format import MANIFEST
 from ..errors import BadRequest, NotFound
 from ..protocol import Bounds
@@ -275,6 +276,7 @@ class Replays:
             self._stamps.pop(replay_id, None)
         self.data.forget(replay_id)
         if old is not None:  # its blocks go now (a viewer still on it rebuilds what it plays)
+            warming.WARMER.cancel(old.bundle)
             CACHE.drop(old.bundle)
 
     def summaries(self) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..bundle import BundleError
+from ..bundle import BundleError, warming
 from ..errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INGEST_FAILED,
@@ -166,6 +166,8 @@ async def replay_socket(ws: WebSocket, state: ServerState) -> None:
         bundle = replay.bundle
         playback = Playback(bundle.n_frames, bundle.fps)
         feed = make_feed(bundle, playback, dict(ws.query_params))
+        if feed.stream.name == "msgpack":
+            warming.WARMER.request(bundle)  # once per replay: its seeks then read blocks instead of building them
         admission = None
         if "room" in ws.query_params:
             admission = await _admit(ws, state, replay_id)
