@@ -128,6 +128,18 @@ def test_a_warm_never_evicts_other_replays_blocks(tmp_path, monkeypatch, bundle,
         warming.warm(open_bundle(bundle))
 
 
+def test_at_most_max_queued_replays_wait_for_the_warmer(disk, tmp_path, race, monkeypatch):
+    monkeypatch.setattr(warming, "MAX_QUEUED", 3)
+    w = Warmer(enabled=True, pace=1e6)  # its first replay rests "for ever" after one block: the rest wait
+    bundles = [open_bundle(write_bundle(race, tmp_path / f"r{k}")) for k in range(5)]
+    assert w.request(bundles[0])
+    wait_until(lambda: _files(disk), timeout=60, what="the first replay's first block")
+    assert [w.request(b) for b in bundles[1:]] == [True, True, True, False]  # three queued, the fourth refused
+    for b in bundles:
+        w.cancel(b)
+    assert w.wait(T(60)) and [r.built for r in w.reports] == [1]  # the queued ones were dropped unwarmed
+
+
 def test_a_replay_another_process_is_warming_is_left_to_it(disk, bundle):
     b = open_bundle(bundle)
     key = b.disk_cache_key()
@@ -138,7 +150,7 @@ def test_a_replay_another_process_is_warming_is_left_to_it(disk, bundle):
         w = Warmer(enabled=True, pace=0.0)
         assert w.request(b)
         r = _warmed(w)
-    assert r.refused == "another process is warming it" and r.built == 0 and _files(disk) == []
+    assert r.refused == warming.ELSEWHERE and r.built == 0 and _files(disk) == []
 
 
 def test_a_cancelled_warm_stops_and_keeps_no_bundle_alive(disk, bundle):

@@ -44,6 +44,8 @@ MAX_QUEUED = 16
 #: After a block that took ``c`` s of CPU the background thread sleeps ``PACE * c``: it takes at most
 #: 1 / (1 + PACE) of the process's time, in slices of one block (~3 ms), so the ticker is never held up long.
 PACE = 1.0
+#: Why a replay is not warmed here: another process of the machine is warming it (not worth a warning).
+ELSEWHERE = "another process is warming it"
 #: Share of the disk cache's bound a warmed replay may fill together with what is already there.
 FILL = 0.9
 
@@ -169,7 +171,10 @@ class Warmer:
         if key is None:
             return False
         with self._wake:
-            if key in self._asked or len(self._queue) >= MAX_QUEUED:
+            if key in self._asked:
+                return False
+            if len(self._queue) >= MAX_QUEUED:
+                log.warning("not warming %s: %d replays are queued for warming already", bundle.id, MAX_QUEUED)
                 return False
             self._asked.add(key)
             self._queue.append((key, weakref.ref(bundle)))
@@ -214,7 +219,7 @@ class Warmer:
             self.cpu_s += report.cpu_s
             self.wall_s += report.wall_s
             if report.refused:
-                log.info("not warming %s: %s", report.replay, report.refused)
+                (log.info if report.refused == ELSEWHERE else log.warning)("not warming %s: %s", report.replay, report.refused)
             else:
                 log.info("warmed %s: %d of %d msgpack blocks built into the disk cache, %.2f s of CPU over %.1f s",
                          report.replay, report.built, report.blocks, report.cpu_s, report.wall_s)  # fmt: skip
@@ -222,7 +227,7 @@ class Warmer:
     def _warm_one(self, key: str, bundle: Any) -> WarmReport:
         lock = _try_lock(diskcache.disk_cache().root / f".{key}.warming")
         if lock is None:
-            return WarmReport(bundle.id, refused="another process is warming it")
+            return WarmReport(bundle.id, refused=ELSEWHERE)
         try:
             stop = self._stop_current
             return warm(bundle, pace=self.pace, beside_others=True, go_on=lambda: not stop.is_set(), rest=stop.wait)
