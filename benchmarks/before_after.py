@@ -216,8 +216,12 @@ def _verdict(doc: dict[str, Any]) -> list[str]:
         ok = [p for p in doc["points"] if p[key]["median"] is not None and p[key]["median"] <= target]
         bad = [p for p in doc["points"] if p[key]["median"] is not None and p[key]["median"] > target]
         where = ", ".join(f"{p['speed']:g}x {p['viewers']:,} viewers {_x(p[key]['median'])}" for p in bad)
+        first = doc["points"][0] if doc["points"] else None
+        warming_then = label == "Cold" and any(isinstance(r["designs"].get("racecast", {}).get("warm"), dict) for r in doc["rounds"])
+        note = (" (the first point: the server warms the replay during it)"
+                if warming_then and len(bad) == 1 and bad[0] is first else "")  # fmt: skip
         out.append(f"- **{label}:** median ratio within ×{target:g} at {len(ok)} of {len(ok) + len(bad)} points"
-                   + (f"; over it at {where}." if bad else "."))  # fmt: skip
+                   + (f"; over it at {where}{note}." if bad else "."))  # fmt: skip
     return out
 
 
