@@ -177,7 +177,7 @@ def render(doc: dict[str, Any], results: str = "") -> str:
         f"half of the race and {prof['seekers']} of them seek {prof['seeks']} times to random frames inside the window).",
         "",
         "*cold*: racecast serving the format-3 bundle with an empty disk block cache (a msgpack block is built from "
-        "the chunks the first time the process needs it, and the whole replay in the background from its first viewer). *warm*: the same with the disk cache filled before the "
+        "the chunks the first time the process needs it, and the whole replay in the background once a viewer plays). *warm*: the same with the disk cache filled before the "
         "server starts (every start after the first, every further worker). *before*: racecast at "
         f"`{doc['before_rev']}` (format 2: every frame stored, memory-mapped).",
         "",
@@ -201,9 +201,9 @@ def render(doc: dict[str, Any], results: str = "") -> str:
     warms = [w for w in warms if isinstance(w, dict) and "cpu_s" in w]
     if warms:
         lines += [f"*cold*'s background warm (the server builds every msgpack block of the replay into the disk cache "
-                  f"once its first msgpack viewer arrives, at the lowest CPU priority, resting as long as it works): "
+                  f"once a msgpack viewer first plays or seeks, at the lowest CPU priority, resting as long as it works): "
                   f"{_median([w['blocks'] for w in warms]):.0f} blocks, {_median([w['cpu_s'] for w in warms]):.2f} s of CPU "
-                  f"over {_median([w['wall_s'] for w in warms]):.2f} s from the first viewer (median of {len(warms)} rounds), "
+                  f"over {_median([w['wall_s'] for w in warms]):.2f} s from the first play (median of {len(warms)} rounds), "
                   "once per replay per machine. It overlaps the first point's window; the later points find it done.", ""]  # fmt: skip
     lines += _verdict(doc)
     return "\n".join(lines) + "\n"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import gc
+import json
 import weakref
 from pathlib import Path
 
@@ -27,41 +27,13 @@ from racecast.server import create_app
 from tests.factories import tiny_race
 from tests.serverutil import T, ViewerClient, async_wait_until, running, wait_until
 
-N = 450  # 5 msgpack blocks of 100 frames, the last one short
-BLOCKS = 5
+from tests.test_diskcache import N, _built, bundle, disk, race  # noqa: F401  (fixtures shared with the disk cache's tests)
 
-
-@pytest.fixture(scope="module")
-def race():
-    return tiny_race(n_frames=N, n_drivers=4, retire=True, race_id="tiny")
-
-
-@pytest.fixture()
-def disk(tmp_path, monkeypatch):
-    d = DiskBlockCache(tmp_path / "cache", max_bytes=64 << 20)
-    monkeypatch.setattr(diskcache, "_DISK", d)
-    return d
-
-
-@pytest.fixture()
-def bundle(tmp_path, race):
-    return write_bundle(race, tmp_path / "tiny")
+BLOCKS = -(-N // 100)  # msgpack blocks of 100 frames, the last one short
 
 
 def _files(d: DiskBlockCache, key: str | None = None) -> list[Path]:
     return sorted((d.root / key if key else d.root).rglob("*.blk"))
-
-
-def _built(path: Path) -> list[bytes]:
-    """Every msgpack frame message built from the chunks, bypassing both caches."""
-    b = open_bundle(path)
-    s = b.streams["msgpack"]
-    out = []
-    for k in range(-(-s.count // s.block_items)):
-        blk = s.load_block(k)
-        out += [bytes(blk.mv[blk.offsets[j] : blk.offsets[j + 1]]) for j in range(len(blk))]
-    b.close()
-    return out
 
 
 def _warmed(w: Warmer) -> warming.WarmReport:
@@ -186,7 +158,7 @@ def test_a_mapped_block_keeps_its_bytes_when_its_file_is_replaced_or_deleted(dis
     b.close()
 
 
-def test_the_server_warms_a_replay_from_its_first_msgpack_viewer(tmp_path, monkeypatch, race):
+def test_the_server_warms_a_replay_once_a_msgpack_viewer_plays(tmp_path, monkeypatch, race):
     d = DiskBlockCache(tmp_path / "cache", max_bytes=64 << 20)
     monkeypatch.setattr(diskcache, "_DISK", d)
     w = Warmer(enabled=True, pace=0.0)
@@ -199,16 +171,19 @@ def test_the_server_warms_a_replay_from_its_first_msgpack_viewer(tmp_path, monke
             async with websockets.connect(srv.ws_url("tiny", "?mode=chunks")) as chunky:
                 while json.loads(await asyncio.wait_for(chunky.recv(), T(10)))["type"] != "loading_complete":
                     pass
-                assert await asyncio.wait_for(chunky.recv(), T(10))  # its first chunk
-                assert w.wait(0) and not w.reports  # a chunk viewer needs no msgpack blocks
+                await chunky.send(json.dumps({"action": "play", "speed": 1}))
+                assert await asyncio.wait_for(chunky.recv(), T(10))
             v = await ViewerClient.open(srv.ws_url("tiny"))
             await v.ready()
+            await v.command(action="pause")
+            assert w.wait(0) and not w.reports  # a chunk viewer, and a msgpack one that only connected: nothing
+            await v.command(action="seek", frame=300)
             await async_wait_until(lambda: w.reports, what="the background warm")
             await v.close()
 
         asyncio.run(go())
         r = _warmed(w)
-        assert (r.blocks, r.refused) == (BLOCKS, None) and r.built >= BLOCKS - 2  # (the viewer built its own)
+        assert (r.blocks, r.refused) == (BLOCKS, None) and r.built >= BLOCKS - 3  # (the viewer built its own)
         assert len(_files(d)) == BLOCKS
         assert srv.metric("racecast_warm_blocks_built") == r.built
         assert srv.metric("racecast_warm_cpu_seconds") > 0

@@ -248,8 +248,8 @@ def warm(
     """Build the seed-compatible msgpack frames of replays into the disk block cache now.
 
     A format-3 bundle derives them per block the first time a process needs one (a few ms of CPU
-    per 100 frames). `racecast serve` warms a replay in the background once its first msgpack viewer
-    arrives; run this after ingest to have it done before anyone watches (or with RACECAST_WARM=0).
+    per 100 frames). `racecast serve` warms a replay in the background once a msgpack viewer
+    plays or seeks it; run this after ingest to have it done before anyone watches (or with RACECAST_WARM=0).
     """
     from .bundle.diskcache import disk_cache
     from .bundle.warming import warm as warm_bundle

@@ -33,6 +33,7 @@ from ..protocol import (
     MAX_COMMAND_BYTES,
     Command,
     ProtocolError,
+    Play,
     RateLimiter,
     Seek,
     SeekPacer,
@@ -166,8 +167,6 @@ async def replay_socket(ws: WebSocket, state: ServerState) -> None:
         bundle = replay.bundle
         playback = Playback(bundle.n_frames, bundle.fps)
         feed = make_feed(bundle, playback, dict(ws.query_params))
-        if feed.stream.name == "msgpack":
-            warming.WARMER.request(bundle)  # once per replay: its seeks then read blocks instead of building them
         admission = None
         if "room" in ws.query_params:
             admission = await _admit(ws, state, replay_id)
@@ -278,6 +277,9 @@ async def _read_commands(ws: WebSocket, state: ServerState, viewer: Viewer, repl
     loop = asyncio.get_running_loop()
     timer: asyncio.TimerHandle | None = None
     seeks_counter = metrics.commands.labels("seek")
+    # A msgpack viewer that plays or seeks has the replay warmed (once per replay: its later seeks, and
+    # other viewers', read blocks instead of building them). One that only connects costs nothing.
+    warm = viewer.stream.name == "msgpack" and viewer.stream.derived
 
     def apply(cmd: Command, arrival: float, merged: int = 0) -> None:
         if isinstance(cmd, Seek) and not pb.already_at(cmd.frame, arrival):
@@ -324,6 +326,9 @@ async def _read_commands(ws: WebSocket, state: ServerState, viewer: Viewer, repl
                 continue
             if not viewer.acks and is_extension(cmd):
                 viewer.acks = True  # the client speaks racecast's protocol: it gets its replies from now on
+            if warm and type(cmd) in (Play, Seek):
+                warm = False  # asked once per connection (the warmer itself warms a replay once)
+                warming.WARMER.request(bundle)
             if viewer.room is not None and state.rooms is not None:
                 # A room member: the command moves the whole room (not paced per connection: every
                 # member gets each acknowledgement), or is refused with an error to this member only.
