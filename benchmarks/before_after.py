@@ -201,7 +201,7 @@ def render(doc: dict[str, Any], results: str = "") -> str:
     warms = [w for w in warms if isinstance(w, dict) and "cpu_s" in w]
     if warms:
         lines += [f"*cold*'s background warm (the server builds every msgpack block of the replay into the disk cache "
-                  f"once a msgpack viewer first plays or seeks, at the lowest CPU priority, resting as long as it works): "
+                  f"once a msgpack viewer first plays, at the lowest CPU priority, resting as long as it works): "
                   f"{_median([w['blocks'] for w in warms]):.0f} blocks, {_median([w['cpu_s'] for w in warms]):.2f} s of CPU "
                   f"over {_median([w['wall_s'] for w in warms]):.2f} s from the first play (median of {len(warms)} rounds), "
                   "once per replay per machine. It overlaps the first point's window; the later points find it done.", ""]  # fmt: skip

@@ -158,7 +158,7 @@ def test_a_mapped_block_keeps_its_bytes_when_its_file_is_replaced_or_deleted(dis
     b.close()
 
 
-def test_the_server_warms_a_replay_once_a_msgpack_viewer_plays(tmp_path, monkeypatch, race):
+def test_the_server_warms_a_replay_once_a_msgpack_viewer_plays_it(tmp_path, monkeypatch, race):
     d = DiskBlockCache(tmp_path / "cache", max_bytes=64 << 20)
     monkeypatch.setattr(diskcache, "_DISK", d)
     w = Warmer(enabled=True, pace=0.0)
@@ -176,8 +176,9 @@ def test_the_server_warms_a_replay_once_a_msgpack_viewer_plays(tmp_path, monkeyp
             v = await ViewerClient.open(srv.ws_url("tiny"))
             await v.ready()
             await v.command(action="pause")
-            assert w.wait(0) and not w.reports  # a chunk viewer, and a msgpack one that only connected: nothing
             await v.command(action="seek", frame=300)
+            assert w.wait(0) and not w.reports  # a chunk viewer; a msgpack one that connected and positioned itself
+            await v.command(action="play", speed=1)
             await async_wait_until(lambda: w.reports, what="the background warm")
             await v.close()
 

@@ -249,7 +249,7 @@ def warm(
 
     A format-3 bundle derives them per block the first time a process needs one (a few ms of CPU
     per 100 frames). `racecast serve` warms a replay in the background once a msgpack viewer
-    plays or seeks it; run this after ingest to have it done before anyone watches (or with RACECAST_WARM=0).
+    plays it; run this after ingest to have it done before anyone watches (or with RACECAST_WARM=0).
     """
     from .bundle.diskcache import disk_cache
     from .bundle.warming import warm as warm_bundle

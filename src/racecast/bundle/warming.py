@@ -1,5 +1,5 @@
 """A replay's msgpack blocks built into the disk cache ahead of use: by ``racecast warm``, or in the
-background once a msgpack viewer of the server first plays or seeks the replay.
+background once a msgpack viewer of the server first plays the replay.
 
 Format 3 derives the seed-compatible msgpack frames a block (100 frames) at a time
 (``streams.Deriver``) and keeps each built block on disk (``diskcache.py``). A block

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..analysis.compare import seed_quali_segments
-from ..bundle import Bundle, BundleError, DataDir, summary, validate_id
+from ..bundle import Bundle, BundleError, DataDir, summary, validate_id, warming
 from ..bundle.blocks import CACHE
-from ..bundle import warming
 from ..bundle.format import MANIFEST
 from ..errors import BadRequest, NotFound
 from ..protocol import Bounds

@@ -277,8 +277,9 @@ async def _read_commands(ws: WebSocket, state: ServerState, viewer: Viewer, repl
     loop = asyncio.get_running_loop()
     timer: asyncio.TimerHandle | None = None
     seeks_counter = metrics.commands.labels("seek")
-    # A msgpack viewer that plays or seeks has the replay warmed (once per replay: its later seeks, and
-    # other viewers', read blocks instead of building them). One that only connects costs nothing.
+    # A msgpack viewer that plays has the replay warmed (once per replay: its later seeks, and other
+    # viewers', read blocks instead of building them). One that only connects, or only positions itself
+    # while paused, is not watching yet: it builds the blocks it shows, and costs no warm.
     warm = viewer.stream.name == "msgpack" and viewer.stream.derived
 
     def apply(cmd: Command, arrival: float, merged: int = 0) -> None:
@@ -326,7 +327,7 @@ async def _read_commands(ws: WebSocket, state: ServerState, viewer: Viewer, repl
                 continue
             if not viewer.acks and is_extension(cmd):
                 viewer.acks = True  # the client speaks racecast's protocol: it gets its replies from now on
-            if warm and type(cmd) in (Play, Seek):
+            if warm and type(cmd) is Play:
                 warm = False  # asked once per connection (the warmer itself warms a replay once)
                 warming.WARMER.request(bundle)
             if viewer.room is not None and state.rooms is not None:
