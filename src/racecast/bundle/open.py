@@ -36,6 +36,7 @@ from ..race import (
     frame_of_lap,
 )
 from .blocks import CACHE, Stream
+from .diskcache import DiskBlockCache
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, MAX_MANIFEST_BYTES, BundleError, content_hash
 from .quantize import dequantize_columns
 from .streams import Deriver, compressor, stored_stream
@@ -148,13 +149,16 @@ class Bundle:
             else:
                 raise BundleError(f"{self.path}: stream {name!r} cannot be derived by this racecast (from a newer one?)")
 
-    def disk_cache_key(self) -> str | None:
-        """This bundle's identity in the disk block cache now (``diskcache.bundle_key``); None when it
-        derives nothing (format 1-2), the cache is off or the bundle is closed."""
+    def disk_cache(self) -> DiskBlockCache | None:
+        """The disk block cache this bundle's msgpack blocks go to (None: it derives nothing, format 1-2,
+        or the cache is off)."""
         d = self._deriver
-        if d is None or d.disk is None or not d.disk.enabled:
-            return None
-        return d.disk_key()
+        return d.disk if d is not None and d.disk is not None and d.disk.enabled else None
+
+    def disk_cache_key(self) -> str | None:
+        """This bundle's identity in its disk block cache now (``diskcache.bundle_key``); None when it
+        has no disk cache or is closed."""
+        return self._deriver.disk_key() if self.disk_cache() is not None else None  # type: ignore[union-attr]
 
     def store_msgpack_block(self, b: int) -> int:
         """Build msgpack block ``b`` into the disk block cache unless it is there (``bundle/warming.py``);

@@ -242,9 +242,9 @@ class Deriver:
         framed = info.get("framing") == "websocket"
 
         def load(b: int) -> Block:
-            f0, q, weathers = self.decoded(b)
             if name == "msgpack":
-                return self._msgpack(f0, q, framed)
+                return self._msgpack_block(b, framed)
+            f0, q, weathers = self.decoded(b)
             return _block(f0, self._compact(f0, q, weathers), framed)
 
         fetch = None
@@ -285,8 +285,7 @@ class Deriver:
             raise BlockError(f"{self.bundle.path}: no disk cache to build msgpack blocks into")
         if self.disk.path(key, "msgpack", b).exists():
             return 0
-        f0, q, _ = self.decoded(b, cached=False)
-        blk = self._msgpack(f0, q, self.bundle.streams["msgpack"].framed)
+        blk = self._msgpack_block(b, self.bundle.streams["msgpack"].framed, cached=False)
         self.disk.write(key, "msgpack", b, blk)
         return len(blk.data)
 
@@ -298,7 +297,9 @@ class Deriver:
             self._template = dataclasses.replace(self.bundle.race_header(), validate=False)
         return self._template
 
-    def _msgpack(self, f0: int, q: dict[str, np.ndarray], framed: bool) -> Block:
+    def _msgpack_block(self, b: int, framed: bool, cached: bool = True) -> Block:
+        """Msgpack block ``b`` built from its chunks (``cached``: read through the memory cache)."""
+        f0, q, _ = self.decoded(b, cached)
         n = q["t"].shape[0]
         tpl = self.template()
         if self._weather is None:

@@ -71,11 +71,11 @@ class WarmReport:
 
 def _check(bundle: Any) -> tuple[Any, diskcache.DiskBlockCache, str]:
     s = bundle.streams["msgpack"]
-    disk = diskcache.disk_cache()
-    if not disk.enabled:
-        raise WarmRefused("the disk block cache is off (RACECAST_DISK_CACHE_MB=0): nothing to warm")
     if not s.derived:
         raise WarmRefused(f"{bundle.id} stores its msgpack frames (format {bundle.format_version}): nothing to build")
+    disk = bundle.disk_cache()  # the one its blocks are written to
+    if disk is None:
+        raise WarmRefused("the disk block cache is off (RACECAST_DISK_CACHE_MB=0): nothing to warm")
     key = bundle.disk_cache_key()
     if key is None:
         raise WarmRefused(f"{bundle.id}: its chunks file is closed")
@@ -226,7 +226,10 @@ class Warmer:
                          report.replay, report.built, report.blocks, report.cpu_s, report.wall_s)  # fmt: skip
 
     def _warm_one(self, key: str, bundle: Any) -> WarmReport:
-        lock = _try_lock(diskcache.disk_cache().root / f".{key}.warming")
+        disk = bundle.disk_cache()
+        if disk is None:
+            return WarmReport(bundle.id, refused="the disk block cache is off")
+        lock = _try_lock(disk.root / f".{key}.warming")
         if lock is None:
             return WarmReport(bundle.id, refused=ELSEWHERE)
         try:
